@@ -1,0 +1,48 @@
+# The two commands (see README):
+#   make demo   bring up the local control plane, install CRDs + webhook, run the operator, walk sample jobs
+#   make test   the whole test suite (static checks, unit, integration against a real kube-apiserver)
+# Everything they need is built or installed on first use and cached outside the repo
+# (~/.cache/jobwarden and ~/go for the Kubernetes binaries, .venv for Python).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test check unit integration binaries down clean bench
+
+demo: $(STAMP) binaries
+	$(PY) -m devcluster.demo
+
+test: $(STAMP) binaries check
+	$(PY) -m pytest -q -p no:cacheprovider
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check operator tests devcluster
+	$(VENV)/bin/ruff format --check operator tests devcluster
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: $(STAMP) binaries
+	$(PY) -m pytest -q tests/integration
+
+binaries:
+	bash devcluster/build.sh >/dev/null
+
+bench: $(STAMP) binaries
+	$(PY) -m benchmarks.run
+
+down: $(STAMP)
+	$(PY) -m devcluster down --name demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,363 @@
+"""Bring the local control plane up and down.
+
+`up(name)` is idempotent: a healthy cluster with that name is reused, a broken one is torn down and
+started afresh. Every component listens on a free loopback port, so several named clusters (a demo
+and a test run) can live side by side. Processes are detached (own session) and outlive the caller;
+`down(name)` stops them. State lives in `$JOBWARDEN_CACHE/clusters/<name>/` (default
+`~/.cache/jobwarden`), never in the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from jobwarden.shell import certs
+
+HERE = Path(__file__).resolve().parent
+K8S_VERSION = "v1.37.2"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# KCM runs only what a kubelet-less test cluster needs: ownerReference garbage collection, namespace
+# deletion, default ServiceAccounts and their tokens, the root CA ConfigMap. Node lifecycle is left
+# out on purpose: kwok's nodes would otherwise be tainted and their pods evicted.
+KCM_CONTROLLERS = (
+    "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
+    "serviceaccount-token-controller,root-ca-certificate-publisher-controller"
+)
+FAKE_NODE = "kwok-node-0"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("JOBWARDEN_CACHE", Path.home() / ".cache" / "jobwarden"))
+
+
+def bin_dir() -> Path:
+    return cache_dir() / f"k8s-{K8S_VERSION}" / "bin"
+
+
+def log(message: str) -> None:
+    print(f"[devcluster {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Cluster:
+    name: str
+    root: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return bin_dir() / "kubectl"
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def save(self) -> None:
+        state = {"name": self.name, "ports": self.ports, "pids": self.pids}
+        (self.root / "state.json").write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, name: str) -> Cluster | None:
+        root = cache_dir() / "clusters" / name
+        try:
+            state = json.loads((root / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(name=name, root=root, ports=state["ports"], pids=state["pids"])
+
+    def alive(self) -> bool:
+        return all(_pid_is_ours(self.pids.get(c)) for c in COMPONENTS) and self._ready()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.root / "pki" / "ca.crt"))
+        ctx.load_cert_chain(str(self.root / "pki" / "admin.crt"), str(self.root / "pki" / "admin.key"))
+        return ctx
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.server}/readyz", context=self._ssl_context(), timeout=3) as r:
+                return bool(r.status == 200)
+        except (OSError, urllib.error.URLError, ssl.SSLError):
+            return False
+
+    def summary(self) -> dict[str, object]:
+        return {"name": self.name, "kubeconfig": str(self.kubeconfig), "server": self.server, **asdict(self)}
+
+
+def _pid_is_ours(pid: int | None) -> bool:
+    """True if `pid` is a live process started from our binaries (guards against reused pids)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(bin_dir()).encode() in cmdline
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_binaries() -> None:
+    """Build (or find cached) binaries; the first run on a fresh machine compiles for a while."""
+    subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.DEVNULL)
+
+
+def _write_pki(pki: Path) -> None:
+    pki.mkdir(parents=True, exist_ok=True)
+    ca = certs.make_ca("jobwarden-devcluster-ca")
+    ca.write(pki / "ca.crt", pki / "ca.key")
+    hosts = [
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "10.96.0.1",
+    ]
+    certs.issue(ca, "kube-apiserver", hosts=hosts).write(pki / "apiserver.crt", pki / "apiserver.key")
+    certs.issue(ca, "jobwarden-admin", organization="system:masters", client=True).write(
+        pki / "admin.crt", pki / "admin.key"
+    )
+    private, public = certs.rsa_signing_key_pem()
+    (pki / "sa.key").write_bytes(private)
+    (pki / "sa.key").chmod(0o600)
+    (pki / "sa.pub").write_bytes(public)
+
+
+def _write_kubeconfig(cluster: Cluster) -> None:
+    pki = cluster.root / "pki"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster.name,
+                "cluster": {"server": cluster.server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+            }
+        ],
+        "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": "admin"}}],
+        "current-context": cluster.name,
+    }
+    cluster.kubeconfig.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+
+
+def _command(component: str, c: Cluster) -> list[str]:
+    pki, p, kc = c.root / "pki", c.ports, str(c.kubeconfig)
+    binary = str(bin_dir() / ("kwok" if component == "kwok" else component))
+    if component == "etcd":
+        return [
+            binary,
+            f"--data-dir={c.root / 'etcd'}",
+            "--name=devcluster",
+            f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-cluster=devcluster=http://127.0.0.1:{p['etcd_peer']}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+    if component == "kube-apiserver":
+        return [
+            binary,
+            f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p['apiserver']}",
+            f"--cert-dir={c.root / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--endpoint-reconciler-type=none",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--v=0",
+        ]
+    common = [f"--kubeconfig={kc}", "--leader-elect=false", "--bind-address=127.0.0.1"]
+    if component == "kube-controller-manager":
+        return [
+            binary,
+            *common,
+            f"--secure-port={p['kcm']}",
+            f"--controllers={KCM_CONTROLLERS}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--concurrent-gc-syncs=5",
+            "--v=0",
+        ]
+    if component == "kube-scheduler":
+        return [binary, *common, f"--secure-port={p['scheduler']}", "--v=0"]
+    return [
+        binary,
+        f"--kubeconfig={kc}",
+        f"--config={HERE / 'kwok-stages.yaml'}",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--server-address=127.0.0.1:{p['kwok']}",
+        "--cidr=10.244.0.0/16",
+        "--node-ip=10.0.0.10",
+    ]
+
+
+def _start(component: str, cluster: Cluster) -> None:
+    logs = cluster.root / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"{component}.log", "ab") as out:
+        proc = subprocess.Popen(
+            _command(component, cluster),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cluster.root,
+        )
+    cluster.pids[component] = proc.pid
+    cluster.save()
+
+
+def _wait(what: str, check: object, timeout: float, cluster: Cluster, component: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        if not _pid_is_ours(cluster.pids.get(component)):
+            tail = (cluster.root / "logs" / f"{component}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{component} exited while waiting for {what}:\n{tail}")
+        time.sleep(0.3)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} ({cluster.root / 'logs'})")
+
+
+def _etcd_healthy(cluster: Cluster) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cluster.ports['etcd']}/health", timeout=2) as r:
+            return b"true" in r.read()
+    except OSError:
+        return False
+
+
+NODE_MANIFEST = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {
+        "name": FAKE_NODE,
+        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        "labels": {"kubernetes.io/hostname": FAKE_NODE, "kubernetes.io/os": "linux", "type": "kwok"},
+    },
+    "status": {
+        "allocatable": {"cpu": "1k", "memory": "1Ti", "pods": "1M"},
+        "capacity": {"cpu": "1k", "memory": "1Ti", "pods": "1M"},
+    },
+}
+
+
+def _node_ready(cluster: Cluster) -> bool:
+    out = cluster.kubectl(
+        "get",
+        "node",
+        FAKE_NODE,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    )
+    return out.stdout.strip() == "True"
+
+
+def up(name: str = "default") -> Cluster:
+    """Start (or reuse) the named local control plane and return it once a kwok node is Ready."""
+    existing = Cluster.load(name)
+    if existing and existing.alive():
+        log(f"cluster '{name}' is already running at {existing.server}")
+        return existing
+    if existing:
+        log(f"cluster '{name}' is not healthy; recreating it")
+        down(name)
+    ensure_binaries()
+    started = time.monotonic()
+    root = cache_dir() / "clusters" / name
+    root.mkdir(parents=True, exist_ok=True)
+    ports = {k: _free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
+    cluster = Cluster(name=name, root=root, ports=ports)
+    _write_pki(root / "pki")
+    _write_kubeconfig(cluster)
+    cluster.save()
+    log(f"starting etcd, kube-apiserver {K8S_VERSION}, controller-manager, scheduler, kwok in {root}")
+    _start("etcd", cluster)
+    _wait("etcd health", lambda: _etcd_healthy(cluster), 30, cluster, "etcd")
+    _start("kube-apiserver", cluster)
+    _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, "kube-apiserver")
+    for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+        _start(component, cluster)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(NODE_MANIFEST))
+    _wait("a Ready kwok node", lambda: _node_ready(cluster), 60, cluster, "kwok")
+    _wait(
+        "the default ServiceAccount",
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+        ),
+        60,
+        cluster,
+        "kube-controller-manager",
+    )
+    log(f"cluster '{name}' is up in {time.monotonic() - started:.1f}s; KUBECONFIG={cluster.kubeconfig}")
+    return cluster
+
+
+def down(name: str = "default") -> None:
+    """Stop every component of the named cluster and remove its state."""
+    cluster = Cluster.load(name)
+    root = cache_dir() / "clusters" / name
+    if cluster:
+        for component in reversed(COMPONENTS):
+            pid = cluster.pids.get(component)
+            if _pid_is_ours(pid):
+                assert pid is not None
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_pid_is_ours(p) for p in cluster.pids.values()):
+            time.sleep(0.2)
+        for pid in cluster.pids.values():
+            if _pid_is_ours(pid):
+                os.killpg(pid, signal.SIGKILL)
+    if root.exists():
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+    log(f"cluster '{name}' is down")

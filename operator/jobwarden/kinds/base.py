@@ -1,0 +1,45 @@
+"""What every job kind provides. A new kind is one module exposing a `KIND: JobKind` object plus
+one line in `jobwarden.kinds.REGISTRY`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from jobwarden.core.fielderrors import FieldError
+from jobwarden.core.plan import Body, Observed, Plan
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+class JobKind(Protocol):
+    resource: Resource
+    # Labels every child of a job of this kind carries, so `kubectl get pods -l <key>=<job>` works.
+    job_name_label: str
+
+    def validate(self, job: Body) -> list[FieldError]:
+        """Create-time checks (and the new object on UPDATE): malformed input, severity INVALID."""
+        ...
+
+    def check_update(self, old: Body, new: Body) -> list[FieldError]:
+        """The seeds' update contract: every path that changed but may not, severity FORBIDDEN,
+        plus INVALID errors for allowed changes with bad values (e.g. a scale-down below minAvailable)."""
+        ...
+
+    def updatable_fields(self) -> list[str]:
+        """The paths a replace or merge patch may change, for messages and the README table."""
+        ...
+
+    def plan(self, observed: Observed) -> Plan:
+        """Given the job and its children, what should exist and what is the status."""
+        ...

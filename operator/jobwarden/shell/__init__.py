@@ -1,0 +1,1 @@
+"""The imperative shell: kopf handlers, Kubernetes API calls, the webhook server, metrics."""

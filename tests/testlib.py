@@ -1,0 +1,51 @@
+"""Helpers shared by unit and integration tests (importable as `testlib`: pytest puts tests/ on
+sys.path through the rootdir conftest)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = Path(__file__).resolve().parent / "seeds"
+SERVER_SET_METADATA = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "selfLink",
+    "generation",
+    "managedFields",
+)
+
+
+def load_seed(name: str) -> dict[str, Any]:
+    return dict(json.loads((SEEDS / name).read_text()))
+
+
+def creatable(body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    """A seed body as a user would create it: server-set fields and status stripped."""
+    clean = copy.deepcopy(body)
+    clean.pop("status", None)
+    for key in SERVER_SET_METADATA:
+        clean["metadata"].pop(key, None)
+    if namespace:
+        clean["metadata"]["namespace"] = namespace
+    return clean
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition"
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
