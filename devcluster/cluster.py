@@ -329,6 +329,9 @@ def up(name: str = "default") -> Cluster:
         _start(component, cluster)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(NODE_MANIFEST))
     _wait("a Ready kwok node", lambda: _node_ready(cluster), 60, cluster, "kwok")
+    # The apiserver taints new nodes not-ready; the node-lifecycle controller (left out, see
+    # KCM_CONTROLLERS) would lift it once kwok reports Ready, so lift it here, once.
+    cluster.kubectl("taint", "node", FAKE_NODE, "node.kubernetes.io/not-ready:NoSchedule-", check=False)
     _wait(
         "the default ServiceAccount",
         lambda: (
@@ -342,10 +345,21 @@ def up(name: str = "default") -> Cluster:
     return cluster
 
 
+def _stop_operator(root: Path) -> None:
+    """The demo leaves `jobwarden run` running next to the cluster; stop it too."""
+    try:
+        pid = int((root / "operator.pid").read_text())
+        if b"jobwarden" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.killpg(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
 def down(name: str = "default") -> None:
     """Stop every component of the named cluster and remove its state."""
     cluster = Cluster.load(name)
     root = cache_dir() / "clusters" / name
+    _stop_operator(root)
     if cluster:
         for component in reversed(COMPONENTS):
             pid = cluster.pids.get(component)

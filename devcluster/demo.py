@@ -1,0 +1,200 @@
+"""`make demo`: the main job on its embedded default.
+
+Brings up the local control plane (named `demo`), installs the CRDs, starts `jobwarden run` with its
+webhook registered, and walks the seed jobs through their lifecycle while printing each transition:
+a PyTorchJob, a TFJob and an MXJob (created → running → a refused and an accepted update → succeeded →
+deleted by ttlSecondsAfterFinished), then the seed's Volcano MPI job including its scale-up by replace.
+The control plane and the operator keep running afterwards; `make down` stops both."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from devcluster import cluster as devcluster
+from devcluster import pods
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "tests" / "seeds"
+NAMESPACE = "jobwarden-demo"
+SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "selfLink", "generation")
+CLUSTER_NAME = os.environ.get("JOBWARDEN_DEMO_CLUSTER", "demo")
+STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+def seed(name: str) -> dict[str, Any]:
+    body = dict(json.loads((SEEDS / name).read_text()))
+    body.pop("status", None)
+    for key in SERVER_SET:
+        body["metadata"].pop(key, None)
+    body["metadata"]["namespace"] = NAMESPACE
+    return body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_operator(c: devcluster.Cluster) -> subprocess.Popen[bytes]:
+    pid_file = c.root / "operator.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            time.sleep(1)
+        except (OSError, ValueError):
+            pass
+    port = free_port()
+    log = open(c.root / "logs" / "operator.log", "ab")  # noqa: SIM115 - the detached operator owns it
+    command = [sys.executable, "-m", "jobwarden.cli", "run", "-A", f"--kubeconfig={c.kubeconfig}",
+               f"--webhook-url=https://127.0.0.1:{port}", "--webhook-bind=127.0.0.1", f"--webhook-port={port}",
+               f"--webhook-work-dir={c.root / 'webhook'}", f"--health-port={free_port()}",
+               f"--metrics-port={free_port()}"]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + 60
+    while "jobwarden started" not in (c.root / "logs" / "operator.log").read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not start; see {c.root / 'logs' / 'operator.log'}")
+        time.sleep(0.3)
+    say(f"operator running (pid {proc.pid}), webhook at https://127.0.0.1:{port}/validate")
+    return proc
+
+
+def get(c: devcluster.Cluster, resource: str, name: str) -> dict[str, Any] | None:
+    out = c.kubectl("get", resource, name, "-n", NAMESPACE, "-o", "json", check=False)
+    return dict(json.loads(out.stdout)) if out.returncode == 0 else None
+
+
+def state_of(job: dict[str, Any]) -> str:
+    status = job.get("status") or {}
+    if "state" in status:
+        return str(status["state"].get("phase", ""))
+    conditions = [c for c in status.get("conditions", []) if c.get("status") == "True"]
+    return str(conditions[-1]["type"]) if conditions else ""
+
+
+def wait_state(c: devcluster.Cluster, resource: str, name: str, wanted: set[str], timeout: float = 60) -> None:
+    last = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = get(c, resource, name)
+        if job is None:
+            if "Deleted" in wanted:
+                say(f"  {resource}/{name}: deleted")
+                return
+        else:
+            state = state_of(job)
+            if state != last:
+                say(f"  {resource}/{name}: {state or '(no status yet)'}")
+                last = state
+            if state in wanted:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"{resource}/{name} did not reach {wanted} in {timeout}s (last: {last})")
+
+
+def pod_names(c: devcluster.Cluster, selector: str) -> list[str]:
+    out = c.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
+    return sorted(out.stdout.split())
+
+
+def wait_pods(c: devcluster.Cluster, selector: str, count: int) -> list[str]:
+    deadline = time.monotonic() + 60
+    while len(names := pod_names(c, selector)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"expected {count} pods for {selector}, saw {names}")
+        time.sleep(0.3)
+    for name in names:
+        pods.wait_running(c, NAMESPACE, name)
+    say(f"  pods Running: {', '.join(names)}")
+    return names
+
+
+def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, finisher: str) -> None:
+    body = seed(seed_file)
+    name = body["metadata"]["name"]
+    say(f"== {body['kind']} {name} (from {seed_file})")
+    c.kubectl("apply", "-f", "-", input=json.dumps(body))
+    wait_state(c, resource, name, {"Created", "Running"})
+    names = wait_pods(c, f"training.kubeflow.org/job-name={name}", 2)
+    wait_state(c, resource, name, {"Running"})
+    job = get(c, resource, name) or {}
+    refused = json.loads(json.dumps(job))
+    specs_field = next(k for k in refused["spec"] if k.endswith("ReplicaSpecs"))
+    worker = next(k for k in refused["spec"][specs_field] if k.lower() == "worker")
+    refused["spec"][specs_field][worker]["replicas"] = 3
+    out = c.kubectl("replace", "-f", "-", input=json.dumps(refused), check=False)
+    say(f"  replace with Worker replicas 3 -> refused: {out.stderr.strip()[:300]}")
+    job["spec"]["ttlSecondsAfterFinished"] = 5
+    c.kubectl("replace", "-f", "-", input=json.dumps(job))
+    say("  replace with ttlSecondsAfterFinished 5 -> accepted (an updatable field)")
+    for pod in names:
+        if finisher in pod:
+            pods.finish(c, NAMESPACE, pod, exit_code=0)
+            say(f"  {pod} finished with exit code 0")
+    wait_state(c, resource, name, {"Succeeded", "Failed"})
+    say(f"  pods left (cleanPodPolicy): {', '.join(pod_names(c, f'training.kubeflow.org/job-name={name}')) or 'none'}")
+    wait_state(c, resource, name, {"Deleted"}, timeout=30)
+
+
+def volcano_lifecycle(c: devcluster.Cluster) -> None:
+    put = seed("volcanojob-put.request.json")
+    put["spec"]["ttlSecondsAfterFinished"] = 10  # the demo's own choice, so the job goes away
+    name = put["metadata"]["name"]
+    first = json.loads(json.dumps(put))
+    next(t for t in first["spec"]["tasks"] if t["name"] == "mpiworker")["replicas"] = 1
+    say(f"== Volcano Job {name} (seed 003, created with mpiworker replicas 1)")
+    c.kubectl("apply", "-f", "-", input=json.dumps(first))
+    wait_pods(c, f"volcano.sh/job-name={name}", 2)
+    wait_state(c, "vcjob", name, {"Running"})
+    current = get(c, "vcjob", name) or {}
+    put["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    c.kubectl("replace", "-f", "-", input=json.dumps(put))
+    say("  PUT of the seed body (mpiworker replicas 1 -> 2) accepted")
+    wait_pods(c, f"volcano.sh/job-name={name}", 3)
+    cm = get(c, "configmap", f"{name}-svc") or {}
+    say(f"  hostfile /etc/volcano/mpiworker.host: {cm.get('data', {}).get('mpiworker.host', '').split()}")
+    pods.finish(c, NAMESPACE, f"{name}-mpimaster-0", exit_code=0)
+    say("  mpimaster-0 finished with exit code 0 (TaskCompleted -> CompleteJob)")
+    wait_state(c, "vcjob", name, {"Completed"})
+    wait_state(c, "vcjob", name, {"Deleted"}, timeout=40)
+
+
+def main() -> int:
+    c = devcluster.up(CLUSTER_NAME)
+    c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
+    c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    say("CRDs installed: " + " ".join(c.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split()))
+    start_operator(c)
+    c.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120)
+    c.kubectl("create", "namespace", NAMESPACE)
+    deadline = time.monotonic() + 30
+    while c.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("no default ServiceAccount in the demo namespace")
+        time.sleep(0.3)
+    kubeflow_lifecycle(c, "pytorchjob-put.request.json", "pytorchjob", "master")
+    kubeflow_lifecycle(c, "tfjob-put.request.json", "tfjob", "worker")
+    kubeflow_lifecycle(c, "mxjob-put.request.json", "mxjob", "scheduler")
+    volcano_lifecycle(c)
+    say("done. The control plane and the operator keep running:")
+    print(f"  export KUBECONFIG={c.kubeconfig}\n  kubectl get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
+          f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

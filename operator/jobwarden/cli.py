@@ -1,0 +1,174 @@
+"""The `jobwarden` console script.
+
+    jobwarden run        the operator and the webhook server in one process
+    jobwarden validate   the admission rules offline, for CI pipelines (see docs/admission.md)
+
+Every `run` flag has an environment variable (JOBWARDEN_*), so the Deployment can be configured
+from a ConfigMap without changing its arguments."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"JOBWARDEN_{name}", default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the operator and the admission webhook server")
+    ns = run.add_argument_group("scope")
+    ns.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        default=[n for n in _env("NAMESPACES", "").split(",") if n],
+        help="watch this namespace (repeatable; env JOBWARDEN_NAMESPACES, comma-separated)",
+    )
+    ns.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch all namespaces (the default when no namespace is given)",
+    )
+    run.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig to use (default: in-cluster service account, else $KUBECONFIG)",
+    )
+    wh = run.add_argument_group("admission webhook")
+    wh.add_argument(
+        "--no-webhook",
+        action="store_true",
+        default=not _env_bool("WEBHOOK", True),
+        help="do not serve the admission webhook (env JOBWARDEN_WEBHOOK=false)",
+    )
+    wh.add_argument("--webhook-bind", default=_env("WEBHOOK_BIND", "0.0.0.0"))
+    wh.add_argument("--webhook-port", type=int, default=int(_env("WEBHOOK_PORT", "9443")))
+    wh.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        default=_env("WEBHOOK_CERT_DIR", "") or None,
+        help="directory with tls.crt, tls.key and optional ca.crt (cert-manager layout)",
+    )
+    wh.add_argument(
+        "--webhook-self-signed",
+        action="store_true",
+        default=_env_bool("WEBHOOK_SELF_SIGNED", False),
+        help="generate a CA and serving certificate at start and patch the configuration's caBundle",
+    )
+    wh.add_argument("--webhook-service-name", default=_env("WEBHOOK_SERVICE_NAME", "jobwarden-webhook"))
+    wh.add_argument(
+        "--webhook-service-namespace", default=_env("WEBHOOK_SERVICE_NAMESPACE", "jobwarden-system")
+    )
+    wh.add_argument(
+        "--webhook-config-name",
+        default=_env("WEBHOOK_CONFIG_NAME", "jobwarden"),
+        help="name of the ValidatingWebhookConfiguration",
+    )
+    wh.add_argument(
+        "--webhook-url",
+        default=_env("WEBHOOK_URL", "") or None,
+        help="local development: register the whole configuration with this URL "
+        "(e.g. https://127.0.0.1:9443) and a generated CA",
+    )
+    wh.add_argument(
+        "--webhook-failure-policy", choices=["Fail", "Ignore"], default=_env("WEBHOOK_FAILURE_POLICY", "Fail")
+    )
+    wh.add_argument(
+        "--webhook-work-dir",
+        type=Path,
+        default=Path(_env("WEBHOOK_WORK_DIR", "/tmp/jobwarden-webhook")),
+        help="where generated certificates are written (must be writable)",
+    )
+    ob = run.add_argument_group("observability")
+    ob.add_argument(
+        "--health-port",
+        type=int,
+        default=int(_env("HEALTH_PORT", "8080")),
+        help="kopf liveness endpoint /healthz (0 disables)",
+    )
+    ob.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("METRICS_PORT", "9090")),
+        help="Prometheus /metrics (0 disables)",
+    )
+    ob.add_argument("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"))
+    ob.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    jobs = run.add_argument_group("jobs")
+    jobs.add_argument(
+        "--volcano-scheduler-fallback",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("VOLCANO_SCHEDULER_FALLBACK", True),
+        help="run Volcano jobs with the default scheduler when Volcano's PodGroup CRD is absent",
+    )
+    jobs.add_argument(
+        "--cluster-domain",
+        default=_env("CLUSTER_DOMAIN", os.environ.get("CUSTOM_CLUSTER_DOMAIN", "")),
+        help="cluster domain appended to service hosts in TF_CONFIG (e.g. cluster.local)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jobwarden.shell.run import RunOptions, configure_logging, run_operator
+    from jobwarden.shell.webhook import WebhookOptions
+
+    self_signed = args.webhook_self_signed or (args.webhook_url is not None and args.webhook_cert_dir is None)
+    options = RunOptions(
+        namespaces=() if args.all_namespaces else tuple(args.namespaces),
+        kubeconfig=args.kubeconfig,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        volcano_scheduler_fallback=args.volcano_scheduler_fallback,
+        cluster_domain=args.cluster_domain,
+        webhook=WebhookOptions(
+            enabled=not args.no_webhook,
+            bind=args.webhook_bind,
+            port=args.webhook_port,
+            cert_dir=args.webhook_cert_dir,
+            self_signed=self_signed,
+            service_name=args.webhook_service_name,
+            service_namespace=args.webhook_service_namespace,
+            config_name=args.webhook_config_name,
+            url=args.webhook_url,
+            failure_policy=args.webhook_failure_policy,
+            work_dir=args.webhook_work_dir,
+        ),
+    )
+    configure_logging(options)
+    asyncio.run(run_operator(options))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["validate"]:
+        from jobwarden.shell.validate_cmd import main as validate_main
+
+        return validate_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="jobwarden", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    sub.add_parser(
+        "validate", help="check job manifests against the admission rules (see: jobwarden validate -h)"
+    )
+    args = parser.parse_args(argv)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""TFJob (`kubeflow.org/v1`, `tfjobs`): what is TensorFlow's own, on top of `kubeflow.KubeflowKind`.
+
+- `TF_CONFIG` in the normal form of spec §4.1 (Evaluator included, as upstream since v1.0.1), only for
+  a distributed job (more than one replica in all) and only into the first `tensorflow` container.
+- Success: with a Chief or Master, when all of its replicas succeeded; otherwise when Worker-0
+  succeeded (or every worker did, under `successPolicy: AllWorkers`). Running likewise follows the
+  Chief/Master, else the workers.
+- Default cleanPodPolicy `Running`, as the 2019 tf-operator the seeds come from (v1.6+: `None`).
+"""
+
+from __future__ import annotations
+
+from jobwarden.kinds.base import Resource
+from jobwarden.kinds.kubeflow import (
+    KubeflowJob,
+    KubeflowKind,
+    PodSlot,
+    Port,
+    Progress,
+    Tally,
+    compact_json,
+    leading_type,
+    replica_progress,
+)
+from jobwarden.kinds.kubeflow_validation import TFJOB_SHAPE
+
+
+def tf_config_env(slot: PodSlot) -> dict[str, str]:
+    job = slot.job
+    # A single process has no cluster to describe (upstream since v1.0.1).
+    if job.total_replicas == 1:
+        return {}
+    replicas = sorted((r for r in job.replicas.values() if r.count), key=lambda r: r.slug)
+    cluster = {r.slug: [_address(slot, r.type, index) for index in range(r.count)] for r in replicas}
+    # Key order is the Go struct's (cluster, task, environment); the cluster map's keys are sorted.
+    config = {
+        "cluster": cluster,
+        "task": {"type": slot.replica.slug, "index": slot.index},
+        "environment": "cloud",
+    }
+    return {"TF_CONFIG": compact_json(config)}
+
+
+def _address(slot: PodSlot, rtype: str, index: int) -> str:
+    job = slot.job
+    domain = slot.settings.cluster_domain
+    host = f"{job.pod_name(rtype, index)}.{job.namespace}.svc" + (f".{domain}" if domain else "")
+    return f"{host}:{job.port(rtype)}"
+
+
+def tf_progress(job: KubeflowJob, counted: Tally) -> Progress:
+    leader = leading_type(job, TFJOB_SHAPE.single_master_types)
+    if leader is not None:
+        return replica_progress(job, counted, leader)
+    if job.spec.get("successPolicy") != "AllWorkers" and counted.phase("Worker", 0) == "Succeeded":
+        return Progress.SUCCEEDED
+    return replica_progress(job, counted, "Worker")
+
+
+KIND = KubeflowKind(
+    resource=Resource("kubeflow.org", "v1", "tfjobs", "TFJob"),
+    shape=TFJOB_SHAPE,
+    operator_name="tfjob-controller",
+    default_port=Port("tfjob-port", 2222),
+    status_key="replicaStatuses",
+    default_clean_pod_policy="Running",
+    progress=tf_progress,
+    build_env=tf_config_env,
+    env_in_every_container=False,
+)

@@ -1,0 +1,32 @@
+"""Prometheus metrics (prometheus_client), served on `--metrics-port` at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+JOBS_CREATED = Counter("jobwarden_jobs_created_total", "Jobs seen created (Created transition)", ["kind"])
+JOBS_SUCCEEDED = Counter("jobwarden_jobs_succeeded_total", "Jobs that succeeded/completed", ["kind"])
+JOBS_FAILED = Counter("jobwarden_jobs_failed_total", "Jobs that failed", ["kind"])
+JOBS_DELETED = Counter("jobwarden_jobs_deleted_total", "Jobs deleted (watch DELETED events)", ["kind"])
+CHILDREN_CREATED = Counter("jobwarden_children_created_total", "Pods/Services/... created", ["kind", "child"])
+CHILDREN_DELETED = Counter("jobwarden_children_deleted_total", "Pods/Services/... deleted", ["kind", "child"])
+TTL_DELETIONS = Counter("jobwarden_ttl_deletions_total", "Jobs deleted by ttlSecondsAfterFinished", ["kind"])
+DEADLINE_ACTIONS = Counter(
+    "jobwarden_deadline_failures_total", "Jobs failed by activeDeadlineSeconds", ["kind"]
+)
+RECONCILE_SECONDS = Histogram(
+    "jobwarden_reconcile_seconds",
+    "Time to plan and execute one reconcile",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ADMISSION_SECONDS = Histogram(
+    "jobwarden_admission_seconds",
+    "Time to review one admission request",
+    ["kind", "operation", "allowed"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    start_http_server(port, addr=addr)
