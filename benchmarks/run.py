@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from testlib import creatable, load_seed  # noqa: E402
-
 from devcluster import cluster as devcluster  # noqa: E402
+
+from testlib import creatable, load_seed  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -46,10 +46,12 @@ def bench_admission(n: int) -> None:
     from jobwarden.kinds.admission import review
 
     cases: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
-    for seed, group, plural in (("tfjob-put.request.json", "kubeflow.org", "tfjobs"),
-                                ("pytorchjob-put.request.json", "kubeflow.org", "pytorchjobs"),
-                                ("mxjob-put.request.json", "kubeflow.org", "mxjobs"),
-                                ("volcanojob-put.request.json", "batch.volcano.sh", "jobs")):
+    for seed, group, plural in (
+        ("tfjob-put.request.json", "kubeflow.org", "tfjobs"),
+        ("pytorchjob-put.request.json", "kubeflow.org", "pytorchjobs"),
+        ("mxjob-put.request.json", "kubeflow.org", "mxjobs"),
+        ("volcanojob-put.request.json", "batch.volcano.sh", "jobs"),
+    ):
         kind = kinds.by_plural(group, plural)
         old = creatable(load_seed(seed), "bench")
         old["metadata"]["uid"] = "u"
@@ -63,9 +65,11 @@ def bench_admission(n: int) -> None:
         verdict = review(kind, "UPDATE", old, new)
         timings.append(time.perf_counter() - started)
         assert verdict.allowed
-    print(f"admission review (in-process, {n} UPDATEs of the 4 seed bodies): "
-          f"p50 {fmt_ms(pct(timings, 0.5))}, p99 {fmt_ms(pct(timings, 0.99))}, "
-          f"mean {fmt_ms(statistics.fmean(timings))}")
+    print(
+        f"admission review (in-process, {n} UPDATEs of the 4 seed bodies): "
+        f"p50 {fmt_ms(pct(timings, 0.5))}, p99 {fmt_ms(pct(timings, 0.99))}, "
+        f"mean {fmt_ms(statistics.fmean(timings))}"
+    )
 
 
 def bench_client_blocking(c: devcluster.Cluster, n: int) -> None:
@@ -109,9 +113,11 @@ def bench_client_blocking(c: devcluster.Cluster, n: int) -> None:
 
     sync_elapsed, sync_stall = asyncio.run(measure(sync_calls))
     async_elapsed, async_stall = asyncio.run(measure(async_calls))
-    print(f"client inside an async handler ({n} GETs): sync kubernetes worst loop stall "
-          f"{fmt_ms(sync_stall)} (total {sync_elapsed:.2f}s); kubernetes_asyncio worst stall "
-          f"{fmt_ms(async_stall)} (total {async_elapsed:.2f}s); stall ratio {sync_stall / async_stall:.1f}x")
+    print(
+        f"client inside an async handler ({n} GETs): sync kubernetes worst loop stall "
+        f"{fmt_ms(sync_stall)} (total {sync_elapsed:.2f}s); kubernetes_asyncio worst stall "
+        f"{fmt_ms(async_stall)} (total {async_elapsed:.2f}s); stall ratio {sync_stall / async_stall:.1f}x"
+    )
 
 
 def _replace_latency(c: devcluster.Cluster, namespace: str, n: int) -> list[float]:
@@ -122,20 +128,38 @@ def _replace_latency(c: devcluster.Cluster, namespace: str, n: int) -> list[floa
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(c.kubeconfig)))
     timings = []
     for i in range(n):
-        current = api.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", "pytorch-test")
+        current = api.get_namespaced_custom_object(
+            "kubeflow.org", "v1", namespace, "pytorchjobs", "pytorch-test"
+        )
         current["spec"]["ttlSecondsAfterFinished"] = 3000 + i
         started = time.perf_counter()
-        api.replace_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", "pytorch-test", current)
+        api.replace_namespaced_custom_object(
+            "kubeflow.org", "v1", namespace, "pytorchjobs", "pytorch-test", current
+        )
         timings.append(time.perf_counter() - started)
     return timings
 
 
 def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
     operator = subprocess.Popen(
-        [sys.executable, "-m", "jobwarden.cli", "run", "-A", f"--kubeconfig={c.kubeconfig}",
-         "--webhook-url=https://127.0.0.1:19443", "--webhook-bind=127.0.0.1", "--webhook-port=19443",
-         f"--webhook-work-dir={c.root / 'bench-webhook'}", "--health-port=0", "--metrics-port=0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "jobwarden.cli",
+            "run",
+            "-A",
+            f"--kubeconfig={c.kubeconfig}",
+            "--webhook-url=https://127.0.0.1:19443",
+            "--webhook-bind=127.0.0.1",
+            "--webhook-port=19443",
+            f"--webhook-work-dir={c.root / 'bench-webhook'}",
+            "--health-port=0",
+            "--metrics-port=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     try:
         for ns in ("bench-on", "bench-off"):
             c.kubectl("create", "namespace", ns, check=False)
@@ -153,13 +177,17 @@ def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
         operator.wait(15)
         for ns in ("bench-on", "bench-off"):
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-    print(f"replace through the apiserver ({n} each): webhook on p50 {fmt_ms(pct(on, 0.5))} "
-          f"p99 {fmt_ms(pct(on, 0.99))}; off p50 {fmt_ms(pct(off, 0.5))} p99 {fmt_ms(pct(off, 0.99))}; "
-          f"p50 ratio on/off {pct(on, 0.5) / pct(off, 0.5):.2f}x")
+    print(
+        f"replace through the apiserver ({n} each): webhook on p50 {fmt_ms(pct(on, 0.5))} "
+        f"p99 {fmt_ms(pct(on, 0.99))}; off p50 {fmt_ms(pct(off, 0.5))} p99 {fmt_ms(pct(off, 0.99))}; "
+        f"p50 ratio on/off {pct(on, 0.5) / pct(off, 0.5):.2f}x"
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reviews", type=int, default=4000)
     parser.add_argument("--replaces", type=int, default=200)
     parser.add_argument("--gets", type=int, default=100)

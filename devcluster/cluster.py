@@ -302,8 +302,11 @@ def _node_ready(cluster: Cluster) -> bool:
     return out.stdout.strip() == "True"
 
 
-def up(name: str = "default") -> Cluster:
-    """Start (or reuse) the named local control plane and return it once a kwok node is Ready."""
+def up(name: str = "default", attempts: int = 2) -> Cluster:
+    """Start (or reuse) the named local control plane and return it once a kwok node is Ready.
+
+    A component that dies while starting (seen once: etcd on a port another process grabbed between
+    our probe and its bind) is retried on fresh ports, `attempts` times in all."""
     existing = Cluster.load(name)
     if existing and existing.alive():
         log(f"cluster '{name}' is already running at {existing.server}")
@@ -312,6 +315,18 @@ def up(name: str = "default") -> Cluster:
         log(f"cluster '{name}' is not healthy; recreating it")
         down(name)
     ensure_binaries()
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_cluster(name)
+        except (RuntimeError, TimeoutError) as exc:
+            log(f"attempt {attempt} to start cluster '{name}' failed: {exc}")
+            down(name)
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_cluster(name: str) -> Cluster:
     started = time.monotonic()
     root = cache_dir() / "clusters" / name
     root.mkdir(parents=True, exist_ok=True)

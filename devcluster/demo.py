@@ -58,10 +58,20 @@ def start_operator(c: devcluster.Cluster) -> subprocess.Popen[bytes]:
             pass
     port = free_port()
     log = open(c.root / "logs" / "operator.log", "ab")  # noqa: SIM115 - the detached operator owns it
-    command = [sys.executable, "-m", "jobwarden.cli", "run", "-A", f"--kubeconfig={c.kubeconfig}",
-               f"--webhook-url=https://127.0.0.1:{port}", "--webhook-bind=127.0.0.1", f"--webhook-port={port}",
-               f"--webhook-work-dir={c.root / 'webhook'}", f"--health-port={free_port()}",
-               f"--metrics-port={free_port()}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jobwarden.cli",
+        "run",
+        "-A",
+        f"--kubeconfig={c.kubeconfig}",
+        f"--webhook-url=https://127.0.0.1:{port}",
+        "--webhook-bind=127.0.0.1",
+        f"--webhook-port={port}",
+        f"--webhook-work-dir={c.root / 'webhook'}",
+        f"--health-port={free_port()}",
+        f"--metrics-port={free_port()}",
+    ]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
     pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + 60
@@ -86,7 +96,9 @@ def state_of(job: dict[str, Any]) -> str:
     return str(conditions[-1]["type"]) if conditions else ""
 
 
-def wait_state(c: devcluster.Cluster, resource: str, name: str, wanted: set[str], timeout: float = 60) -> None:
+def wait_state(
+    c: devcluster.Cluster, resource: str, name: str, wanted: set[str], timeout: float = 60
+) -> None:
     last = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -107,7 +119,9 @@ def wait_state(c: devcluster.Cluster, resource: str, name: str, wanted: set[str]
 
 
 def pod_names(c: devcluster.Cluster, selector: str) -> list[str]:
-    out = c.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
+    out = c.kubectl(
+        "get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "jsonpath={.items[*].metadata.name}"
+    )
     return sorted(out.stdout.split())
 
 
@@ -146,7 +160,8 @@ def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, fin
             pods.finish(c, NAMESPACE, pod, exit_code=0)
             say(f"  {pod} finished with exit code 0")
     wait_state(c, resource, name, {"Succeeded", "Failed"})
-    say(f"  pods left (cleanPodPolicy): {', '.join(pod_names(c, f'training.kubeflow.org/job-name={name}')) or 'none'}")
+    left = pod_names(c, f"training.kubeflow.org/job-name={name}")
+    say(f"  pods left (cleanPodPolicy): {', '.join(left) or 'none'}")
     wait_state(c, resource, name, {"Deleted"}, timeout=30)
 
 
@@ -177,7 +192,10 @@ def main() -> int:
     c = devcluster.up(CLUSTER_NAME)
     c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
     c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    say("CRDs installed: " + " ".join(c.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split()))
+    say(
+        "CRDs installed: "
+        + " ".join(c.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split())
+    )
     start_operator(c)
     c.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120)
     c.kubectl("create", "namespace", NAMESPACE)
@@ -191,8 +209,10 @@ def main() -> int:
     kubeflow_lifecycle(c, "mxjob-put.request.json", "mxjob", "scheduler")
     volcano_lifecycle(c)
     say("done. The control plane and the operator keep running:")
-    print(f"  export KUBECONFIG={c.kubeconfig}\n  kubectl get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
-          f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down")
+    print(
+        f"  export KUBECONFIG={c.kubeconfig}\n  kubectl get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
+        f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down"
+    )
     return 0
 
 

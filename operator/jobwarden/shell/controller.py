@@ -32,6 +32,8 @@ ChildIndices = Mapping[str, Mapping[str, Any]]
 
 RETRY_DELAY_SECONDS = 5.0
 WORKERS = 4
+# How long a child we deleted stays hidden from plans while the watch catches up with the deletion.
+TOMBSTONE_SECONDS = 120.0
 
 
 def job_key(kind: JobKind, body: Body) -> JobKey:
@@ -58,6 +60,10 @@ class Controller:
         self._again: set[JobKey] = set()
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
+        # uid -> monotonic expiry of children whose deletion this process issued. Without it, a pod
+        # deleted to be recreated could still be in the index (the watch lags the DELETE) and be
+        # counted as failed a second time by the next plan.
+        self._tombstones: dict[str, float] = {}
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -132,10 +138,16 @@ class Controller:
                     self.enqueue(key)
 
     def children_of(self, uid: str) -> dict[str, dict[str, Body]]:
+        now = time.monotonic()
+        self._tombstones = {k: v for k, v in self._tombstones.items() if v > now}
         children: dict[str, dict[str, Body]] = {}
         for child_kind, index in self.indices.items():
             store = index.get(uid) if hasattr(index, "get") else None
-            children[child_kind] = {c["metadata"]["name"]: c for c in (store or [])}
+            children[child_kind] = {
+                c["metadata"]["name"]: c
+                for c in (store or [])
+                if c["metadata"].get("uid") not in self._tombstones
+            }
         return children
 
     async def reconcile(self, key: JobKey) -> None:
@@ -151,13 +163,15 @@ class Controller:
         )
         plan = entry.kind.plan(observed)
         try:
-            await self.execute(key, entry, plan)
+            await self.execute(key, entry, plan, observed.children)
         finally:
             metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
 
-    async def execute(self, key: JobKey, entry: _Entry, plan: Plan) -> None:
+    async def execute(
+        self, key: JobKey, entry: _Entry, plan: Plan, children: Mapping[str, Mapping[str, Body]]
+    ) -> None:
         job, kind = entry.body, entry.kind
-        retry = await self._write_children(job, kind, plan)
+        retry = await self._write_children(job, kind, plan, children)
         if plan.status is not None and not await self._write_status(key, entry, plan):
             return  # stale: the newer job version is already on its way through the watch
         for event in plan.events:
@@ -170,7 +184,9 @@ class Controller:
         if retry:
             asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self.enqueue, key)
 
-    async def _write_children(self, job: Body, kind: JobKind, plan: Plan) -> bool:
+    async def _write_children(
+        self, job: Body, kind: JobKind, plan: Plan, children: Mapping[str, Mapping[str, Body]]
+    ) -> bool:
         """Create, replace, delete children. Returns True when something failed and must be retried."""
         namespace = job["metadata"]["namespace"]
         failed = False
@@ -198,11 +214,17 @@ class Controller:
                 await self.api.delete_child(namespace, ref)
                 metrics.CHILDREN_DELETED.labels(kind.resource.kind, ref.kind).inc()
             except Exception as exc:
-                if status_of(exc) == 404:
+                if status_of(exc) != 404:
+                    failed = True
+                    await self._warn_child_failure(job, "Delete", ref.kind, ref.name, exc)
                     continue
-                failed = True
-                await self._warn_child_failure(job, "Delete", ref.kind, ref.name, exc)
+            self._bury(children.get(ref.kind, {}).get(ref.name))
         return failed
+
+    def _bury(self, child: Body | None) -> None:
+        uid = (child or {}).get("metadata", {}).get("uid")
+        if uid:
+            self._tombstones[uid] = time.monotonic() + TOMBSTONE_SECONDS
 
     async def _warn_child_failure(
         self, job: Body, verb: str, child_kind: str, name: str, exc: Exception

@@ -129,7 +129,9 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
         try:
             existing = await api.admission.read_validating_webhook_configuration(options.config_name)
             desired["metadata"]["resourceVersion"] = existing.metadata.resource_version
-            await api.admission.replace_validating_webhook_configuration(options.config_name, cast(Any, desired))
+            await api.admission.replace_validating_webhook_configuration(
+                options.config_name, cast(Any, desired)
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
