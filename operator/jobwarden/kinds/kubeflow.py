@@ -65,6 +65,15 @@ from jobwarden.core import conditions as cond
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan, Settings
+from jobwarden.core.pods import (
+    POD_FAILED,
+    POD_PENDING,
+    POD_RUNNING,
+    POD_SUCCEEDED,
+    in_place_restarts,
+    is_terminating,
+    pod_phase,
+)
 from jobwarden.core.runpolicy import read_run_policy
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import deadline_due, is_due, ttl_due
@@ -89,8 +98,6 @@ RETRYABLE_EXIT_CODE_MIN = 128
 # What upstream assumes when the framework container never terminated, e.g. an evicted pod.
 NO_EXIT_CODE = 0xBEEF
 RESTARTABLE_POLICIES = frozenset({"OnFailure", "Always", "ExitCode"})
-
-POD_RUNNING, POD_PENDING, POD_SUCCEEDED, POD_FAILED = "Running", "Pending", "Succeeded", "Failed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,27 +306,12 @@ def led_by(*candidates: str) -> ProgressRule:
     return rule
 
 
-def pod_phase(pod: Body) -> str:
-    # A pod the scheduler has not touched yet has no phase: it is as good as Pending.
-    return str((pod.get("status") or {}).get("phase") or POD_PENDING)
-
-
 def exit_code(pod: Body, container_name: str) -> int:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (status.get("state") or {}).get("terminated")
         if status.get("name") == container_name and terminated:
             return int(terminated.get("exitCode", NO_EXIT_CODE))
     return NO_EXIT_CODE
-
-
-def in_place_restarts(pod: Body) -> int:
-    status = pod.get("status") or {}
-    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
-    return sum(int(s.get("restartCount") or 0) for s in statuses)
-
-
-def is_terminating(child: Body) -> bool:
-    return bool((child.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def describe_replicas(pods: Iterable[LivePod]) -> str:

@@ -83,11 +83,11 @@ from typing import Any
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import WATCHED_CHILD_KINDS, Body, ChildRef, Event, Manifest, Observed, Plan
+from jobwarden.core.pods import in_place_restarts, is_terminating, pod_phase
 from jobwarden.core.quantity import parse_quantity, quantities_equal
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import earliest, is_due, ttl_due
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow import in_place_restarts, is_terminating, pod_phase
 from jobwarden.kinds.volcano_validation import VOLCANO_UPDATABLE, check_volcano_update, validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL, JOB_NAMESPACE_LABEL, DesiredChild, JobContext, pod_name
 from jobwarden.plugins.registry import PluginSet, build_plugins
