@@ -94,11 +94,13 @@ class Operator:
         log_path: Path,
         extra_args: list[str] | None = None,
         kubeconfig: Path | None = None,
+        register_webhook: bool = True,
     ) -> None:
         self.cluster = cluster
         self.log_path = log_path
         self.extra_args = extra_args or []
         self.kubeconfig = kubeconfig or cluster.kubeconfig
+        self.register_webhook = register_webhook  # False: the configuration exists, only patch its caBundle
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -112,7 +114,9 @@ class Operator:
             "run",
             "--all-namespaces",
             f"--kubeconfig={self.kubeconfig}",
-            f"--webhook-url=https://127.0.0.1:{self.webhook_port}",
+            f"--webhook-url=https://127.0.0.1:{self.webhook_port}"
+            if self.register_webhook
+            else "--webhook-self-signed",
             "--webhook-bind=127.0.0.1",
             f"--webhook-port={self.webhook_port}",
             f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
