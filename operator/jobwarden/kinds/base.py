@@ -3,8 +3,9 @@ one line in `jobwarden.kinds.REGISTRY`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Observed, Plan
@@ -38,6 +39,11 @@ class JobKind(Protocol):
 
     def updatable_fields(self) -> list[str]:
         """The paths a replace or merge patch may change, for messages and the README table."""
+        ...
+
+    def phase(self, status: Mapping[str, Any] | None) -> str:
+        """The job's state as its printer column shows it (e.g. `Running`, `Succeeded`, `Completed`),
+        read from a status; "" when there is none yet. Used for metrics and logs."""
         ...
 
     def plan(self, observed: Observed) -> Plan:

@@ -348,6 +348,12 @@ class KubeflowKind:
     def updatable_fields(self) -> list[str]:
         return list(KUBEFLOW_UPDATABLE)
 
+    def phase(self, status: Mapping[str, Any] | None) -> str:
+        """The STATE printer column: the type of the last condition, if it holds."""
+        conditions = (status or {}).get("conditions") or []
+        last = conditions[-1] if conditions else {}
+        return str(last.get("type", "")) if last.get("status") == "True" else ""
+
     def plan(self, observed: Observed) -> Plan:
         return _Pass(self, observed).run()
 

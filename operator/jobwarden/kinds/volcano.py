@@ -515,6 +515,10 @@ class VolcanoKind:
     def updatable_fields(self) -> list[str]:
         return list(VOLCANO_UPDATABLE)
 
+    def phase(self, status: Mapping[str, Any] | None) -> str:
+        """The STATUS printer column: `status.state.phase`."""
+        return str(((status or {}).get("state") or {}).get("phase", ""))
+
     def plan(self, observed: Observed) -> Plan:
         if (observed.job.get("metadata") or {}).get("deletionTimestamp"):
             return Plan()  # being deleted: the garbage collector removes the children

@@ -174,9 +174,12 @@ class Controller:
         retry = await self._write_children(job, kind, plan, children)
         if plan.status is not None and not await self._write_status(key, entry, plan):
             return  # stale: the newer job version is already on its way through the watch
+        if plan.status is not None:
+            _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
         for event in plan.events:
             await self._post_event(job, event)
-            _count_transition(kind, event.reason)
+            if "deadline" in event.message:  # `... was active longer than specified deadline`
+                metrics.DEADLINE_ACTIONS.labels(kind.resource.kind).inc()
         if plan.delete_job:
             await self._delete_job(kind, job)
             return
@@ -282,15 +285,19 @@ class Controller:
                 raise
 
 
-def _count_transition(kind: JobKind, reason: str) -> None:
+FINISHED = {
+    "Succeeded": metrics.JOBS_SUCCEEDED,
+    "Completed": metrics.JOBS_SUCCEEDED,
+    "Failed": metrics.JOBS_FAILED,
+}
+
+
+def _count_transition(kind: JobKind, before: str, after: str) -> None:
+    if before == after:
+        return
     name = kind.resource.kind
-    for suffix, counter in (
-        ("Created", metrics.JOBS_CREATED),
-        ("Succeeded", metrics.JOBS_SUCCEEDED),
-        ("Completed", metrics.JOBS_SUCCEEDED),
-        ("Failed", metrics.JOBS_FAILED),
-    ):
-        if reason in (f"{name}{suffix}", suffix):
-            counter.labels(name).inc()
-    if "deadline" in reason.lower():
-        metrics.DEADLINE_ACTIONS.labels(name).inc()
+    logger.info("%s phase %s -> %s", name, before or "(new)", after)
+    if not before:
+        metrics.JOBS_CREATED.labels(name).inc()
+    if after in FINISHED:
+        FINISHED[after].labels(name).inc()
