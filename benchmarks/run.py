@@ -140,7 +140,7 @@ def _replace_latency(c: devcluster.Cluster, namespace: str, n: int) -> list[floa
     return timings
 
 
-def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
+def start_operator(c: devcluster.Cluster, port: int) -> subprocess.Popen[bytes]:
     operator = subprocess.Popen(
         [
             sys.executable,
@@ -149,9 +149,9 @@ def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
             "run",
             "-A",
             f"--kubeconfig={c.kubeconfig}",
-            "--webhook-url=https://127.0.0.1:19443",
+            f"--webhook-url=https://127.0.0.1:{port}",
             "--webhook-bind=127.0.0.1",
-            "--webhook-port=19443",
+            f"--webhook-port={port}",
             f"--webhook-work-dir={c.root / 'bench-webhook'}",
             "--health-port=0",
             "--metrics-port=0",
@@ -160,28 +160,82 @@ def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    try:
-        for ns in ("bench-on", "bench-off"):
-            c.kubectl("create", "namespace", ns, check=False)
-        deadline = time.monotonic() + 60
-        while c.kubectl("get", "validatingwebhookconfiguration", "jobwarden", check=False).returncode:
-            if time.monotonic() > deadline:
-                raise SystemExit("webhook configuration never appeared")
-            time.sleep(0.5)
-        time.sleep(2)
-        on = _replace_latency(c, "bench-on", n)
-        c.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
-        off = _replace_latency(c, "bench-off", n)
-    finally:
-        operator.terminate()
-        operator.wait(15)
-        for ns in ("bench-on", "bench-off"):
-            c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    deadline = time.monotonic() + 60
+    while c.kubectl("get", "validatingwebhookconfiguration", "jobwarden", check=False).returncode:
+        if time.monotonic() > deadline:
+            raise SystemExit("webhook configuration never appeared")
+        time.sleep(0.5)
+    time.sleep(2)
+    return operator
+
+
+def bench_webhook_overhead(c: devcluster.Cluster, n: int) -> None:
+    for ns in ("bench-on", "bench-off"):
+        c.kubectl("create", "namespace", ns, check=False)
+    on = _replace_latency(c, "bench-on", n)
+    c.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
+    off = _replace_latency(c, "bench-off", n)
     print(
         f"replace through the apiserver ({n} each): webhook on p50 {fmt_ms(pct(on, 0.5))} "
         f"p99 {fmt_ms(pct(on, 0.99))}; off p50 {fmt_ms(pct(off, 0.5))} p99 {fmt_ms(pct(off, 0.99))}; "
         f"p50 ratio on/off {pct(on, 0.5) / pct(off, 0.5):.2f}x"
     )
+
+
+def _job(c: devcluster.Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    out = c.kubectl("get", "pytorchjob", name, "-n", namespace, "-o", "json", check=False)
+    return dict(json.loads(out.stdout)) if out.returncode == 0 else None
+
+
+def _poll(check: Callable[[], Any], timeout: float = 60) -> tuple[Any, float]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value, time.time()
+        time.sleep(0.05)
+    raise SystemExit("timed out")
+
+
+def bench_runpolicy_lateness(c: devcluster.Cluster, n: int) -> None:
+    """activeDeadlineSeconds: when Failed shows vs startTime + deadline; ttlSecondsAfterFinished: when
+    the job is gone vs completionTime + ttl. Timestamps in status have second precision; the operator
+    computes its due times from those same truncated values, so the lateness is exact to the polling
+    interval (50 ms) plus one GET."""
+    from jobwarden.core.timefmt import from_rfc3339
+
+    namespace = "bench-lateness"
+    c.kubectl("create", "namespace", namespace, check=False)
+    while c.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode:
+        time.sleep(0.2)
+    deadline_late: list[float] = []
+    ttl_late: list[float] = []
+    for i in range(n):
+        body = creatable(load_seed("pytorchjob-put.request.json"), namespace)
+        body["metadata"]["name"] = name = f"late-{i}"
+        body["spec"]["activeDeadlineSeconds"] = 3
+        body["spec"]["ttlSecondsAfterFinished"] = 2
+        c.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+        def failed(name: str = name) -> dict[str, Any] | None:
+            job = _job(c, namespace, name)
+            conditions = (job or {}).get("status", {}).get("conditions", [])
+            return job if any(x["type"] == "Failed" and x["status"] == "True" for x in conditions) else None
+
+        job, seen_failed = _poll(failed)
+        start = from_rfc3339(job["status"]["startTime"])
+        completion = from_rfc3339(job["status"]["completionTime"])
+        assert start and completion
+        deadline_late.append(seen_failed - (start.timestamp() + 3))
+        _, seen_gone = _poll(lambda name=name: _job(c, namespace, name) is None)
+        ttl_late.append(seen_gone - (completion.timestamp() + 2))
+    print(
+        f"run-policy lateness over {n} PyTorchJobs (deadline 3 s, ttl 2 s): deadline "
+        f"median {statistics.median(deadline_late):.3f} s max {max(deadline_late):.3f} s; ttl median "
+        f"{statistics.median(ttl_late):.3f} s max {max(ttl_late):.3f} s "
+        f"(upstream: deadline waits for the next unrelated event or resync)"
+    )
+    c.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def main() -> int:
@@ -191,13 +245,22 @@ def main() -> int:
     parser.add_argument("--reviews", type=int, default=4000)
     parser.add_argument("--replaces", type=int, default=200)
     parser.add_argument("--gets", type=int, default=100)
+    parser.add_argument("--lateness", type=int, default=5)
     args = parser.parse_args()
     bench_admission(args.reviews)
     c = devcluster.up("bench")
     c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
     c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     bench_client_blocking(c, args.gets)
-    bench_webhook_overhead(c, args.replaces)
+    operator = start_operator(c, 19443)
+    try:
+        bench_runpolicy_lateness(c, args.lateness)
+        bench_webhook_overhead(c, args.replaces)
+    finally:
+        operator.terminate()
+        operator.wait(15)
+        for ns in ("bench-on", "bench-off"):
+            c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     return 0
 
 
