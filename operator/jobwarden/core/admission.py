@@ -189,8 +189,19 @@ def changed_paths(
     return found
 
 
+def strictly_equal(a: Any, b: Any) -> bool:
+    """Equal as JSON documents. Python's `==` alone would call `true` and `1` (or `1` and `1.0`) the
+    same; the JSON text tells them apart. Most of an UPDATE is unchanged, so skipping equal subtrees
+    here keeps the walk (and its pattern matching) to the few places that differ."""
+    if a is b:
+        return True
+    if isinstance(a, Mapping | list):
+        return bool(a == b) and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    return type(a) is type(b) and bool(a == b)
+
+
 def _walk(old: Any, new: Any, path: FieldPath, rules: DiffRules, found: list[FieldPath]) -> None:
-    if rules.is_allowed(path):
+    if strictly_equal(old, new) or rules.is_allowed(path):
         return
     old_empty, new_empty = rules.is_empty(old, path), rules.is_empty(new, path)
     if old_empty and new_empty:
