@@ -265,9 +265,8 @@ def main() -> int:
     parser.add_argument("--lateness", type=int, default=5)
     args = parser.parse_args()
     bench_admission(args.reviews)
-    c = devcluster.up("bench")
-    c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-    c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    c = devcluster.up("bench", crds=ROOT / "crds")
+    devcluster.install_crds(c, ROOT / "crds")
     bench_client_blocking(c, args.gets)
     operator = start_operator(c, 19443)
     try:

@@ -290,6 +290,11 @@ NODE_MANIFEST = {
 }
 
 
+def install_crds(cluster: Cluster, kustomization: Path) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(kustomization))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
 def _node_ready(cluster: Cluster) -> bool:
     out = cluster.kubectl(
         "get",
@@ -302,11 +307,15 @@ def _node_ready(cluster: Cluster) -> bool:
     return out.stdout.strip() == "True"
 
 
-def up(name: str = "default", attempts: int = 2) -> Cluster:
+def up(name: str = "default", attempts: int = 2, crds: Path | None = None) -> Cluster:
     """Start (or reuse) the named local control plane and return it once a kwok node is Ready.
 
     A component that dies while starting (seen once: etcd on a port another process grabbed between
-    our probe and its bind) is retried on fresh ports, `attempts` times in all."""
+    our probe and its bind) is retried on fresh ports, `attempts` times in all.
+
+    `crds`: a kustomization of CRDs to install before the controller-manager starts, so its garbage
+    collector knows their kinds from the first moment (it rediscovers API resources only every 30 s,
+    and until then does not collect the children of a deleted custom resource)."""
     existing = Cluster.load(name)
     if existing and existing.alive():
         log(f"cluster '{name}' is already running at {existing.server}")
@@ -317,7 +326,7 @@ def up(name: str = "default", attempts: int = 2) -> Cluster:
     ensure_binaries()
     for attempt in range(1, attempts + 1):
         try:
-            return _start_cluster(name)
+            return _start_cluster(name, crds)
         except (RuntimeError, TimeoutError) as exc:
             log(f"attempt {attempt} to start cluster '{name}' failed: {exc}")
             down(name)
@@ -326,7 +335,7 @@ def up(name: str = "default", attempts: int = 2) -> Cluster:
     raise AssertionError("unreachable")
 
 
-def _start_cluster(name: str) -> Cluster:
+def _start_cluster(name: str, crds: Path | None) -> Cluster:
     started = time.monotonic()
     root = cache_dir() / "clusters" / name
     root.mkdir(parents=True, exist_ok=True)
@@ -340,6 +349,8 @@ def _start_cluster(name: str) -> Cluster:
     _wait("etcd health", lambda: _etcd_healthy(cluster), 30, cluster, "etcd")
     _start("kube-apiserver", cluster)
     _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, "kube-apiserver")
+    if crds:
+        install_crds(cluster, crds)
     for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
         _start(component, cluster)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(NODE_MANIFEST))

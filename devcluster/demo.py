@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -96,26 +97,60 @@ def state_of(job: dict[str, Any]) -> str:
     return str(conditions[-1]["type"]) if conditions else ""
 
 
+def history(job: dict[str, Any]) -> list[str]:
+    """Every state the job went through, from its status: Kubeflow conditions (`Created`, `Running`,
+    …) or Volcano's per-phase conditions (`Pending`, `Inqueue`, `Running`, `Completing`, …)."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    if job["kind"] == "Job":
+        return [str(c.get("status")) for c in conditions]
+    return [str(c["type"]) + ("" if c.get("status") == "True" else " (no longer)") for c in conditions]
+
+
+class Tracker(threading.Thread):
+    """Prints every state each job in the demo namespace goes through, as soon as it shows up."""
+
+    KINDS = "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,jobs.batch.volcano.sh"
+
+    def __init__(self, c: devcluster.Cluster) -> None:
+        super().__init__(daemon=True)
+        self.c = c
+        self.printed: dict[str, set[str]] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            out = self.c.kubectl("get", self.KINDS, "-n", NAMESPACE, "-o", "json", check=False)
+            if out.returncode != 0:
+                continue
+            current = set()
+            for job in json.loads(out.stdout).get("items", []):
+                key = f"{job['kind']}/{job['metadata']['name']}"
+                current.add(key)
+                printed = self.printed.setdefault(key, set())
+                for state in history(job):
+                    if state not in printed:
+                        printed.add(state)
+                        say(f"  {key}: {state}")
+            for key in set(self.printed) - current:
+                say(f"  {key}: deleted")
+                del self.printed[key]
+
+
 def wait_state(
     c: devcluster.Cluster, resource: str, name: str, wanted: set[str], timeout: float = 60
 ) -> None:
-    last = None
     deadline = time.monotonic() + timeout
+    state = None
     while time.monotonic() < deadline:
         job = get(c, resource, name)
-        if job is None:
-            if "Deleted" in wanted:
-                say(f"  {resource}/{name}: deleted")
-                return
-        else:
-            state = state_of(job)
-            if state != last:
-                say(f"  {resource}/{name}: {state or '(no status yet)'}")
-                last = state
-            if state in wanted:
-                return
-        time.sleep(0.3)
-    raise SystemExit(f"{resource}/{name} did not reach {wanted} in {timeout}s (last: {last})")
+        if job is None and "Deleted" in wanted:
+            time.sleep(0.3)  # let the tracker print the deletion first
+            return
+        state = state_of(job) if job else None
+        if state in wanted:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{resource}/{name} did not reach {wanted} in {timeout}s (last: {state})")
 
 
 def pod_names(c: devcluster.Cluster, selector: str) -> list[str]:
@@ -189,9 +224,8 @@ def volcano_lifecycle(c: devcluster.Cluster) -> None:
 
 
 def main() -> int:
-    c = devcluster.up(CLUSTER_NAME)
-    c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-    c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    c = devcluster.up(CLUSTER_NAME, crds=ROOT / "crds")
+    devcluster.install_crds(c, ROOT / "crds")
     say(
         "CRDs installed: "
         + " ".join(c.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split())
@@ -204,10 +238,14 @@ def main() -> int:
         if time.monotonic() > deadline:
             raise SystemExit("no default ServiceAccount in the demo namespace")
         time.sleep(0.3)
+    tracker = Tracker(c)
+    tracker.start()
     kubeflow_lifecycle(c, "pytorchjob-put.request.json", "pytorchjob", "master")
     kubeflow_lifecycle(c, "tfjob-put.request.json", "tfjob", "worker")
     kubeflow_lifecycle(c, "mxjob-put.request.json", "mxjob", "scheduler")
     volcano_lifecycle(c)
+    tracker.stopped.set()
+    tracker.join()
     say("done. The control plane and the operator keep running:")
     print(
         f"  export KUBECONFIG={c.kubeconfig}\n  kubectl get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"

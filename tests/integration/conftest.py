@@ -46,15 +46,8 @@ def cluster() -> Iterator[devcluster.Cluster]:
     name = os.environ.get("JOBWARDEN_TEST_CLUSTER", "test")
     existing = devcluster.Cluster.load(name)
     reused = bool(existing and existing.alive())
-    c = devcluster.up(name)
-    c.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-    for crd in (
-        "tfjobs.kubeflow.org",
-        "pytorchjobs.kubeflow.org",
-        "mxjobs.kubeflow.org",
-        "jobs.batch.volcano.sh",
-    ):
-        c.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    c = devcluster.up(name, crds=ROOT / "crds")
+    devcluster.install_crds(c, ROOT / "crds")  # a reused cluster may hold older versions
     yield c
     if not reused and not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
         devcluster.down(name)

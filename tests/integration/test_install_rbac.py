@@ -48,7 +48,7 @@ def rbac_cluster() -> Iterator[devcluster.Cluster]:
     name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-rbac"
     existing = devcluster.Cluster.load(name)
     reused = bool(existing and existing.alive())
-    c = devcluster.up(name)
+    c = devcluster.up(name, crds=ROOT / "crds")
     yield c
     if not reused and not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
         devcluster.down(name)

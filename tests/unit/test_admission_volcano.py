@@ -174,6 +174,8 @@ def test_adding_a_task_is_forbidden() -> None:
     assert verdict.message == (
         "spec.tasks: job updates may not add or remove tasks (before: [mpimaster, mpiworker], "
         "after: [mpimaster, mpiworker, extra]), only scale them with spec.tasks[*].replicas"
+        "; updatable fields: metadata.labels, metadata.annotations, metadata.generateName, "
+        "spec.tasks[*].replicas, spec.tasks[*].template"
     )
 
 
@@ -184,6 +186,8 @@ def test_removing_a_task_is_forbidden() -> None:
     assert verdict.message == (
         "spec.tasks: job updates may not add or remove tasks (before: [mpimaster, mpiworker], "
         "after: [mpimaster]), only scale them with spec.tasks[*].replicas"
+        "; updatable fields: metadata.labels, metadata.annotations, metadata.generateName, "
+        "spec.tasks[*].replicas, spec.tasks[*].template"
     )
 
 

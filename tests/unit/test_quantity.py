@@ -75,3 +75,12 @@ def test_malformed_values_compare_as_plain_data() -> None:
     assert quantities_equal("lots", "lots")
     assert not quantities_equal("lots", "many")
     assert not quantities_equal("lots", 1)
+
+
+def test_huge_exponents_and_texts_are_not_quantities() -> None:
+    # Parsing them exactly would take seconds inside the webhook; they compare as literal text.
+    for text in ("1e10000000", "1E-999999", "1" * 5000, "9" * 101):
+        assert not is_quantity(text)
+        assert quantities_equal(text, text)
+        assert not quantities_equal(text, "1")
+    assert is_quantity("1e100") and not is_quantity("1e101")

@@ -139,7 +139,8 @@ def test_volcano_scale_is_allowed_and_a_new_task_is_not(
         [
             "DENIED (403) Job/openmpi-hello-2-com: spec.tasks: job updates may not add or remove tasks "
             "(before: [mpimaster, mpiworker], after: [mpimaster, mpiworker, extra]), only scale them with "
-            "spec.tasks[*].replicas"
+            "spec.tasks[*].replicas; updatable fields: metadata.labels, metadata.annotations, "
+            "metadata.generateName, spec.tasks[*].replicas, spec.tasks[*].template"
         ],
     )
 

@@ -25,6 +25,12 @@ _QUANTITY = re.compile(
     re.VERBOSE,
 )
 
+# Bounds that keep parsing cheap whatever a request carries (the webhook answers within its timeout):
+# `"1e10000000"` would otherwise cost seconds of exact arithmetic. Real quantities are far inside
+# them (the largest suffix, E, is 1e18); text beyond them is not a quantity and compares literally.
+MAX_EXPONENT = 100
+MAX_TEXT_LENGTH = 100
+
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}  # powers of 1024
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 
@@ -42,9 +48,9 @@ def parse_quantity(value: object) -> Fraction:
         return Fraction(repr(value))
     if not isinstance(value, str):
         raise ValueError(f"not a quantity: {value!r}")
-    match = _QUANTITY.match(value.strip())
+    match = _QUANTITY.match(value.strip()) if len(value) <= MAX_TEXT_LENGTH else None
     if match is None:
-        raise ValueError(f"not a quantity: {value!r}")
+        raise ValueError(f"not a quantity: {value[:MAX_TEXT_LENGTH]!r}")
     return Fraction(match["number"]) * _multiplier(match["suffix"])
 
 
@@ -53,7 +59,10 @@ def _multiplier(suffix: str) -> Fraction:
         return Fraction(1024) ** _BINARY[suffix]
     if suffix in _DECIMAL:
         return Fraction(10) ** _DECIMAL[suffix]
-    return Fraction(10) ** int(suffix[1:])  # decimal exponent, e.g. "e3" or "E-2"
+    exponent = int(suffix[1:])  # decimal exponent, e.g. "e3" or "E-2"
+    if abs(exponent) > MAX_EXPONENT:
+        raise ValueError(f"quantity exponent out of range: {suffix}")
+    return Fraction(10) ** exponent
 
 
 def is_quantity(value: object) -> bool:

@@ -295,6 +295,7 @@ def check_kubeflow_update(shape: KubeflowShape, old: Body, new: Body) -> list[Fi
     old_spec = _normalised_spec(shape, old.get("spec"))
     new_spec = _normalised_spec(shape, new.get("spec"))
     _drop_moved_run_policy(old_spec, new_spec, as_mapping(old.get("spec")), as_mapping(new.get("spec")))
+    _drop_implicit_restart_policies(shape, old_spec, new_spec, old.get("spec"), new.get("spec"))
     errors = forbidden_changes({"spec": old_spec}, {"spec": new_spec}, KUBEFLOW_UPDATABLE)
     spelling = {**_key_spelling(shape, old.get("spec")), **_key_spelling(shape, new.get("spec"))}
     return [_respelled(shape, error, spelling) for error in errors]
@@ -326,6 +327,29 @@ def _canonical_replica_specs(shape: KubeflowShape, replica_specs: Mapping[str, A
             replica_spec["restartPolicy"] = effective_restart_policy(shape, replica_spec)
         canonical[name] = replica_spec
     return canonical
+
+
+def _drop_implicit_restart_policies(
+    shape: KubeflowShape, old_spec: dict[str, Any], new_spec: dict[str, Any], old_raw: Any, new_raw: Any
+) -> None:
+    """The effective replica restartPolicy is filled in so that spelling out the policy in force is not
+    a change. Where neither side spells it out at the replica level, drop it again: a change of the
+    template's policy is then named at the template path only, never at a replica path that exists
+    in neither object."""
+    explicit = _explicit_restart_policies(shape, old_raw) | _explicit_restart_policies(shape, new_raw)
+    for spec in (old_spec, new_spec):
+        for name, replica_spec in as_mapping(spec.get(shape.replica_specs_field)).items():
+            if name not in explicit and isinstance(replica_spec, dict):
+                replica_spec.pop("restartPolicy", None)
+
+
+def _explicit_restart_policies(shape: KubeflowShape, spec: Any) -> set[str]:
+    replica_specs = as_mapping(as_mapping(spec).get(shape.replica_specs_field))
+    return {
+        canonical_replica_type(shape, str(key)) or str(key)
+        for key, replica_spec in replica_specs.items()
+        if as_mapping(replica_spec).get("restartPolicy")
+    }
 
 
 def effective_restart_policy(shape: KubeflowShape, replica_spec: Mapping[str, Any]) -> Any:

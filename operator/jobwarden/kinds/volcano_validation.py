@@ -557,7 +557,8 @@ def _task_list_errors(old_tasks: list[Any], new_tasks: list[Any]) -> list[FieldE
             forbidden(
                 "spec.tasks",
                 f"job updates may not add or remove tasks (before: [{before}], after: [{after}]), "
-                "only scale them with spec.tasks[*].replicas",
+                "only scale them with spec.tasks[*].replicas; updatable fields: "
+                + ", ".join(VOLCANO_UPDATABLE),
             )
         ]
     return [

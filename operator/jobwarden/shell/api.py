@@ -136,6 +136,11 @@ def status_of(exc: BaseException) -> int | None:
     return exc.status if isinstance(exc, ApiException) else None
 
 
+def namespace_terminating(exc: BaseException) -> bool:
+    """A create refused because the namespace is being deleted (403 NamespaceTerminating)."""
+    return status_of(exc) == 403 and "NamespaceTerminating" in reason_of(exc)
+
+
 def reason_of(exc: BaseException) -> str:
     if isinstance(exc, ApiException):
         body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")

@@ -21,7 +21,7 @@ from jobwarden import kinds
 from jobwarden.core.plan import Body, Observed, Plan, Settings
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
-from jobwarden.shell.api import KubeApi, reason_of, status_of
+from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ class Controller:
             except Exception as exc:
                 if status_of(exc) == 409:  # AlreadyExists: deterministic names make this harmless
                     continue
+                if namespace_terminating(exc):  # the job itself goes with the namespace: nothing to retry
+                    return False
                 failed = True
                 await self._warn_child_failure(
                     job, "Create", manifest["kind"], manifest["metadata"]["name"], exc
