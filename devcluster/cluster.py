@@ -8,6 +8,7 @@ and a test run) can live side by side. Processes are detached (own session) and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -398,6 +399,24 @@ def down(name: str = "default") -> None:
         for pid in cluster.pids.values():
             if _pid_is_ours(pid):
                 os.killpg(pid, signal.SIGKILL)
+    _kill_stragglers(root)
     if root.exists():
         subprocess.run(["rm", "-rf", str(root)], check=False)
     log(f"cluster '{name}' is down")
+
+
+def _kill_stragglers(root: Path) -> None:
+    """Every component's command line names the cluster's state directory (data dir, certificates,
+    kubeconfig), so a process that state.json lost track of (a start that failed half-way) is found
+    and stopped too."""
+    marker = str(root).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline and str(bin_dir()).encode() in cmdline:
+            with contextlib.suppress(OSError):  # it may have exited meanwhile
+                os.kill(int(proc.name), signal.SIGKILL)
