@@ -16,7 +16,6 @@ import asyncio
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from devcluster import cluster as devcluster  # noqa: E402
+from devcluster.operator import LocalOperator  # noqa: E402
 
 from testlib import creatable, load_seed  # noqa: E402
 
@@ -157,32 +157,10 @@ def _replace_latency(c: devcluster.Cluster, namespace: str, n: int) -> list[floa
     return timings
 
 
-def start_operator(c: devcluster.Cluster, port: int) -> subprocess.Popen[bytes]:
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobwarden.cli",
-            "run",
-            "-A",
-            f"--kubeconfig={c.kubeconfig}",
-            f"--webhook-url=https://127.0.0.1:{port}",
-            "--webhook-bind=127.0.0.1",
-            f"--webhook-port={port}",
-            f"--webhook-work-dir={c.root / 'bench-webhook'}",
-            "--health-port=0",
-            "--metrics-port=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 60
-    while c.kubectl("get", "validatingwebhookconfiguration", "jobwarden", check=False).returncode:
-        if time.monotonic() > deadline:
-            raise SystemExit("webhook configuration never appeared")
-        time.sleep(0.5)
-    time.sleep(2)
+def start_operator(c: devcluster.Cluster) -> LocalOperator:
+    operator = LocalOperator(c, c.root / "logs" / "bench-operator.log")
+    operator.start()
+    time.sleep(2)  # let the initial listing settle before timing anything
     return operator
 
 
@@ -268,13 +246,12 @@ def main() -> int:
     c = devcluster.up("bench", crds=ROOT / "crds")
     devcluster.install_crds(c, ROOT / "crds")
     bench_client_blocking(c, args.gets)
-    operator = start_operator(c, 19443)
+    operator = start_operator(c)
     try:
         bench_runpolicy_lateness(c, args.lateness)
         bench_webhook_overhead(c, args.replaces)
     finally:
-        operator.terminate()
-        operator.wait(15)
+        operator.stop()
         for ns in ("bench-on", "bench-off"):
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     return 0

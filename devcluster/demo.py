@@ -8,11 +8,10 @@ The control plane and the operator keep running afterwards; `make down` stops bo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from devcluster import cluster as devcluster
 from devcluster import pods
+from devcluster.operator import LocalOperator
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "tests" / "seeds"
@@ -43,45 +43,20 @@ def seed(name: str) -> dict[str, Any]:
     return body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_operator(c: devcluster.Cluster) -> subprocess.Popen[bytes]:
+def start_operator(c: devcluster.Cluster) -> LocalOperator:
+    """(Re)start the operator next to the cluster; it keeps running after the demo (`make down`)."""
     pid_file = c.root / "operator.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            time.sleep(1)
-        except (OSError, ValueError):
-            pass
-    port = free_port()
-    log = open(c.root / "logs" / "operator.log", "ab")  # noqa: SIM115 - the detached operator owns it
-    command = [
-        sys.executable,
-        "-m",
-        "jobwarden.cli",
-        "run",
-        "-A",
-        f"--kubeconfig={c.kubeconfig}",
-        f"--webhook-url=https://127.0.0.1:{port}",
-        "--webhook-bind=127.0.0.1",
-        f"--webhook-port={port}",
-        f"--webhook-work-dir={c.root / 'webhook'}",
-        f"--health-port={free_port()}",
-        f"--metrics-port={free_port()}",
-    ]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-    pid_file.write_text(str(proc.pid))
-    deadline = time.monotonic() + 60
-    while "jobwarden started" not in (c.root / "logs" / "operator.log").read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the operator did not start; see {c.root / 'logs' / 'operator.log'}")
-        time.sleep(0.3)
-    say(f"operator running (pid {proc.pid}), webhook at https://127.0.0.1:{port}/validate")
-    return proc
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        time.sleep(1)
+    operator = LocalOperator(c, c.root / "logs" / "operator.log", detach=True)
+    operator.start()
+    assert operator.process is not None
+    pid_file.write_text(str(operator.process.pid))
+    say(
+        f"operator running (pid {operator.process.pid}), webhook at https://127.0.0.1:{operator.webhook_port}/validate"
+    )
+    return operator
 
 
 def get(c: devcluster.Cluster, resource: str, name: str) -> dict[str, Any] | None:

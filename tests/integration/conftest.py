@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from devcluster import cluster as devcluster
+from devcluster.operator import LocalOperator
 from kubernetes import client, config
 
 from testlib import ROOT, wait_for
@@ -33,12 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -78,82 +69,8 @@ def namespace(cluster: devcluster.Cluster, core: client.CoreV1Api) -> Iterator[s
     core.delete_namespace(name, propagation_policy="Background")
 
 
-class Operator:
-    """`jobwarden run` in a subprocess, as a user (or the Deployment) would run it."""
-
-    def __init__(
-        self,
-        cluster: devcluster.Cluster,
-        log_path: Path,
-        extra_args: list[str] | None = None,
-        kubeconfig: Path | None = None,
-        register_webhook: bool = True,
-    ) -> None:
-        self.cluster = cluster
-        self.log_path = log_path
-        self.extra_args = extra_args or []
-        self.kubeconfig = kubeconfig or cluster.kubeconfig
-        self.register_webhook = register_webhook  # False: the configuration exists, only patch its caBundle
-        self.webhook_port = free_port()
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "jobwarden.cli",
-            "run",
-            "--all-namespaces",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--webhook-url=https://127.0.0.1:{self.webhook_port}"
-            if self.register_webhook
-            else "--webhook-self-signed",
-            "--webhook-bind=127.0.0.1",
-            f"--webhook-port={self.webhook_port}",
-            f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
-            f"--metrics-port={self.metrics_port}",
-            f"--health-port={self.health_port}",
-            *self.extra_args,
-        ]
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_for(self.healthy, 60, what="the operator's /healthz and webhook registration")
-
-    def healthy(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"operator exited:\n{self.logs()[-4000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.health_port), timeout=1):
-                pass
-            with socket.create_connection(("127.0.0.1", self.webhook_port), timeout=1):
-                pass
-        except OSError:
-            return False
-        return "jobwarden started" in self.logs()
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+# The test fixture is the shared local runner (tests, demo and benchmarks start the operator alike).
+Operator = LocalOperator
 
 
 @pytest.fixture(scope="session")

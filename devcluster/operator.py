@@ -1,0 +1,103 @@
+"""`jobwarden run` against a devcluster, as a subprocess: shared by the tests, the demo and the
+benchmarks, so all three run the operator exactly as a user would (one command line, one readiness
+check). Locally the operator registers its webhook at https://127.0.0.1:<free port>/validate."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devcluster.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalOperator:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log_path: Path,
+        extra_args: list[str] | None = None,
+        kubeconfig: Path | None = None,
+        register_webhook: bool = True,
+        detach: bool = False,
+    ) -> None:
+        self.cluster = cluster
+        self.log_path = log_path
+        self.extra_args = extra_args or []
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
+        self.register_webhook = register_webhook  # False: the configuration exists, only patch its caBundle
+        self.detach = detach  # True: outlive the caller (the demo leaves it running)
+        self.webhook_port = free_port()
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        webhook = (
+            f"--webhook-url=https://127.0.0.1:{self.webhook_port}"
+            if self.register_webhook
+            else "--webhook-self-signed"
+        )
+        return [
+            sys.executable, "-m", "jobwarden.cli", "run", "--all-namespaces",
+            f"--kubeconfig={self.kubeconfig}", webhook, "--webhook-bind=127.0.0.1",
+            f"--webhook-port={self.webhook_port}", f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
+            f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 60) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=ROOT, start_new_session=self.detach,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the operator did not become ready in {timeout}s; see {self.log_path}")
+            time.sleep(0.2)
+
+    def healthy(self) -> bool:
+        """Serving /healthz and the webhook, and done registering (it logs `jobwarden started`)."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"operator exited:\n{self.logs()[-4000:]}")
+        try:
+            for port in (self.health_port, self.webhook_port):
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+        except OSError:
+            return False
+        return "jobwarden started" in self.logs()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
