@@ -444,6 +444,18 @@ def test_a_job_failed_by_its_deadline_keeps_stopping_stale_running_pods() -> Non
     assert cluster.step(later(61)).delete == [ChildRef("Pod", "job-worker-0")]
 
 
+def test_a_success_seen_after_the_deadline_instant_keeps_its_pods_under_clean_pod_policy_none() -> None:
+    job = kubeflow_job(TORCH, {"Master": 1, "Worker": 1}, activeDeadlineSeconds=60, cleanPodPolicy="None")
+    cluster = running(TORCH, job)
+    cluster.set_phase("job-master-0", "Succeeded", exit_code=0)
+    finishing = cluster.step(later(61))  # the success rule wins over the passed deadline
+    assert cluster.condition("Succeeded") is not None and cluster.condition("Failed") is None
+    assert finishing.delete == []
+    again = cluster.step(later(62))  # and stays a success: nothing is stopped afterwards either
+    assert (again.delete, again.status) == ([], None)
+    assert set(cluster.pods) == {"job-master-0", "job-worker-0"}
+
+
 def test_ttl_wakes_at_expiry_then_deletes_the_job() -> None:
     cluster = running(TORCH, fresh(seed("pytorchjob-put")))  # ttlSecondsAfterFinished: 3000
     cluster.set_phase("pytorch-test-master-0", "Succeeded", exit_code=0)

@@ -617,6 +617,10 @@ class _Pass:
         self.plan.delete.extend(ChildRef("Service", name) for name in doomed_services)
 
     def _finished_past_deadline(self) -> bool:
+        """Failed at or after its deadline: nothing of it may keep running. A job that Succeeded is
+        never stopped this way, even if its success was seen after the deadline instant."""
+        if not cond.holds(self.conditions, cond.FAILED):
+            return False
         deadline = self._deadline()
         finished = from_rfc3339(self.status.get("completionTime"))
         return deadline is not None and finished is not None and finished >= deadline
