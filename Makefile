@@ -18,8 +18,8 @@ test: $(STAMP) binaries check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: $(STAMP)
-	$(VENV)/bin/ruff check operator tests devcluster
-	$(VENV)/bin/ruff format --check operator tests devcluster
+	$(VENV)/bin/ruff check operator tests devcluster benchmarks
+	$(VENV)/bin/ruff format --check operator tests devcluster benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
