@@ -54,3 +54,27 @@ def test_metrics_count_a_jobs_lifecycle(cluster: Cluster, namespace: str, operat
         _metric(text, "jobwarden_admission_seconds_count", kind="TFJob", operation="CREATE", allowed="true")
         >= 1
     )
+
+
+def test_a_pod_the_apiserver_refuses_is_a_warning_event_on_the_job(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    """Admission refuses what it can know is wrong; a pod that fails for a reason only the cluster knows
+    (here: a ServiceAccount that does not exist) surfaces on the job, where `kubectl describe` shows it."""
+    job = creatable(load_seed("pytorchjob-put.request.json"), namespace)
+    job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["serviceAccountName"] = "no-such-account"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    def warning() -> str | None:
+        out = cluster.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=pytorch-test",
+            "-o", "jsonpath={range .items[?(@.reason=='FailedCreatePod')]}{.message}{'\\n'}{end}",
+        )  # fmt: skip
+        return out.stdout.strip() or None
+
+    message = wait_for(warning, 60, what="a FailedCreatePod event on the job")
+    assert "pytorch-test-worker-0" in message and "no-such-account" in message
+    described = cluster.kubectl("describe", "pytorchjob", "pytorch-test", "-n", namespace).stdout
+    assert "FailedCreatePod" in described
+    # The master, whose template is valid, was created all the same.
+    cluster.kubectl("get", "pod", "pytorch-test-master-0", "-n", namespace)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobwarden import kinds
-from jobwarden.core.plan import Body, Observed, Plan, Settings
+from jobwarden.core.plan import Body, Event, Observed, Plan, Settings
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
@@ -30,7 +30,8 @@ JobKey = tuple[str, str, str, str]
 # Child kind -> the kopf index holding slim child bodies keyed by their controller owner's uid.
 ChildIndices = Mapping[str, Mapping[str, Any]]
 
-RETRY_DELAY_SECONDS = 5.0
+RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
+MAX_RETRY_DELAY_SECONDS = 300.0
 WORKERS = 4
 # How long a child we deleted stays hidden from plans while the watch catches up with the deletion.
 TOMBSTONE_SECONDS = 120.0
@@ -64,6 +65,7 @@ class Controller:
         # deleted to be recreated could still be in the index (the watch lags the DELETE) and be
         # counted as failed a second time by the next plan.
         self._tombstones: dict[str, float] = {}
+        self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -81,6 +83,7 @@ class Controller:
         key = job_key(kind, body)
         if event_type == "DELETED":
             self.jobs.pop(key, None)
+            self._failures.pop(key, None)
             self._cancel_timer(key)
             metrics.JOBS_DELETED.labels(kind.resource.kind).inc()
             return
@@ -129,8 +132,8 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("reconcile of %s failed; retrying in %ss", key, RETRY_DELAY_SECONDS)
-                asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self.enqueue, key)
+                logger.exception("reconcile of %s failed", key)
+                self._retry_later(key)
             finally:
                 self._busy.discard(key)
                 if key in self._again:
@@ -185,7 +188,17 @@ class Controller:
             return
         self._arm_timer(key, plan.wake_at)
         if retry:
-            asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self.enqueue, key)
+            self._retry_later(key)
+        else:
+            self._failures.pop(key, None)
+
+    def _retry_later(self, key: JobKey) -> None:
+        """Exponential backoff, so a child the apiserver keeps refusing costs one call (and one Warning
+        event) per 5, 10, 20 … 300 s, not a tight loop."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(RETRY_DELAY_SECONDS * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS)
+        logger.info("retrying %s in %.0fs (failure %d)", key, delay, failures)
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
 
     async def _write_children(
         self, job: Body, kind: JobKind, plan: Plan, children: Mapping[str, Mapping[str, Body]]
@@ -234,28 +247,23 @@ class Controller:
     async def _warn_child_failure(
         self, job: Body, verb: str, child_kind: str, name: str, exc: Exception
     ) -> None:
-        from jobwarden.core.plan import Event
-
+        """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, then retry later."""
         logger.warning(
             "%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason_of(exc)
         )
-        await self._post_event(
-            job,
-            Event(
-                "Warning",
-                f"Failed{verb}{child_kind}",
-                f"Error {verb.lower()[:-1]}ing {child_kind.lower()} {name}: {reason_of(exc)}",
-            ),
-        )
+        message = f"{verb} {child_kind.lower()} {name} failed: {reason_of(exc)}"
+        await self._post_event(job, Event("Warning", f"Failed{verb}{child_kind}", message))
 
     async def _write_status(self, key: JobKey, entry: _Entry, plan: Plan) -> bool:
         assert plan.status is not None
         try:
             updated = await self.api.replace_status(entry.kind.resource, entry.body, plan.status)
         except Exception as exc:
-            if status_of(exc) in (404, 409):
-                logger.debug("status write for %s skipped: %s", key, reason_of(exc))
-                self.enqueue(key) if status_of(exc) == 409 else None
+            if status_of(exc) == 409:  # computed from a stale object: plan again from the newer one
+                logger.debug("status write for %s conflicted; planning again", key)
+                self.enqueue(key)
+                return False
+            if status_of(exc) == 404:  # the job is gone
                 return False
             raise
         # Keep the freshest body so a reconcile racing the watch event does not recompute from stale status.
@@ -264,7 +272,7 @@ class Controller:
             current.body = updated
         return True
 
-    async def _post_event(self, job: Body, event: Any) -> None:
+    async def _post_event(self, job: Body, event: Event) -> None:
         try:
             await self.api.post_event(job, event)
         except Exception as exc:  # an event is best effort: never block the reconcile on it

@@ -1,0 +1,77 @@
+"""Pod-template checks that let admission refuse a job whose pods the apiserver would refuse later
+(so no job is half-created): container names, ports, resource quantities."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jobwarden import kinds
+from jobwarden.kinds.admission import review
+from testlib import creatable, load_seed
+
+TF = kinds.by_plural("kubeflow.org", "tfjobs")
+VOLCANO = kinds.by_plural("batch.volcano.sh", "jobs")
+WORKER = "spec.tfReplicaSpecs.Worker.template.spec.containers[0]"
+
+
+def tf_job(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    job = creatable(load_seed("tfjob-put.request.json"), "ns")
+    change(job["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0])
+    return job
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda c: c["ports"].__setitem__(0, {"containerPort": 70000, "name": "tfjob-port"}),
+            f"{WORKER}.ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        ),
+        (
+            lambda c: c["ports"].append({"containerPort": 2223, "name": "tfjob-port"}),
+            f'{WORKER}.ports[1].name: Duplicate value: "tfjob-port": port names must be unique',
+        ),
+        (
+            lambda c: c["ports"].append({"containerPort": 2223, "name": "a-much-too-long-port-name"}),
+            f'{WORKER}.ports[1].name: Invalid value: "a-much-too-long-port-name": must be an IANA_SVC_NAME',
+        ),
+        (
+            lambda c: c["resources"]["limits"].__setitem__("cpu", "lots"),
+            f'{WORKER}.resources.limits.cpu: Invalid value: "lots": must be a quantity',
+        ),
+        (
+            lambda c: c["resources"]["requests"].__setitem__("memory", "8Gi"),
+            f'{WORKER}.resources.requests.memory: Invalid value: "8Gi": must be less than or equal',
+        ),
+    ],
+    ids=["port-range", "port-name-twice", "port-name-long", "bad-quantity", "request-above-limit"],
+)
+def test_a_pod_spec_the_apiserver_would_refuse_is_refused_at_create(change: Any, expected: str) -> None:
+    assert TF is not None
+    verdict = review(TF, "CREATE", None, tf_job(change))
+    assert verdict.code == 400
+    assert expected in verdict.message, verdict.message
+
+
+def test_container_names_must_be_dns_labels_and_unique() -> None:
+    assert VOLCANO is not None
+    job = creatable(load_seed("volcanojob-put.request.json"), "ns")
+    containers = job["spec"]["tasks"][1]["template"]["spec"]["containers"]
+    containers.append({**copy.deepcopy(containers[0])})
+    containers[0]["name"] = "MPI_Worker"
+    verdict = review(VOLCANO, "CREATE", None, job)
+    assert verdict.code == 400
+    assert 'spec.tasks[1].template.spec.containers[0].name: Invalid value: "MPI_Worker"' in verdict.message
+    containers[0]["name"] = "mpiworker"
+    verdict = review(VOLCANO, "CREATE", None, job)
+    assert 'containers[1].name: Duplicate value: "mpiworker"' in verdict.message
+
+
+def test_the_seed_bodies_pass_the_pod_checks() -> None:
+    for seed, kind in (("tfjob-put.request.json", TF), ("volcanojob-put.request.json", VOLCANO)):
+        assert kind is not None
+        assert review(kind, "CREATE", None, creatable(load_seed(seed), "ns")).allowed
