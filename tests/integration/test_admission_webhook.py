@@ -1131,15 +1131,14 @@ def test_a_quantity_with_a_huge_exponent_is_answered_promptly(
         resources = containers(body, TF, "Ps")[0]["resources"]
         resources["limits"]["cpu"] = resources["requests"]["cpu"] = HUGE_EXPONENT_CPU
 
-    started = time.monotonic()
     try:
         exc = refusal(custom, TF, namespace, "tfjob-test", huge)
-        took = time.monotonic() - started
-        assert exc.status == 403, message_of(exc)
-        assert took < 4, f"answered after {took:.1f}s"
+        # A webhook still computing at its 5 s timeout makes the apiserver answer 500; the webhook's
+        # own answer is 400: such a text is not a quantity, and the pods would be refused with it.
+        assert exc.status == 400, message_of(exc)
         for field in ("limits", "requests"):
             path = f"spec.tfReplicaSpecs.Ps.template.spec.containers[0].resources.{field}.cpu"
-            assert path in message_of(exc)
+            assert f'{path}: Invalid value: "{HUGE_EXPONENT_CPU}": must be a quantity' in message_of(exc)
     finally:
         # Whatever happened, later tests need a responsive webhook again.
         wait_for(lambda: _probe_is_denied(cluster, namespace), 300, what="the webhook to answer again")
