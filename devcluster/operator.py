@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from devcluster.cluster import Cluster
@@ -98,6 +100,16 @@ class LocalOperator:
     def restart(self) -> None:
         self.kill()
         self.start()
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Killed (SIGKILL, as a crash would) for the block and started again afterwards, whatever
+        happens in the block: a shared operator must be running for whatever comes next."""
+        self.kill()
+        try:
+            yield
+        finally:
+            self.start()
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

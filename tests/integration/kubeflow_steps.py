@@ -10,11 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from devcluster import pods as devpods
 from devcluster.cluster import Cluster
@@ -385,28 +383,6 @@ def create(
     cluster.kubectl("create", "-f", "-", input=json.dumps(body))
     meta = body["metadata"]
     return Job(kind, meta["name"], meta["namespace"], cluster, core, custom, operator_log)
-
-
-class OperatorProcess(Protocol):
-    """What the tests use of the `operator` fixture (conftest's `Operator`)."""
-
-    log_path: Path
-
-    def start(self) -> None: ...
-    def kill(self) -> None: ...
-    def restart(self) -> None: ...
-    def logs(self) -> str: ...
-
-
-@contextmanager
-def operator_down(operator: OperatorProcess) -> Iterator[None]:
-    """The shared operator killed (SIGKILL) for the block, and started again afterwards, whatever
-    happens in the block: later tests need it running."""
-    operator.kill()
-    try:
-        yield
-    finally:
-        operator.start()
 
 
 def sleep_until(moment: float) -> None:

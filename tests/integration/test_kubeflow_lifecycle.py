@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from devcluster.cluster import Cluster
+from devcluster.operator import LocalOperator
 from kubeflow_steps import (
     JOB_NAME_LABEL,
     JOB_ROLE_LABEL,
@@ -28,11 +29,9 @@ from kubeflow_steps import (
     TF,
     Job,
     KubeflowKind,
-    OperatorProcess,
     condition,
     create,
     env_of,
-    operator_down,
     replica_spec,
     resource_version,
     sleep_until,
@@ -46,7 +45,7 @@ NewJob = Callable[[KubeflowKind, dict[str, Any]], Job]
 
 
 @pytest.fixture(autouse=True)
-def _operator_log_path(operator: OperatorProcess) -> Iterator[None]:
+def _operator_log_path(operator: LocalOperator) -> Iterator[None]:
     # Captured output is shown only for a failing test: where to look.
     print(f"operator log: {operator.log_path}")
     yield
@@ -57,7 +56,7 @@ def new_job(
     cluster: Cluster,
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
-    operator: OperatorProcess,
+    operator: LocalOperator,
 ) -> NewJob:
     def make(kind: KubeflowKind, body: dict[str, Any]) -> Job:
         return create(cluster, core, custom, operator.logs, kind, body)
@@ -517,7 +516,7 @@ def test_ttl_deletes_the_finished_job_in_either_layout(new_job: NewJob, namespac
 
 
 def test_operator_killed_mid_lifecycle_duplicates_nothing_and_catches_up(
-    new_job: NewJob, namespace: str, operator: OperatorProcess
+    new_job: NewJob, namespace: str, operator: LocalOperator
 ) -> None:
     job, pods = start(new_job, TF, seed_body(TF, namespace))
     all_active = {"PS": {"active": 1}, "Worker": {"active": 1}}
@@ -536,7 +535,7 @@ def test_operator_killed_mid_lifecycle_duplicates_nothing_and_catches_up(
     assert {name: pod.metadata.uid for name, pod in job.pods().items()} == uids, "no pod re-created"
     assert set(job.services()) == set(uids)
 
-    with operator_down(operator):
+    with operator.stopped():
         job.finish("worker-0")  # while nobody is looking
         sleep_until(time.monotonic() + 2)
         assert condition(job.body(), "Succeeded") is None
@@ -551,7 +550,7 @@ def test_operator_killed_mid_lifecycle_duplicates_nothing_and_catches_up(
 
 
 def test_operator_killed_right_after_create_makes_each_child_once(
-    new_job: NewJob, namespace: str, core: client.CoreV1Api, operator: OperatorProcess
+    new_job: NewJob, namespace: str, core: client.CoreV1Api, operator: LocalOperator
 ) -> None:
     children_version = resource_version(core, namespace)
     job = new_job(MX, seed_body(MX, namespace))
@@ -566,13 +565,13 @@ def test_operator_killed_right_after_create_makes_each_child_once(
 
 
 def test_a_deadline_due_while_the_operator_is_down_is_applied_when_it_is_back(
-    new_job: NewJob, namespace: str, operator: OperatorProcess
+    new_job: NewJob, namespace: str, operator: LocalOperator
 ) -> None:
     created_at = time.monotonic()
     body = with_run_policy(seed_body(PYTORCH, namespace), "runPolicy", {"activeDeadlineSeconds": 5})
     job, _ = start(new_job, PYTORCH, body)
 
-    with operator_down(operator):
+    with operator.stopped():
         assert time.monotonic() - created_at < 4, "too slow to stop the operator before the deadline"
         sleep_until(created_at + 7)
         assert condition(job.body(), "Failed") is None, "nobody there to fail it"
@@ -583,7 +582,7 @@ def test_a_deadline_due_while_the_operator_is_down_is_applied_when_it_is_back(
 
 
 def test_success_seen_after_the_deadline_still_honours_the_clean_pod_policy(
-    new_job: NewJob, namespace: str, operator: OperatorProcess
+    new_job: NewJob, namespace: str, operator: LocalOperator
 ) -> None:
     # The same end state as with the operator up: the master succeeded before the deadline, so the
     # job Succeeded and PyTorch's default cleanPodPolicy None keeps the worker running.
@@ -591,7 +590,7 @@ def test_success_seen_after_the_deadline_still_honours_the_clean_pod_policy(
     body = with_run_policy(seed_body(PYTORCH, namespace), "top", {"activeDeadlineSeconds": 5})
     job, pods = start(new_job, PYTORCH, body)
 
-    with operator_down(operator):
+    with operator.stopped():
         job.finish("master-0")
         assert time.monotonic() - created_at < 4, "too slow to finish the master before the deadline"
         sleep_until(created_at + 7)
@@ -606,14 +605,14 @@ def test_success_seen_after_the_deadline_still_honours_the_clean_pod_policy(
 
 
 def test_a_ttl_due_while_the_operator_is_down_is_applied_when_it_is_back(
-    new_job: NewJob, namespace: str, operator: OperatorProcess
+    new_job: NewJob, namespace: str, operator: LocalOperator
 ) -> None:
     body = with_run_policy(seed_body(MX, namespace), "runPolicy", {"ttlSecondsAfterFinished": 3})
     job, _ = start(new_job, MX, body)
     job.finish("scheduler-0")
     job.wait_condition("Succeeded")
 
-    with operator_down(operator):
+    with operator.stopped():
         sleep_until(time.monotonic() + 5)
         assert job.get() is not None, "nobody there to delete it"
     job.wait_deleted()

@@ -16,13 +16,13 @@ import base64
 import copy
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from devcluster.cluster import Cluster
+from devcluster.operator import LocalOperator
 from kubernetes import client
 from volcano_steps import (
     API_VERSION,
@@ -61,19 +61,8 @@ SSH_KEYS = ("id_rsa", "id_rsa.pub", "authorized_keys", "config")
 QUIET_SECONDS = 3.0
 
 
-class OperatorProcess(Protocol):
-    """What the tests use of the `operator` fixture (conftest's `Operator`)."""
-
-    log_path: Any
-
-    def start(self) -> None: ...
-    def kill(self) -> None: ...
-    def restart(self) -> None: ...
-    def logs(self) -> str: ...
-
-
 @pytest.fixture(autouse=True)
-def _operator_log_path(operator: OperatorProcess) -> Iterator[None]:
+def _operator_log_path(operator: LocalOperator) -> Iterator[None]:
     # Captured output is shown only for a failing test: where to look.
     print(f"operator log: {operator.log_path}")
     yield
@@ -84,23 +73,12 @@ def new_job(
     cluster: Cluster,
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
-    operator: OperatorProcess,
+    operator: LocalOperator,
 ) -> NewJob:
     def make(body: Body) -> VolcanoJob:
         return create(cluster, core, custom, operator.logs, body)
 
     return make
-
-
-@contextmanager
-def operator_down(operator: OperatorProcess) -> Iterator[None]:
-    """The shared operator killed (SIGKILL) for the block and started again afterwards, whatever
-    happens in the block: later tests need it running."""
-    operator.kill()
-    try:
-        yield
-    finally:
-        operator.start()
 
 
 def fqdn(job: VolcanoJob, task_name: str, index: int) -> str:
@@ -561,7 +539,7 @@ def test_template_change_applies_only_to_pods_created_afterwards(new_job: NewJob
 # 7. An operator restart mid-lifecycle.
 
 
-def test_operator_restart_mid_lifecycle(new_job: NewJob, namespace: str, operator: OperatorProcess) -> None:
+def test_operator_restart_mid_lifecycle(new_job: NewJob, namespace: str, operator: LocalOperator) -> None:
     job = new_job(seed_job(namespace, workers=1))
     master, worker0, worker1 = (
         job.pod_name(t, i) for t, i in (("mpimaster", 0), ("mpiworker", 0), ("mpiworker", 1))
@@ -588,7 +566,7 @@ def test_operator_restart_mid_lifecycle(new_job: NewJob, namespace: str, operato
     wait_running(job, 3)
     assert job.secrets() == [f"{job.name}-ssh"]
     assert job.secret().metadata.uid == secret.metadata.uid and secret_files(job.secret()) == ssh
-    with operator_down(operator):
+    with operator.stopped():
         job.finish("mpimaster", 0, exit_code=0)
     completed = job.wait_phase("Completed")
     assert completed["status"]["state"]["reason"] == "CompleteJob"
