@@ -33,6 +33,7 @@ class LocalOperator:
         kubeconfig: Path | None = None,
         register_webhook: bool = True,
         detach: bool = False,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.cluster = cluster
         self.log_path = log_path
@@ -40,6 +41,7 @@ class LocalOperator:
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.register_webhook = register_webhook  # False: the configuration exists, only patch its caBundle
         self.detach = detach  # True: outlive the caller (the demo leaves it running)
+        self.namespaces = namespaces  # empty: all namespaces
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -52,7 +54,8 @@ class LocalOperator:
             else "--webhook-self-signed"
         )
         return [
-            sys.executable, "-m", "jobwarden.cli", "run", "--all-namespaces",
+            sys.executable, "-m", "jobwarden.cli", "run",
+            *([f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]),
             f"--kubeconfig={self.kubeconfig}", webhook, "--webhook-bind=127.0.0.1",
             f"--webhook-port={self.webhook_port}", f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
             f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
