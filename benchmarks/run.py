@@ -122,7 +122,18 @@ def bench_client_blocking(c: devcluster.Cluster, n: int) -> None:
 
             return await measure(async_handler)
 
+    import pykube
+
+    pykube_api = pykube.HTTPClient(pykube.KubeConfig.from_file(str(c.kubeconfig)))
+    list(pykube.Pod.objects(pykube_api, namespace="default"))  # warm-up
+
+    async def pykube_handler() -> None:
+        for _ in range(n // handlers):
+            list(pykube.Pod.objects(pykube_api, namespace="default"))  # also blocks the loop
+            await asyncio.sleep(0)
+
     sync_elapsed, sync_stalls = asyncio.run(measure(sync_handler))
+    pykube_elapsed, pykube_stalls = asyncio.run(measure(pykube_handler))
     async_elapsed, async_stalls = asyncio.run(run_async())
     sync_p99, async_p99 = pct(sync_stalls, 0.99), pct(async_stalls, 0.99)
     print(
@@ -130,7 +141,8 @@ def bench_client_blocking(c: devcluster.Cluster, n: int) -> None:
         f"loop stall p99/max: sync kubernetes {fmt_ms(sync_p99)}/{fmt_ms(max(sync_stalls))}, "
         f"kubernetes_asyncio {fmt_ms(async_p99)}/{fmt_ms(max(async_stalls))} "
         f"(p99 ratio {sync_p99 / async_p99:.1f}x); total {sync_elapsed:.2f}s vs {async_elapsed:.2f}s "
-        f"(throughput ratio {sync_elapsed / async_elapsed:.1f}x)"
+        f"(throughput ratio {sync_elapsed / async_elapsed:.1f}x); pykube-ng (sync too) stall p99 "
+        f"{fmt_ms(pct(pykube_stalls, 0.99))}, total {pykube_elapsed:.2f}s"
     )
 
 
