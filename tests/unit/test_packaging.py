@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -448,7 +449,11 @@ def test_constraints_pin_exact_versions() -> None:
             name, version = line.split("==")
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     assert "jobwarden" not in pins
-    for name in ("kopf", "kubernetes-asyncio", "kubernetes", "cryptography", "prometheus-client", "pyyaml"):
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0]).lower()
+               for dep in project["dependencies"]}  # fmt: skip
+    assert {"kopf", "kubernetes-asyncio", "cryptography"} <= runtime
+    for name in sorted(runtime):
         assert name in pins, f"runtime dependency {name} is not locked"
     assert {"pip", "setuptools"} <= pins.keys(), "build tooling is pinned too (no build isolation)"
 
