@@ -223,7 +223,7 @@ def main() -> int:
     tracker.join()
     say("done. The control plane and the operator keep running:")
     print(
-        f"  export KUBECONFIG={c.kubeconfig}\n  kubectl get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
+        f"  export KUBECONFIG={c.kubeconfig}\n  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
         f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down"
     )
     return 0
