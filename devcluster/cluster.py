@@ -393,7 +393,9 @@ def down(name: str = "default") -> None:
             if _pid_is_ours(pid):
                 assert pid is not None
                 os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        # A short grace: the state is deleted right after, so a graceful apiserver shutdown (which waits
+        # for open watches) buys nothing but time.
+        deadline = time.monotonic() + 3
         while time.monotonic() < deadline and any(_pid_is_ours(p) for p in cluster.pids.values()):
             time.sleep(0.2)
         for pid in cluster.pids.values():
