@@ -84,6 +84,13 @@ def operator(cluster: devcluster.Cluster, tmp_path_factory: pytest.TempPathFacto
         print(f"operator log had {len(errors)} tracebacks; see {op.log_path}", file=sys.stderr)
 
 
+@pytest.fixture
+def operator_log_hint(operator: LocalOperator) -> Iterator[None]:
+    """Prints where the operator's log is; pytest shows captured output only for failing tests."""
+    print(f"operator log: {operator.log_path}")
+    yield
+
+
 def get_job(
     custom: client.CustomObjectsApi, group: str, plural: str, namespace: str, name: str
 ) -> dict[str, Any]:

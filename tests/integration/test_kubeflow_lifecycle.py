@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,12 +43,8 @@ from testlib import creatable, load_seed
 
 NewJob = Callable[[KubeflowKind, dict[str, Any]], Job]
 
-
-@pytest.fixture(autouse=True)
-def _operator_log_path(operator: LocalOperator) -> Iterator[None]:
-    # Captured output is shown only for a failing test: where to look.
-    print(f"operator log: {operator.log_path}")
-    yield
+# Captured output is shown only for a failing test: the operator log path is printed for each.
+pytestmark = pytest.mark.usefixtures("operator_log_hint")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,12 +60,8 @@ SSH_KEYS = ("id_rsa", "id_rsa.pub", "authorized_keys", "config")
 # How long to watch for something that must NOT happen (a recreated pod, a TTL deletion...).
 QUIET_SECONDS = 3.0
 
-
-@pytest.fixture(autouse=True)
-def _operator_log_path(operator: LocalOperator) -> Iterator[None]:
-    # Captured output is shown only for a failing test: where to look.
-    print(f"operator log: {operator.log_path}")
-    yield
+# Captured output is shown only for a failing test: the operator log path is printed for each.
+pytestmark = pytest.mark.usefixtures("operator_log_hint")
 
 
 @pytest.fixture
