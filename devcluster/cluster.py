@@ -411,7 +411,7 @@ def _kill_stragglers(root: Path) -> None:
     """Every component's command line names the cluster's state directory (data dir, certificates,
     kubeconfig), so a process that state.json lost track of (a start that failed half-way) is found
     and stopped too."""
-    marker = str(root).encode()
+    marker = (str(root) + os.sep).encode()  # `…/e2e/`, so cluster `e2e2` is not matched
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue

@@ -46,6 +46,7 @@ class LocalOperator:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def command(self) -> list[str]:
         webhook = (
@@ -64,6 +65,9 @@ class LocalOperator:
 
     def start(self, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Readiness is judged on what this process logs: after a restart the file already holds the
+        # previous process's "jobwarden started".
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -85,7 +89,9 @@ class LocalOperator:
                     pass
         except OSError:
             return False
-        return "jobwarden started" in self.logs()
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return b"jobwarden started" in log.read()
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -13,14 +13,31 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobwarden.shell.run import RunOptions
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"JOBWARDEN_{name}", default)
 
 
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in _env(name, "").split(",") if item.strip()]
+
+
 def _env_bool(name: str, default: bool) -> bool:
-    return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+    """An unset or empty variable means the default; anything but a clear yes/no is an error (a typo
+    must not silently turn admission off)."""
+    value = os.environ.get(f"JOBWARDEN_{name}", "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"jobwarden: JOBWARDEN_{name}={value!r} is not a boolean (use true or false)")
 
 
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,8 +48,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--namespace",
         action="append",
         dest="namespaces",
-        default=[n for n in _env("NAMESPACES", "").split(",") if n],
-        help="watch this namespace (repeatable; env JOBWARDEN_NAMESPACES, comma-separated)",
+        default=None,
+        help="watch this namespace (repeatable; overrides env JOBWARDEN_NAMESPACES, comma-separated)",
     )
     ns.add_argument(
         "-A",
@@ -119,13 +136,14 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
 
-def _run(args: argparse.Namespace) -> int:
-    from jobwarden.shell.run import RunOptions, configure_logging, run_operator
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """`jobwarden run`'s flags and JOBWARDEN_* environment, resolved (flags win)."""
+    from jobwarden.shell.run import RunOptions
     from jobwarden.shell.webhook import WebhookOptions
 
     self_signed = args.webhook_self_signed or (args.webhook_url is not None and args.webhook_cert_dir is None)
-    options = RunOptions(
-        namespaces=() if args.all_namespaces else tuple(args.namespaces),
+    return RunOptions(
+        namespaces=() if args.all_namespaces else tuple(args.namespaces or _env_list("NAMESPACES")),
         kubeconfig=args.kubeconfig,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
@@ -147,17 +165,18 @@ def _run(args: argparse.Namespace) -> int:
             work_dir=args.webhook_work_dir,
         ),
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jobwarden.shell.run import configure_logging, run_operator
+
+    options = run_options(args)
     configure_logging(options)
     asyncio.run(run_operator(options))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["validate"]:
-        from jobwarden.shell.validate_cmd import main as validate_main
-
-        return validate_main(argv[1:])
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobwarden", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -166,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "validate", help="check job manifests against the admission rules (see: jobwarden validate -h)"
     )
-    args = parser.parse_args(argv)
-    return _run(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["validate"]:
+        from jobwarden.shell.validate_cmd import main as validate_main
+
+        return validate_main(argv[1:])
+    return _run(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ ChildIndices = Mapping[str, Mapping[str, Any]]
 
 RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
 MAX_RETRY_DELAY_SECONDS = 300.0
+CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 4
 # How long a child we deleted stays hidden from plans while the watch catches up with the deletion.
 TOMBSTONE_SECONDS = 120.0
@@ -66,14 +67,17 @@ class Controller:
         # counted as failed a second time by the next plan.
         self._tombstones: dict[str, float] = {}
         self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
+        self._retries: dict[JobKey, asyncio.TimerHandle] = {}
 
     # -- feeding -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._workers:  # kopf retries a failed startup handler: keep the workers already running
+            return
         self._workers = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(WORKERS)]
 
     async def stop(self) -> None:
-        for handle in self._timers.values():
+        for handle in [*self._timers.values(), *self._retries.values()]:
             handle.cancel()
         for task in self._workers:
             task.cancel()
@@ -108,17 +112,19 @@ class Controller:
             self._queue.put_nowait(key)
 
     def _cancel_timer(self, key: JobKey) -> None:
+        for handles in (self._timers, self._retries):
+            handle = handles.pop(key, None)
+            if handle:
+                handle.cancel()
+
+    def _arm_timer(self, key: JobKey, wake_at: datetime | None) -> None:
         handle = self._timers.pop(key, None)
         if handle:
             handle.cancel()
-
-    def _arm_timer(self, key: JobKey, wake_at: datetime | None) -> None:
-        self._cancel_timer(key)
-        if wake_at is None:
+        if wake_at is None or key not in self.jobs:
             return
         delay = max(0.0, (wake_at - self.clock()).total_seconds())
-        loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self.enqueue, key)
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._timers, key)
 
     # -- working -------------------------------------------------------------------------------
 
@@ -192,13 +198,22 @@ class Controller:
         else:
             self._failures.pop(key, None)
 
-    def _retry_later(self, key: JobKey) -> None:
-        """Exponential backoff, so a child the apiserver keeps refusing costs one call (and one Warning
-        event) per 5, 10, 20 … 300 s, not a tight loop."""
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
-        delay = min(RETRY_DELAY_SECONDS * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS)
-        logger.info("retrying %s in %.0fs (failure %d)", key, delay, failures)
-        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+    def _retry_later(self, key: JobKey, delay: float | None = None) -> None:
+        """One pending retry per job. Without `delay`: exponential backoff, so a child the apiserver
+        keeps refusing costs one call (and one Warning event) per 5, 10, 20 … 300 s, however many
+        events arrive meanwhile."""
+        if delay is None:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(RETRY_DELAY_SECONDS * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS)
+            logger.info("retrying %s in %.0fs (failure %d)", key, delay, failures)
+        previous = self._retries.pop(key, None)
+        if previous:
+            previous.cancel()
+        self._retries[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._retries, key)
+
+    def _fire(self, handles: dict[JobKey, asyncio.TimerHandle], key: JobKey) -> None:
+        handles.pop(key, None)
+        self.enqueue(key)
 
     async def _write_children(
         self, job: Body, kind: JobKind, plan: Plan, children: Mapping[str, Mapping[str, Body]]
@@ -259,17 +274,19 @@ class Controller:
         try:
             updated = await self.api.replace_status(entry.kind.resource, entry.body, plan.status)
         except Exception as exc:
-            if status_of(exc) == 409:  # computed from a stale object: plan again from the newer one
+            if status_of(exc) == 409:
+                # Computed from a stale object. The newer version is on its way through the watch and
+                # enqueues the job itself; the delayed pass is only a safety net, never a tight loop.
                 logger.debug("status write for %s conflicted; planning again", key)
-                self.enqueue(key)
+                self._retry_later(key, CONFLICT_DELAY_SECONDS)
                 return False
             if status_of(exc) == 404:  # the job is gone
                 return False
             raise
-        # Keep the freshest body so a reconcile racing the watch event does not recompute from stale status.
-        current = self.jobs.get(key)
-        if current is not None and current.body["metadata"]["uid"] == updated["metadata"]["uid"]:
-            current.body = updated
+        # Keep the freshest body, so a pass racing the watch event does not recompute from stale
+        # status, unless the watch delivered a newer version while the write was in flight.
+        if self.jobs.get(key) is entry:
+            entry.body = updated
         return True
 
     async def _post_event(self, job: Body, event: Event) -> None:

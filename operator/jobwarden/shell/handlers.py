@@ -76,9 +76,11 @@ def _register_child(
     # Server-side filtering: the watch stream only carries jobwarden's own children.
     settings.watching.label_selectors[resource] = MANAGED_SELECTOR
 
-    async def index_by_owner(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]] | None:
+    async def index_by_owner(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
         uid = controller_uid(body)
-        return {uid: slim(body)} if uid else None
+        # `{}`, not None: kopf keeps an object's old entries when an indexer returns None, so a child
+        # whose ownerReference was removed would stay counted under its former job.
+        return {uid: slim(body)} if uid else {}
 
     async def on_child_event(body: kopf.Body, **_: Any) -> None:
         controller.observe_child(body)

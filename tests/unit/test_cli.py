@@ -1,0 +1,36 @@
+"""`jobwarden run` settings: flags win over JOBWARDEN_* variables; a malformed boolean is an error,
+never a silent `false` (an empty JOBWARDEN_WEBHOOK must not turn admission off)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobwarden.cli import parser, run_options
+
+
+def options(argv: list[str]):  # type: ignore[no-untyped-def]
+    return run_options(parser().parse_args(["run", *argv]))
+
+
+def test_namespace_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBWARDEN_NAMESPACES", "a, b")
+    assert options([]).namespaces == ("a", "b")
+    assert options(["-n", "x"]).namespaces == ("x",)
+    assert options(["-A"]).namespaces == ()
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("", True), ("true", True), ("0", False), ("off", False)])
+def test_webhook_switch(monkeypatch: pytest.MonkeyPatch, value: str, enabled: bool) -> None:
+    monkeypatch.setenv("JOBWARDEN_WEBHOOK", value)
+    assert options([]).webhook.enabled is enabled
+
+
+def test_a_malformed_boolean_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBWARDEN_WEBHOOK", "enabled")
+    with pytest.raises(SystemExit, match="JOBWARDEN_WEBHOOK='enabled' is not a boolean"):
+        parser()
+
+
+def test_local_url_mode_generates_its_own_certificate() -> None:
+    webhook = options(["--webhook-url", "https://127.0.0.1:9443"]).webhook
+    assert webhook.self_signed and webhook.url == "https://127.0.0.1:9443"
