@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -35,6 +36,8 @@ KCM_CONTROLLERS = (
     "serviceaccount-token-controller,root-ca-certificate-publisher-controller"
 )
 FAKE_NODE = "kwok-node-0"
+# The processes this Python process started, for their exit codes in error messages.
+_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def cache_dir() -> Path:
@@ -253,6 +256,7 @@ def _start(component: str, cluster: Cluster) -> None:
             cwd=cluster.root,
         )
     cluster.pids[component] = proc.pid
+    _PROCESSES[component] = proc
     cluster.save()
 
 
@@ -262,8 +266,10 @@ def _wait(what: str, check: object, timeout: float, cluster: Cluster, component:
         if callable(check) and check():
             return
         if not _pid_is_ours(cluster.pids.get(component)):
+            proc = _PROCESSES.get(component)
+            code = proc.poll() if proc else None
             tail = (cluster.root / "logs" / f"{component}.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{component} exited while waiting for {what}:\n{tail}")
+            raise RuntimeError(f"{component} exited (code {code}) while waiting for {what}:\n{tail}")
         time.sleep(0.3)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} ({cluster.root / 'logs'})")
 
@@ -308,7 +314,7 @@ def _node_ready(cluster: Cluster) -> bool:
     return out.stdout.strip() == "True"
 
 
-def up(name: str = "default", attempts: int = 2, crds: Path | None = None) -> Cluster:
+def up(name: str = "default", attempts: int = 3, crds: Path | None = None) -> Cluster:
     """Start (or reuse) the named local control plane and return it once a kwok node is Ready.
 
     A component that dies while starting (seen once: etcd on a port another process grabbed between
@@ -339,6 +345,9 @@ def up(name: str = "default", attempts: int = 2, crds: Path | None = None) -> Cl
 def _start_cluster(name: str, crds: Path | None) -> Cluster:
     started = time.monotonic()
     root = cache_dir() / "clusters" / name
+    # Always a fresh directory: etcd data left by an earlier cluster of this name (a process still
+    # writing while it died) would make the new etcd refuse to start.
+    shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     ports = {k: _free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
     cluster = Cluster(name=name, root=root, ports=ports)
@@ -402,16 +411,20 @@ def down(name: str = "default") -> None:
             if _pid_is_ours(pid):
                 os.killpg(pid, signal.SIGKILL)
     _kill_stragglers(root)
-    if root.exists():
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    # Only delete the state once nothing of this cluster runs: a dying process could write into it.
+    deadline = time.monotonic() + 10
+    while _stragglers(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    shutil.rmtree(root, ignore_errors=True)
     log(f"cluster '{name}' is down")
 
 
-def _kill_stragglers(root: Path) -> None:
+def _stragglers(root: Path) -> list[int]:
     """Every component's command line names the cluster's state directory (data dir, certificates,
     kubeconfig), so a process that state.json lost track of (a start that failed half-way) is found
-    and stopped too."""
+    too."""
     marker = (str(root) + os.sep).encode()  # `…/e2e/`, so cluster `e2e2` is not matched
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -420,5 +433,11 @@ def _kill_stragglers(root: Path) -> None:
         except OSError:
             continue
         if marker in cmdline and str(bin_dir()).encode() in cmdline:
-            with contextlib.suppress(OSError):  # it may have exited meanwhile
-                os.kill(int(proc.name), signal.SIGKILL)
+            found.append(int(proc.name))
+    return found
+
+
+def _kill_stragglers(root: Path) -> None:
+    for pid in _stragglers(root):
+        with contextlib.suppress(OSError):  # it may have exited meanwhile
+            os.kill(pid, signal.SIGKILL)
