@@ -14,6 +14,7 @@ from jobwarden import kinds
 from jobwarden.core.plan import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
+from jobwarden.shell.bodies import plain_body
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def slim(body: kopf.Body) -> dict[str, Any]:
     """What the core needs of a child, without managedFields (indices stay small)."""
     meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
     kept = {k: body[k] for k in ("apiVersion", "kind", "spec", "status", "data") if k in body}
-    return webhook._deep({**kept, "metadata": meta})  # type: ignore[no-any-return]
+    return plain_body({**kept, "metadata": meta})
 
 
 def controller_uid(body: kopf.Body) -> str | None:
@@ -118,6 +119,6 @@ def _job_event_handler(controller: Controller, kind: JobKind, child_kinds: list[
         if not controller.indices:
             # kopf fills every index before any other handler runs; keep live references to them.
             controller.indices = {ck: kwargs[index_id(ck)] for ck in child_kinds}
-        controller.observe_job(kind, webhook._deep(body), type)
+        controller.observe_job(kind, plain_body(body), type)
 
     return on_job_event

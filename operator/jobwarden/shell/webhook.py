@@ -18,6 +18,7 @@ from jobwarden import kinds
 from jobwarden.kinds.admission import review
 from jobwarden.shell import certs, metrics
 from jobwarden.shell.api import KubeApi
+from jobwarden.shell.bodies import plain
 
 logger = logging.getLogger(__name__)
 
@@ -150,24 +151,9 @@ async def validate(operation: str | None, old: Any, new: Any, resource: kopf.Res
     kind = kinds.by_plural(resource.group, resource.plural)
     if kind is None or operation not in ("CREATE", "UPDATE"):
         return
-    verdict = review(kind, operation, _plain(old), _plain(new))
+    verdict = review(kind, operation, plain(old), plain(new))
     metrics.ADMISSION_SECONDS.labels(kind.resource.kind, operation, str(verdict.allowed).lower()).observe(
         time.perf_counter() - started
     )
     if not verdict.allowed:
         raise kopf.AdmissionError(verdict.message, code=verdict.code)
-
-
-def _plain(body: Any) -> dict[str, Any] | None:
-    """kopf Body views → plain dicts for the pure layer."""
-    if body is None:
-        return None
-    return {key: _deep(value) for key, value in body.items()}
-
-
-def _deep(value: Any) -> Any:
-    if hasattr(value, "items"):
-        return {k: _deep(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_deep(v) for v in value]
-    return value
