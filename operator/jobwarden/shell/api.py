@@ -68,12 +68,27 @@ class KubeApi:
                 group, version, namespace, plural, name, manifest
             )
 
-    async def delete_child(self, namespace: str, ref: ChildRef) -> None:
+    async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        """One child as plain JSON (only after a create answered AlreadyExists)."""
+        if kind in _CORE_KINDS:
+            method = getattr(self.core, f"read_namespaced_{_CORE_KINDS[kind]}")
+            found = await method(name, namespace)
+            return cast(dict[str, Any], self.api_client.sanitize_for_serialization(found))
+        group, version, plural = _CUSTOM_KINDS[kind]
+        result = await self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+        return cast(dict[str, Any], result)
+
+    async def delete_child(self, namespace: str, ref: ChildRef, uid: str | None = None) -> None:
+        """Delete by name, and by uid when known: a newer object that took the name is never hit."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         if ref.kind in _CORE_KINDS:
-            await getattr(self.core, f"delete_namespaced_{_CORE_KINDS[ref.kind]}")(ref.name, namespace)
+            method = getattr(self.core, f"delete_namespaced_{_CORE_KINDS[ref.kind]}")
+            await method(ref.name, namespace, body=options)
         else:
             group, version, plural = _CUSTOM_KINDS[ref.kind]
-            await self.custom.delete_namespaced_custom_object(group, version, namespace, plural, ref.name)
+            await self.custom.delete_namespaced_custom_object(
+                group, version, namespace, plural, ref.name, body=options
+            )
 
     async def replace_status(
         self, resource: Resource, job: Body, status: Mapping[str, Any]
@@ -88,11 +103,11 @@ class KubeApi:
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         """Delete a finished job; its children follow through ownerReferences (garbage collector).
-        The uid precondition makes sure a job re-created under the same name is never hit."""
+        The uid precondition makes sure a job re-created under the same name is never hit, the
+        resourceVersion one that the decision (its TTL, its finish time) was read from this version."""
         meta = job["metadata"]
-        options = client.V1DeleteOptions(
-            propagation_policy="Background", preconditions=client.V1Preconditions(uid=meta["uid"])
-        )
+        preconditions = client.V1Preconditions(uid=meta["uid"], resource_version=meta.get("resourceVersion"))
+        options = client.V1DeleteOptions(propagation_policy="Background", preconditions=preconditions)
         await self.custom.delete_namespaced_custom_object(
             resource.group, resource.version, meta["namespace"], resource.plural, meta["name"], body=options
         )
@@ -123,13 +138,28 @@ class KubeApi:
         await self.core.create_namespaced_event(meta["namespace"], cast(Any, body))
 
     async def crd_exists(self, name: str) -> bool:
+        """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying
+        "not installed" would silently change how jobs run, so it is an error that says so."""
         try:
             await self.extensions.read_custom_resource_definition(name)
         except ApiException as exc:
-            if exc.status in (403, 404):
+            if exc.status == 404:
                 return False
+            if exc.status == 403:
+                raise PermissionError(
+                    f"cannot tell whether the CRD {name} is installed: the operator may not read "
+                    "customresourcedefinitions (grant get on apiextensions.k8s.io/customresourcedefinitions "
+                    f"as manifests/base/rbac.yaml does): {reason_of(exc)}"
+                ) from exc
             raise
         return True
+
+
+def controller_uid_of(body: Mapping[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 def status_of(exc: BaseException) -> int | None:
