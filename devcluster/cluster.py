@@ -381,6 +381,30 @@ def _start_cluster(name: str, crds: Path | None) -> Cluster:
     return cluster
 
 
+def stop_component(cluster: Cluster, component: str, grace: float = 10) -> None:
+    """Stop one component (e.g. the apiserver, for an outage test); `start_component` brings it back
+    on the same port with the same state."""
+    pid = cluster.pids.get(component)
+    if not _pid_is_ours(pid):
+        return
+    assert pid is not None
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _pid_is_ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_is_ours(pid):
+        os.killpg(pid, signal.SIGKILL)
+    proc = _PROCESSES.pop(component, None)
+    if proc is not None:
+        proc.wait(5)
+
+
+def start_component(cluster: Cluster, component: str) -> None:
+    _start(component, cluster)
+    if component == "kube-apiserver":
+        _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, component)
+
+
 def _stop_operator(root: Path) -> None:
     """The demo leaves `jobwarden run` running next to the cluster; stop it too."""
     try:

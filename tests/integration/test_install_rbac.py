@@ -30,6 +30,8 @@ APPLIED_KINDS = {
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",  # leader election's Lease
+    "RoleBinding",
 }
 
 
@@ -95,7 +97,14 @@ def installed(
             }
         )
     )
-    operator = Operator(rbac_cluster, log, kubeconfig=kubeconfig, register_webhook=False)
+    operator = Operator(
+        rbac_cluster,
+        log,
+        kubeconfig=kubeconfig,
+        register_webhook=False,
+        lease="jobwarden-leader",
+        lease_namespace="jobwarden-system",
+    )
     webhook = next(o for o in rendered if o["kind"] == "ValidatingWebhookConfiguration")
     for hook in webhook["webhooks"]:
         hook["clientConfig"] = {"url": f"https://127.0.0.1:{operator.webhook_port}/validate"}

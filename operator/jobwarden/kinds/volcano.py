@@ -1048,8 +1048,10 @@ class _Pass:
         stamp = to_rfc3339(self.now) if self.passed or not previous else str(previous)
         state = {"phase": self.phase, "lastTransitionTime": stamp}
         state.update({k: v for k, v in (("reason", self.reason), ("message", self.message)) if v})
+        # A refused child write says why the job is stuck (core/faults.py), unless the phase has a
+        # reason of its own (a policy's action, a gate): that one is the job's history.
         refused = faults.summary(self.observed.faults) if self.phase not in FINISHED_PHASES else None
-        if refused is not None:  # a refused child write says why the job is stuck (core/faults.py)
+        if refused is not None and not self.reason:
             state["reason"], state["message"] = refused
         conditions = [dict(c) for c in self.before.get("conditions") or []]
         for phase in self.passed:  # one entry per phase, the latest at the end (upstream)

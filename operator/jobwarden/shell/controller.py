@@ -310,6 +310,9 @@ class Controller:
                 await self.api.replace_child(namespace, manifest)
                 self._clear_fault(key, "Update", manifest)
             except Exception as exc:
+                if status_of(exc) == 409:  # replaced from a stale cache: the newer version is on its way
+                    self._retry_later(key, CONFLICT_DELAY_SECONDS)
+                    continue
                 failed = True
                 await self._child_failed(
                     key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc
@@ -372,12 +375,14 @@ class Controller:
     async def _child_failed(
         self, key: JobKey, job: Body, verb: str, child_kind: str, name: str, exc: Exception
     ) -> None:
-        """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, the fault kept
-        for the job's status, and a retry later."""
+        """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, and a retry
+        later. A refusal that will not go away by itself (see `is_refusal`) is also kept for the
+        job's status until the same write succeeds."""
         reason = str(exc) if isinstance(exc, ForeignChild) else reason_of(exc)
         logger.warning("%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason)
         fault = ChildFault(verb, child_kind, name, reason)
-        self._faults.setdefault(key, {})[(verb, child_kind, name)] = fault
+        if is_refusal(exc):
+            self._faults.setdefault(key, {})[(verb, child_kind, name)] = fault
         message = f"{verb} {child_kind.lower()} {name} failed: {reason}"
         await self._post_event(job, Event("Warning", fault.reason, message))
 
@@ -454,6 +459,15 @@ class ForeignChild(Exception):
     def __init__(self, child_kind: str, name: str, job: Body) -> None:
         owner = f"{job.get('kind')} {job['metadata']['name']}"
         super().__init__(f"409 AlreadyExists: {child_kind} {name} exists and is not controlled by {owner}")
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The apiserver said no for a reason a person must fix (422 invalid, 403 quota or RBAC, a name
+    taken by a foreign object), as opposed to a conflict, a timeout or a 5xx that a retry cures."""
+    if isinstance(exc, ForeignChild):
+        return True
+    status = status_of(exc)
+    return status is not None and 400 <= status < 500 and status not in (404, 409, 429)
 
 
 def _without_creates_if_finished(kind: JobKind, job: Body, plan: Plan) -> Plan:

@@ -57,24 +57,34 @@ class LeaderElector:
         self._last_renewal = 0.0  # monotonic time of the last successful write as the leader
 
     async def run(self) -> None:
-        """Forever: try to take or renew every retry period; act only while holding the Lease."""
+        """Forever: try to take or renew every retry period; act only while holding the Lease.
+        Cancelling it leaves `leading` as it was, so that `release()` can hand the Lease over."""
         timings = self.options.timings
-        try:
-            while True:
-                held = await self._try()
-                if held and not self.leading:
-                    await self._become_leader()
-                elif (
-                    not held
-                    and self.leading
-                    and time.monotonic() - self._last_renewal > timings.renew_deadline
-                ):
-                    await self._lose("could not renew the lease within the renew deadline")
-                await asyncio.sleep(timings.retry_period)
-        finally:
-            if self.leading:
-                self.leading = False
-                metrics.LEADER.set(0)
+        while True:
+            held = await self._try()
+            if held and not self.leading:
+                await self._become_leader()
+            elif not held and self.leading and self._taken_by_another():
+                await self._lose(
+                    f"the lease is held by {self._observation and self._observation.record.holder}"
+                )
+            elif not held and self.leading and time.monotonic() - self._last_renewal > timings.renew_deadline:
+                await self._lose("could not renew the lease within the renew deadline")
+            await asyncio.sleep(self._next_try(held))
+
+    def _next_try(self, held: bool) -> float:
+        """The retry period; a standby watching a held Lease wakes at the instant it expires on its
+        own clock instead (without this, polling adds up to a retry period to every failover)."""
+        retry = self.options.timings.retry_period
+        if held or self._observation is None or not self._taken_by_another():
+            return retry
+        record = self._observation.record
+        expires = self._observation.since + max(record.lease_duration_seconds, 1)
+        return min(retry, max(0.05, expires - time.monotonic()))
+
+    def _taken_by_another(self) -> bool:
+        holder = self._observation.record.holder if self._observation else ""
+        return bool(holder) and holder != self.options.identity
 
     async def release(self) -> None:
         """Graceful stop: stop acting, then hand the Lease over at once (a standby takes it at its
