@@ -33,7 +33,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # out on purpose: kwok's nodes would otherwise be tainted and their pods evicted.
 KCM_CONTROLLERS = (
     "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
-    "serviceaccount-token-controller,root-ca-certificate-publisher-controller"
+    "serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller"
 )
 FAKE_NODE = "kwok-node-0"
 # The processes this Python process started, for their exit codes in error messages.

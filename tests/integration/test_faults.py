@@ -275,7 +275,9 @@ def replicas(
     with operator.stopped():
         # The stopped operator's webhook would refuse every job write (issue 11); it registers its
         # configuration again when it starts.
-        scenario.cluster.kubectl("delete", "validatingwebhookconfiguration", "jobwarden", "--ignore-not-found")
+        scenario.cluster.kubectl(
+            "delete", "validatingwebhookconfiguration", "jobwarden", "--ignore-not-found"
+        )
         for op in ops.values():
             op.start()
         yield ops
