@@ -372,3 +372,26 @@ def test_only_a_started_controller_works_and_stopping_cancels_at_once() -> None:
         assert not controller.leading
 
     run(scenario)
+
+
+def test_a_403_on_the_podgroup_crd_lookup_is_an_error_that_says_so_not_absent() -> None:
+    from jobwarden.shell.api import KubeApi
+
+    class Extensions:
+        def __init__(self, status: int) -> None:
+            self.status = status
+
+        async def read_custom_resource_definition(self, name: str) -> None:
+            raise api_error(self.status, "Forbidden" if self.status == 403 else "Not Found")
+
+    async def scenario() -> None:
+        api = KubeApi.__new__(KubeApi)
+        api.extensions = Extensions(404)  # type: ignore[assignment]
+        assert await api.crd_exists("podgroups.scheduling.volcano.sh") is False
+        api.extensions = Extensions(403)  # type: ignore[assignment]
+        with pytest.raises(
+            PermissionError, match=r"grant get on apiextensions\.k8s\.io/customresourcedefinitions"
+        ):
+            await api.crd_exists("podgroups.scheduling.volcano.sh")
+
+    run(scenario)
