@@ -356,7 +356,7 @@ def _start_cluster(name: str, crds: Path | None) -> Cluster:
     cluster.save()
     log(f"starting etcd, kube-apiserver {K8S_VERSION}, controller-manager, scheduler, kwok in {root}")
     _start("etcd", cluster)
-    _wait("etcd health", lambda: _etcd_healthy(cluster), 30, cluster, "etcd")
+    _wait("etcd health", lambda: _etcd_healthy(cluster), 60, cluster, "etcd")  # 30 s was short under load
     _start("kube-apiserver", cluster)
     _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, "kube-apiserver")
     if crds:

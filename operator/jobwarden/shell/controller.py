@@ -40,8 +40,7 @@ logger = logging.getLogger(__name__)
 
 # (group, plural, namespace, name)
 JobKey = tuple[str, str, str, str]
-# Child kind -> the kopf index holding slim child bodies keyed by their controller owner's uid.
-ChildIndices = Mapping[str, Mapping[str, Any]]
+ChildIndices = Mapping[str, Any]  # child kind -> index with get(owner uid) -> list of slim bodies
 FaultKey = tuple[str, str, str]  # (verb, kind, name)
 
 RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
@@ -92,6 +91,9 @@ class Controller:
         # Children of kinds that are never watched (Secrets): job uid -> kind -> name -> minimal body,
         # for those this process created or found already there and controlled by the job.
         self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
+        # Done once the child caches hold their first full list; no plan is made before (it would see
+        # a job without its pods).
+        self.caches_ready: asyncio.Future[None] | None = None
 
     # -- leadership ----------------------------------------------------------------------------
 
@@ -171,6 +173,8 @@ class Controller:
     # -- working -------------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        if self.caches_ready is not None:
+            await asyncio.shield(self.caches_ready)
         while True:
             key = await self._queue.get()
             self._queued.discard(key)

@@ -63,6 +63,10 @@ def configure_logging(options: RunOptions) -> None:
 
 
 def operator_settings(options: RunOptions, tls: tuple[Path, Path, Path] | None) -> kopf.OperatorSettings:
+    # kopf logs every handler run at INFO ("Handler ... succeeded"), once per job event and admission
+    # review: noise at the default level, and CPU in a burst. Warnings and errors still show.
+    if options.log_level.upper() != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # jobwarden posts its own, meaningful events
     settings.watching.server_timeout = 300
@@ -91,13 +95,9 @@ async def run_operator(
     registry = kopf.OperatorRegistry()
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
-    handlers.register(
-        registry,
-        kopf_settings,
-        controller,
-        watch_podgroups=volcano_installed,
-        admission=options.webhook.enabled,
-    )
+    handlers.register(registry, controller, admission=options.webhook.enabled)
+    watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
+    streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -117,6 +117,10 @@ async def run_operator(
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
         nonlocal election
+        if not streams:
+            streams.extend(asyncio.create_task(w.run(), name=f"watch-{w.resource.plural}") for w in watches)
+            # Plans need the children: no worker plans before every first list is in.
+            controller.caches_ready = asyncio.create_task(_all_ready(watches))
         if elector is None:
             controller.start()
         elif election is None:
@@ -135,6 +139,8 @@ async def run_operator(
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        for stream in streams:
+            await leader.cancel(stream)
         await leader.cancel(election)
         if elector is not None:
             await elector.release()  # a standby takes over within its retry period
@@ -180,3 +186,7 @@ async def _tls_files(api: kube.KubeApi, options: RunOptions) -> tuple[Path, Path
             hook.work_dir,
         )
     return webhook.tls_files(hook)
+
+
+async def _all_ready(watches: list[Any]) -> None:
+    await asyncio.gather(*(w.ready.wait() for w in watches))
