@@ -8,7 +8,6 @@ subprocess) and image/ (the operator in its image)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from devcluster import cluster as devcluster
 
-from testlib import ROOT
+from testlib import ROOT, kustomize_render
 
 SA_NAMESPACE, SA_NAME = "jobwarden-system", "jobwarden"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
@@ -32,15 +31,8 @@ APPLIED_KINDS = {
 
 
 def render(directory: Path = ROOT / "manifests") -> list[dict[str, Any]]:
-    """`kubectl kustomize DIRECTORY` as objects (tests/e2e/kustomize_render.py, loaded by path: tests/e2e
-    is not on sys.path)."""
-    spec = importlib.util.spec_from_file_location(
-        "kustomize_render", ROOT / "tests" / "e2e" / "kustomize_render.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [dict(o) for o in module.objects(directory)]
+    """`kubectl kustomize DIRECTORY` as objects."""
+    return [dict(o) for o in kustomize_render().objects(directory)]
 
 
 def apply_prerequisites(c: devcluster.Cluster, rendered: list[dict[str, Any]]) -> None:

@@ -49,7 +49,8 @@ DEFAULT = "."  # manifests/kustomization.yaml -> overlays/self-signed
 SELF_SIGNED = "overlays/self-signed"
 CERT_MANAGER = "overlays/cert-manager"
 NAMESPACED = "overlays/namespaced"
-ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED]
+PROMETHEUS = "overlays/prometheus-operator"  # self-signed + ServiceMonitor + Grafana dashboard
+ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED, PROMETHEUS]
 
 # `jobwarden run` flags the manifests and docs rely on (the CLI contract in docs/install.md).
 RUN_FLAGS = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from devcluster.cluster import Cluster
 from devcluster.container import ContainerOperator, PodSpec, podman
 from test_observability import test_liveness_endpoint, test_metrics_count_a_jobs_lifecycle
 
+import dashboards
 from testlib import creatable, load_seed, wait_for
 
 # Imported for pytest to collect here; named so linters see them used.
@@ -143,3 +145,16 @@ def test_the_webhook_refuses_a_forbidden_change(cluster: Cluster, namespace: str
         30,
         what="the container's operator to create the master pod",
     )
+
+
+def test_the_dashboard_queries_series_the_running_operator_exports(operator: ContainerOperator) -> None:
+    """The Grafana dashboard against the /metrics of the operator in its image (after the lifecycles
+    above, so most labelled series have samples whose labels can be checked too)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as response:
+        series = dashboards.exported(response.read().decode())
+    for query in dashboards.queries(dashboards.load()):
+        [metric] = query.metrics
+        assert metric in series, f"{query.expr}: {metric} is not exported"
+        if series[metric]:  # sampled: its labels are known
+            allowed = series[metric] | dashboards.TARGET_LABELS
+            assert query.labels <= allowed, f"{query.expr}: labels {query.labels - allowed}"
