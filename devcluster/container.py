@@ -169,6 +169,16 @@ class ContainerOperator(LocalOperator):
     def popen_env(self) -> dict[str, str]:
         return podman_env()
 
+    def start(self, timeout: float = 60) -> None:
+        """Start, after removing containers an interrupted run of this cluster's tests left behind
+        (killing `podman run` does not stop its container)."""
+        stale = podman(
+            "ps", "--all", "--quiet", f"--filter=name=^jobwarden-{self.cluster.name}-"
+        ).stdout.split()
+        if stale:
+            podman("rm", "--force", *stale, check=False)
+        super().start(timeout)
+
     def kill(self) -> None:
         """SIGKILL the container itself: killing the `podman run` client would leave it running."""
         if self.process and self.process.poll() is None:

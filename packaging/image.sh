@@ -129,12 +129,12 @@ inputs_hash() {
 
 main() {
   local version image base base_id stamp_file want old_id host_ca
-  host_ca="$(readlink -f "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}")"
-  [[ -s "$host_ca" ]] || die "no CA bundle at $host_ca (set SSL_CERT_FILE)"
   version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/pyproject.toml" | head -1)"
   image="${JOBWARDEN_IMAGE:-jobwarden:$version}"
   mkdir -p "$cache"
   ensure_tools
+  host_ca="$(readlink -f "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}")"
+  [[ -s "$host_ca" ]] || die "no CA bundle at $host_ca (set SSL_CERT_FILE)"
   base="$(base_tag)"
   ensure_base "$base"
   base_id="$(podman image inspect --format '{{.Id}}' "$base")"

@@ -100,7 +100,7 @@ def test_ready_within_the_goal(operator: ContainerOperator) -> None:
     operator.restart()  # a warm start: the image's files are in the page cache
     again = operator.ready_seconds
     print(f"ready after podman run: first {first:.2f}s, restart {again:.2f}s (goal {READY_GOAL_SECONDS}s)")
-    assert min(first, again) <= READY_LIMIT_SECONDS, (first, again)
+    assert max(first, again) <= READY_LIMIT_SECONDS, (first, again)
 
 
 def test_the_operator_patched_the_webhook_ca_bundle(operator: ContainerOperator, cluster: Cluster) -> None:
