@@ -33,6 +33,7 @@ base_repo=localhost/jobwarden-base
 
 log() { printf '[jobwarden image %4ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+show_log_end() { log "failed; the end of $1:"; tail -n 30 "$1" >&2; }
 unavailable() { log "cannot build images here: $*"; echo "unavailable: $*"; exit 3; }
 
 # --- tools ------------------------------------------------------------------------------------------
@@ -97,11 +98,16 @@ ensure_base() {
   tarball="$cache/${tag##*:}.tar"
   if [[ ! -s "$tarball" ]]; then
     work="$(mktemp -d "$cache/rootfs.XXXXXX")"
-    # A failed debootstrap leaves mounts (proc) under the root: unmount before removing.
-    trap 'umount -R "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
-    log "base: debootstrap $suite ($base_packages) from $mirror (a few minutes, first run only)"
-    make_rootfs "$work/root"
-    trim_rootfs "$work/root"
+    base_log="$cache/base.log"
+    # On failure: show the end of the log. A failed debootstrap leaves mounts (proc) under the root:
+    # unmount before removing.
+    trap 'status=$?; [[ $status -eq 0 ]] || show_log_end "$base_log"
+          umount -R "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
+    log "base: debootstrap $suite ($base_packages) from $mirror, then updates (a few minutes, first"
+    log "      run only; output in $base_log)"
+    # Called plainly (not under `if`/`||`, which would switch errexit off inside the functions).
+    make_rootfs "$work/root" >"$base_log" 2>&1
+    trim_rootfs "$work/root" >>"$base_log" 2>&1
     log "base: rootfs $(du -sh "$work/root" | cut -f1), packing $tarball"
     # Sorted, numeric owners: the same root gives the same tarball.
     tar -C "$work/root" --sort=name --numeric-owner -cf "$tarball.part" .
@@ -122,13 +128,13 @@ inputs_hash() {
     cd "$repo"
     echo "$base_id"
     find Dockerfile .dockerignore pyproject.toml README.md packaging/install.sh packaging/constraints.txt \
-      operator -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' 2>/dev/null \
+      packaging/runtime_root.py operator -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' 2>/dev/null \
       | LC_ALL=C sort | xargs sha256sum
   ) | sha256sum | cut -c1-64
 }
 
 main() {
-  local version image base base_id stamp_file want old_id host_ca
+  local version image base base_id stamp_file want old_id host_ca build_log
   version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/pyproject.toml" | head -1)"
   image="${JOBWARDEN_IMAGE:-jobwarden:$version}"
   mkdir -p "$cache"
@@ -151,9 +157,16 @@ main() {
     # The host's CA bundle is mounted over the build containers' one for the RUN steps only (a bind
     # mount, never committed to a layer): where egress goes through a TLS-inspecting proxy, as on this
     # project's machines, pip trusts only what the host trusts. Elsewhere it is the same public CAs.
-    podman build --format docker --network host --build-arg "BASE_IMAGE=$base" \
+    # Progress: the build's STEP lines and install.sh's own; everything in $build_log.
+    build_log="$cache/build.log"
+    if ! podman build --format docker --network host --build-arg "BASE_IMAGE=$base" \
       --volume "$host_ca:/etc/ssl/certs/ca-certificates.crt:ro" \
-      --tag "$image" --file "$repo/Dockerfile" "$repo" >&2
+      --tag "$image" --file "$repo/Dockerfile" "$repo" 2>&1 | tee "$build_log" \
+      | { grep --line-buffered -E '^\[[0-9]+/[0-9]+\] STEP|^\[jobwarden install\]|^runtime root' >&2 || true; }
+    then
+      show_log_end "$build_log"
+      exit 1
+    fi
     echo "$want" >"$stamp_file"
     # The previous build of this tag is now untagged: do not let them pile up in the storage.
     if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
