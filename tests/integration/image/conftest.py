@@ -16,6 +16,8 @@ skipped with that reason."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from testlib import ROOT
 def image(request: pytest.FixtureRequest) -> str:
     """`make image`, its progress shown on the terminal (a cold build takes minutes); the image name."""
     capture: Any = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n[image tests] make image", file=sys.stderr, flush=True)
         proc = subprocess.run(
             ["make", "--no-print-directory", "image"],
@@ -99,7 +101,8 @@ def operator(
     apply_prerequisites(cluster, rendered)
     log = tmp_path_factory.mktemp("image-operator") / "operator.log"
     kubeconfig = service_account_kubeconfig(cluster, log.parent / "sa.kubeconfig")
-    op = ContainerOperator(cluster, log, pod_spec, kubeconfig)
+    # The image just built (test_image_operator checks the manifests name that very image).
+    op = ContainerOperator(cluster, log, dataclasses.replace(pod_spec, image=image), kubeconfig)
     webhook = register_webhook(cluster, rendered, op.webhook_port)
     op.start()
     print(f"[image tests] operator container {op.name} ready in {op.ready_seconds:.2f}s", file=sys.stderr)
