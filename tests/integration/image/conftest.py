@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,17 @@ from install_steps import apply_prerequisites, register_webhook, render, service
 from kubernetes import client, config
 
 from testlib import ROOT
+
+# A cold `make image` (apt-get, debootstrap, build: ~3 min here) runs in the setup of the first image
+# test, which the default per-test timeout (600 s, pyproject.toml) would also have to cover.
+COLD_BUILD_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.timeout(COLD_BUILD_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
