@@ -2,9 +2,9 @@
 
 `PodSpec.from_rendered(objects)` reads, from the rendered install (`kubectl kustomize manifests/`), what
 the kubelet would give the operator container: the image, args (with `$(VAR)` expanded), env (values,
-the `metadata.namespace` field reference, the ConfigMap of `envFrom`), the user and group, the
-read-only root filesystem, dropped capabilities, no privilege escalation, and the emptyDir mounts as
-tmpfs. Nothing of that is repeated here. What differs from a cluster, and why:
+the `metadata.namespace` and `metadata.name` field references, the ConfigMap of `envFrom`), the user
+and group, the read-only root filesystem, dropped capabilities, no privilege escalation, and the
+emptyDir mounts as tmpfs. Nothing of that is repeated here. What differs from a cluster, and why:
 
 - host network, with free loopback ports for the webhook, health and metrics servers (appended flags
   override the Deployment's `--*-port`; the Service and probes do not exist locally), bound to
@@ -77,14 +77,21 @@ class PodSpec:
     tmpfs: dict[str, int] = field(default_factory=dict)  # mount path -> size in bytes
 
     @classmethod
-    def from_rendered(cls, objects: list[dict[str, Any]], deployment: str = "jobwarden") -> PodSpec:
+    def from_rendered(
+        cls, objects: list[dict[str, Any]], deployment: str = "jobwarden", pod_name: str = ""
+    ) -> PodSpec:
+        """`pod_name`: what `metadata.name` field references resolve to (default `<deployment>-podman`)."""
         dep = _one(objects, "Deployment", deployment)
         pod = dep["spec"]["template"]["spec"]
         [container] = pod["containers"]
         context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         if not context.get("runAsNonRoot") or not context.get("runAsUser"):
             raise ValueError("the Deployment must run as a non-root numeric user")
-        env = cls._env(objects, dep, container)
+        fields = {
+            "metadata.namespace": dep["metadata"]["namespace"],
+            "metadata.name": pod_name or f"{deployment}-podman",
+        }
+        env = cls._env(objects, fields, container)
         return cls(
             image=container["image"],
             args=tuple(expand(arg, env) for arg in container.get("args", [])),
@@ -98,8 +105,11 @@ class PodSpec:
         )
 
     @staticmethod
-    def _env(objects: list[dict[str, Any]], dep: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
-        """envFrom first, then env (env wins on a clash, as in Kubernetes)."""
+    def _env(
+        objects: list[dict[str, Any]], fields: dict[str, str], container: dict[str, Any]
+    ) -> dict[str, str]:
+        """envFrom first, then env (env wins on a clash, as in Kubernetes); `fields`: the values of the
+        pod fields a `fieldRef` may name."""
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             ref = source["configMapRef"]  # the only source the manifests use; a KeyError says otherwise
@@ -107,10 +117,10 @@ class PodSpec:
         for var in container.get("env", []):
             if "value" in var:
                 env[var["name"]] = expand(var["value"], env)
-            elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
-                env[var["name"]] = dep["metadata"]["namespace"]
+            elif (path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")) in fields:
+                env[var["name"]] = fields[path]
             else:
-                raise ValueError(f"env {var['name']}: only values and metadata.namespace are supported")
+                raise ValueError(f"env {var['name']}: only values and fieldRefs to {sorted(fields)}")
         return env
 
     @staticmethod

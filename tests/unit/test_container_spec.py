@@ -30,6 +30,7 @@ def test_the_default_install_as_podman_options(rendered: list[dict[str, Any]]) -
     assert "--webhook-service-namespace=jobwarden-system" in spec.args, "$(POD_NAMESPACE) expanded"
     assert spec.args[0] == "run" and len(spec.args) == len(container["args"])
     assert spec.env["POD_NAMESPACE"] == "jobwarden-system"
+    assert spec.env["POD_NAME"] == "jobwarden-podman", "the leader election identity's base"
     assert spec.env["JOBWARDEN_WEBHOOK_SELF_SIGNED"] == "true", "the self-signed overlay's env"
     assert spec.env["JOBWARDEN_LOG_FORMAT"] == "json", "the settings ConfigMap (envFrom)"
     options = spec.run_options()

@@ -121,3 +121,23 @@ def operator(
     yield op
     op.stop()
     cluster.kubectl("delete", "validatingwebhookconfiguration", webhook, check=False)
+
+
+@pytest.fixture(autouse=True)
+def no_operator_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """tests/integration/conftest.py's check, for the container's log: the Deployment's settings say
+    `JOBWARDEN_LOG_FORMAT=json`, where a traceback is a JSON string (`exc_info`) inside one line."""
+    if "operator" not in request.fixturenames:
+        yield
+        return
+    op: ContainerOperator = request.getfixturevalue("operator")
+    offset = op.log_path.stat().st_size if op.log_path.exists() else 0
+    yield
+    with open(op.log_path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    found = [line for line in lines if "Traceback (most recent call last)" in line]
+    if found:
+        pytest.fail(
+            f"the operator logged {len(found)} traceback(s) during this test ({op.log_path}):\n{found[0]}"
+        )
