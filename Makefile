@@ -20,8 +20,8 @@ test: $(STAMP) binaries check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: $(STAMP)
-	$(VENV)/bin/ruff check operator tests devcluster benchmarks
-	$(VENV)/bin/ruff format --check operator tests devcluster benchmarks
+	$(VENV)/bin/ruff check operator tests devcluster benchmarks packaging
+	$(VENV)/bin/ruff format --check operator tests devcluster benchmarks packaging
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
