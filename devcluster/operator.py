@@ -59,6 +59,7 @@ class LocalOperator:
         self.identity = identity or f"local-{self.health_port}"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self.ready_seconds = 0.0  # of the last start: from launch to healthy()
 
     def command(self) -> list[str]:
         webhook = (
@@ -79,21 +80,27 @@ class LocalOperator:
             *self.extra_args,
         ]  # fmt: skip
 
+    def popen_env(self) -> dict[str, str] | None:
+        """The environment of the command (None: this process's)."""
+        return None
+
     def start(self, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Readiness is judged on what this process logs: after a restart the file already holds the
         # previous process's "jobwarden started".
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        launched = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=ROOT, start_new_session=self.detach,
+                cwd=ROOT, start_new_session=self.detach, env=self.popen_env(),
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
+        deadline = launched + timeout
         while not self.healthy():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the operator did not become ready in {timeout}s; see {self.log_path}")
-            time.sleep(0.2)
+            time.sleep(0.1)
+        self.ready_seconds = time.monotonic() - launched
 
     def healthy(self) -> bool:
         """Serving /healthz and the webhook, and done registering (it logs `jobwarden started`)."""
