@@ -153,6 +153,12 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     jobs = run.add_argument_group("jobs")
     jobs.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "16")),
+        help="jobs reconciled at once (env JOBWARDEN_WORKERS); a job's own children are written concurrently",
+    )
+    jobs.add_argument(
         "--volcano-scheduler-fallback",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("VOLCANO_SCHEDULER_FALLBACK", True),
@@ -182,6 +188,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
         cluster_domain=args.cluster_domain,
+        workers=args.workers,
         leader_election=args.leader_elect,
         lease=LeaseOptions(
             name=args.leader_elect_lease_name,

@@ -33,6 +33,7 @@ class RunOptions:
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
     cluster_domain: str = ""
+    workers: int = 16
     webhook: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     webhook_cert_secret: str = "jobwarden-webhook-tls"  # self-signed mode: the CA every replica serves
     leader_election: bool = True
@@ -91,7 +92,7 @@ async def run_operator(
         volcano_scheduler_installed=volcano_installed,
         volcano_fallback_to_default_scheduler=options.volcano_scheduler_fallback,
     )
-    controller = Controller(api, settings)
+    controller = Controller(api, settings, workers=options.workers)
     registry = kopf.OperatorRegistry()
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
