@@ -75,6 +75,7 @@ class LocalOperator:
             f"--kubeconfig={self.kubeconfig}", webhook, "--webhook-bind=127.0.0.1",
             f"--webhook-port={self.webhook_port}", f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
             f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
+            "--metrics-bind=127.0.0.1", "--health-bind=127.0.0.1",
             f"--leader-elect-lease-name={self.lease}", f"--leader-elect-namespace={self.lease_namespace}",
             f"--leader-elect-identity={self.identity}",
             *self.extra_args,

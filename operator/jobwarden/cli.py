@@ -120,6 +120,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=int(_env("METRICS_PORT", "9090")),
         help="Prometheus /metrics (0 disables)",
     )
+    ob.add_argument("--health-bind", default=_env("HEALTH_BIND", "0.0.0.0"), help="address of /healthz")
+    ob.add_argument("--metrics-bind", default=_env("METRICS_BIND", "0.0.0.0"), help="address of /metrics")
     ob.add_argument("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"))
     ob.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     le = run.add_argument_group(
@@ -184,6 +186,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         kubeconfig=args.kubeconfig,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
+        health_bind=args.health_bind,
+        metrics_bind=args.metrics_bind,
         log_format=args.log_format,
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,

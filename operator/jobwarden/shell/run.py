@@ -29,6 +29,8 @@ class RunOptions:
     kubeconfig: str | None = None
     health_port: int = 8080
     metrics_port: int = 9090  # 0 disables
+    health_bind: str = "0.0.0.0"  # the kubelet probes the pod IP; 127.0.0.1 for a local run
+    metrics_bind: str = "0.0.0.0"
     log_format: str = "text"
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
@@ -153,14 +155,16 @@ async def run_operator(
         return len(controller.jobs)
 
     if options.metrics_port:
-        metrics.serve(options.metrics_port)
+        metrics.serve(options.metrics_port, options.metrics_bind)
     await kopf.operator(
         registry=registry,
         settings=kopf_settings,
         standalone=True,
         clusterwide=not options.namespaces,
         namespaces=options.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None,
+        liveness_endpoint=f"http://{_host(options.health_bind)}:{options.health_port}/healthz"
+        if options.health_port
+        else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
@@ -191,3 +195,7 @@ async def _tls_files(api: kube.KubeApi, options: RunOptions) -> tuple[Path, Path
 
 async def _all_ready(watches: list[Any]) -> None:
     await asyncio.gather(*(w.ready.wait() for w in watches))
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address  # an IPv6 literal in a URL
