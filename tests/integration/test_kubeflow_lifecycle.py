@@ -542,7 +542,13 @@ def test_operator_killed_mid_lifecycle_duplicates_nothing_and_catches_up(
     job.wait_children(pods={"worker-0"}, services={"worker-0"})  # TF default cleanPodPolicy Running
     assert job.pods()[job.pod_name("worker-0")].metadata.uid == uids[job.pod_name("worker-0")]
     reasons = job.wait_events("TFJobCreated", "TFJobRunning", "TFJobSucceeded")
-    assert sorted(e.reason for e in reasons) == ["TFJobCreated", "TFJobRunning", "TFJobSucceeded"]
+    lifecycle = sorted(e.reason for e in reasons if e.reason.startswith("TFJob"))
+    assert lifecycle == ["TFJobCreated", "TFJobRunning", "TFJobSucceeded"]
+    # Upstream's per-child events, one per child made (issue 14): each pod and service named once.
+    made = [e.message for e in reasons if e.reason in ("SuccessfulCreatePod", "SuccessfulCreateService")]
+    assert sorted(made) == sorted(
+        f"Created {kind}: {name}" for name in uids for kind in ("pod", "service")
+    ), "one event per child, none twice"
 
 
 def test_operator_killed_right_after_create_makes_each_child_once(

@@ -330,14 +330,18 @@ class Controller:
             return await call
 
     async def _create_one(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> str:
+        child_kind, name = manifest["kind"], manifest["metadata"]["name"]
         try:
-            await self._create(key, job, kind, manifest)
+            made = await self._create(key, job, kind, manifest)
         except Exception as exc:
             if namespace_terminating(exc):
                 return "terminating"
-            await self._child_failed(key, job, "Create", manifest["kind"], manifest["metadata"]["name"], exc)
+            await self._child_failed(key, job, "Create", child_kind, name, exc)
             return "failed"
         self._clear_fault(key, "Create", manifest)
+        if made:  # upstream's per-child event (training-operator's pod and service control)
+            event = Event("Normal", f"SuccessfulCreate{child_kind}", f"Created {child_kind.lower()}: {name}")
+            await self._post_event(job, event)
         return "ok"
 
     async def _replace_one(self, key: JobKey, job: Body, manifest: Manifest) -> bool:
@@ -352,7 +356,8 @@ class Controller:
         self._clear_fault(key, "Update", manifest)
         return True
 
-    async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> None:
+    async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:
+        """Create the child; False when it already existed under this job (nothing new was made)."""
         materialize = getattr(kind, "materialize", None)
         if materialize is not None:  # e.g. an ssh key pair: CPU work, kept off the event loop
             manifest = await asyncio.to_thread(materialize, manifest)
@@ -368,7 +373,10 @@ class Controller:
             existing = await self.api.read_child(namespace, manifest["kind"], name)
             if controller_uid_of(existing) != job["metadata"]["uid"]:
                 raise ForeignChild(manifest["kind"], name, job) from exc
+            self._remember_unwatched(key, job, manifest)
+            return False
         self._remember_unwatched(key, job, manifest)
+        return True
 
     def _remember_unwatched(self, key: JobKey, job: Body, manifest: Manifest) -> None:
         if manifest["kind"] in self.indices:
@@ -389,6 +397,8 @@ class Controller:
         try:
             await self.api.delete_child(job["metadata"]["namespace"], ref, uid=uid)
             metrics.CHILDREN_DELETED.labels(kind.resource.kind, ref.kind).inc()
+            event = Event("Normal", f"SuccessfulDelete{ref.kind}", f"Deleted {ref.kind.lower()}: {ref.name}")
+            await self._post_event(job, event)
         except Exception as exc:
             # 404: already gone; 409: the uid precondition failed, the object we meant is gone.
             if status_of(exc) not in (404, 409):
