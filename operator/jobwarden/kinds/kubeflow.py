@@ -357,6 +357,9 @@ class KubeflowKind:
     def plan(self, observed: Observed) -> Plan:
         return _Pass(self, observed).run()
 
+    def materialize(self, manifest: Manifest) -> Manifest:
+        return manifest  # every child is complete in the plan
+
     # -- reading ------------------------------------------------------------------------------
 
     def read_job(self, body: Body) -> KubeflowJob:

@@ -91,6 +91,7 @@ from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano_validation import VOLCANO_UPDATABLE, check_volcano_update, validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL, JOB_NAMESPACE_LABEL, DesiredChild, JobContext, pod_name
 from jobwarden.plugins.registry import PluginSet, build_plugins
+from jobwarden.plugins.registry import materialize as materialize_plugin_child
 
 RESOURCE = Resource(group="batch.volcano.sh", version="v1alpha1", plural="jobs", kind="Job")
 PODGROUP_API_VERSION = "scheduling.volcano.sh/v1beta1"
@@ -524,6 +525,10 @@ class VolcanoKind:
             return Plan()  # being deleted: the garbage collector removes the children
         return _Pass(observed).run()
 
+    def materialize(self, manifest: Manifest) -> Manifest:
+        """The plugins fill in what the plan only asked for (the ssh plugin's key pair)."""
+        return materialize_plugin_child(manifest)
+
 
 KIND = VolcanoKind()
 
@@ -847,14 +852,20 @@ class _Pass:
                 self.plan.delete.append(ChildRef("Pod", pod.name))
 
     def _ensure_plugin_children(self) -> None:
+        """Watched children are kept as desired. An unwatched one (the ssh Secret) is asked for while
+        the plugin is not recorded and the shell has not reported the child in `observed.children`;
+        the plugin is recorded once all its unwatched children are there (record after success)."""
         for plugin in self.job.plugins.plugins:
             recorded = plugin.controlled_key in self.controlled
+            missing = False
             for child in plugin.resources(self.job.context):
                 if child.kind in WATCHED_CHILD_KINDS:
                     self._ensure_watched(child)
-                elif not recorded:
+                elif not recorded and child.name not in self.observed.of_kind(child.kind):
                     self.plan.create.append(child.build())
-            self.controlled[plugin.controlled_key] = plugin.name
+                    missing = True
+            if not missing:
+                self.controlled[plugin.controlled_key] = plugin.name
 
     def _ensure_watched(self, child: DesiredChild) -> None:
         live = self.observed.of_kind(child.kind).get(child.name)
@@ -874,10 +885,8 @@ class _Pass:
         for plugin in self.job.plugins.plugins:
             recorded = plugin.controlled_key in self.controlled
             for ref in plugin.on_job_delete(self.job.context):
-                exists = (
-                    ref.name in self.observed.of_kind(ref.kind)
-                    if ref.kind in WATCHED_CHILD_KINDS
-                    else recorded
+                exists = ref.name in self.observed.of_kind(ref.kind) or (
+                    recorded and ref.kind not in WATCHED_CHILD_KINDS
                 )
                 if exists:
                     self.plan.delete.append(ref)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from jobwarden.core.plan import Manifest
 from jobwarden.plugins.base import Flags, FlagValue, JobPlugin
 from jobwarden.plugins.env import EnvPlugin
 from jobwarden.plugins.ssh import SshPlugin
@@ -69,6 +70,13 @@ def _convert(name: str, default: FlagValue, value: str | None) -> FlagValue:
         except ValueError:
             raise ValueError(f'invalid value "{value}" for flag -{name}') from None
     return value
+
+
+def materialize(manifest: Manifest) -> Manifest:
+    """`manifest` as it is created: each plugin fills in what its plan only asked for."""
+    for cls in PLUGINS.values():
+        manifest = cls.materialize(manifest)
+    return manifest
 
 
 @dataclass(frozen=True)
