@@ -412,11 +412,14 @@ def test_deadline_wakes_the_operator_then_fails_the_job_and_stops_active_pods() 
     cluster.set_phase("job-master-0", "Running")
     cluster.set_phase("job-worker-0", "Running")
     cluster.set_phase("job-worker-1", "Succeeded", exit_code=0)
-    assert cluster.step(later(599)).wake_at == later(600)
+    before = cluster.step(later(599))
+    assert before.wake_at == later(600) and not before.deadline_exceeded
 
     plan = cluster.step(later(600))
     message = "PyTorchJob job has failed because it was active longer than specified deadline"
     assert plan.events == [Event("Warning", "PyTorchJobFailed", message)]
+    assert plan.deadline_exceeded  # the decision the shell counts (jobwarden_deadline_failures_total)
+    assert not cluster.step(later(601)).deadline_exceeded  # counted once: already Failed
     # Running and Pending pods stop even under cleanPodPolicy None; the finished one stays.
     assert (
         deleted(plan, "Pod") == deleted(plan, "Service") == {"job-master-0", "job-worker-0", "job-worker-2"}

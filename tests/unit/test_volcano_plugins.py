@@ -14,7 +14,7 @@ from jobwarden.core.plan import ChildRef, Manifest
 from jobwarden.plugins import ssh as ssh_module
 from jobwarden.plugins.base import JobContext, JobPlugin
 from jobwarden.plugins.env import EnvPlugin
-from jobwarden.plugins.registry import build_plugins, materialize, parse_flags
+from jobwarden.plugins.registry import argument_error, build_plugins, materialize, mpi_master, parse_flags
 from jobwarden.plugins.ssh import SshPlugin, generate_key_pair
 from jobwarden.plugins.svc import SvcPlugin
 
@@ -101,6 +101,26 @@ def test_a_bad_argument_stops_parsing_and_keeps_what_came_before(args: list[str]
 
     assert parsed.error == error
     assert parsed.flags.integer("port") == 1 and parsed.flags.boolean("flag") is False
+
+
+def test_go_flag_syntax_for_plugin_arguments() -> None:
+    """Moved from the Volcano admission tests: one parser serves the plugins and admission (mpi)."""
+
+    def flag_value(args: list[str], flag: str, default: str) -> str:
+        return parse_flags(args, {flag: default, "port": 22}).flags.text(flag)
+
+    assert flag_value([], "master", "master") == "master"
+    assert flag_value(["--master=a", "-master=b"], "master", "m") == "b"
+    assert flag_value(["-master", "c", "--port=22"], "master", "m") == "c"
+    assert flag_value(["--masterful=x"], "master", "m") == "m"
+    assert mpi_master(["--worker=w", "--master", "launcher"]) == "launcher"
+    assert mpi_master(["stop", "--master=launcher"]) == "master"  # Go stops at the first non-flag
+
+
+def test_registry_checks_the_arguments_of_the_plugins_it_implements_only() -> None:
+    assert argument_error("ssh", ["--ssh-port=2222"]) is None
+    assert argument_error("ssh", ["--ssh-port=x"]) == 'invalid value "x" for flag -ssh-port'
+    assert argument_error("mpi", ["--anything"]) is None  # accepted by name, not implemented
 
 
 def test_registry_builds_known_plugins_in_name_order_and_reports_the_rest() -> None:

@@ -450,6 +450,7 @@ class KubeflowKind:
 class _Failure:
     message: str
     stops_active_pods: bool = False
+    deadline_exceeded: bool = False
 
 
 class _Pass:
@@ -499,6 +500,7 @@ class _Pass:
             self._finish(cond.SUCCEEDED, f"{self.title} is successfully completed.")
         elif failure is not None:
             self._finish(cond.FAILED, failure.message, failure.stops_active_pods)
+            self.plan.deadline_exceeded = failure.deadline_exceeded
         else:
             self._restart(retrying)
             self._create_missing()
@@ -538,7 +540,7 @@ class _Pass:
             return _Failure(f"{self.title} has failed because {failed} replica(s) failed.")
         if is_due(self._deadline(), self.observed.now):
             deadline = f"{self.title} has failed because it was active longer than specified deadline"
-            return _Failure(deadline, stops_active_pods=True)
+            return _Failure(deadline, stops_active_pods=True, deadline_exceeded=True)
         if self._backoff_limit_reached(retrying, live):
             return _Failure(f"{self.title} has failed because it has reached the specified backoff limit")
         return None

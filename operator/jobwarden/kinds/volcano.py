@@ -82,23 +82,32 @@ from typing import Any
 
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
-from jobwarden.core.plan import WATCHED_CHILD_KINDS, Body, ChildRef, Event, Manifest, Observed, Plan
+from jobwarden.core.plan import (
+    CHILD_KINDS_BY_NAME,
+    WATCHED_CHILD_KINDS,
+    Body,
+    ChildRef,
+    Event,
+    Manifest,
+    Observed,
+    Plan,
+)
 from jobwarden.core.pods import in_place_restarts, is_terminating, pod_phase
 from jobwarden.core.quantity import parse_quantity, quantities_equal
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import earliest, is_due, ttl_due
+from jobwarden.kinds import volcano_defaults as defaults
 from jobwarden.kinds.base import Resource
+from jobwarden.kinds.volcano_defaults import VOLCANO_SCHEDULER
 from jobwarden.kinds.volcano_validation import VOLCANO_UPDATABLE, check_volcano_update, validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL, JOB_NAMESPACE_LABEL, DesiredChild, JobContext, pod_name
 from jobwarden.plugins.registry import PluginSet, build_plugins
 from jobwarden.plugins.registry import materialize as materialize_plugin_child
 
 RESOURCE = Resource(group="batch.volcano.sh", version="v1alpha1", plural="jobs", kind="Job")
-PODGROUP_API_VERSION = "scheduling.volcano.sh/v1beta1"
-VOLCANO_SCHEDULER = "volcano"
-DEFAULT_SCHEDULER = "default-scheduler"
-DEFAULT_QUEUE = "default"
-DEFAULT_MAX_RETRY = 3
+PODGROUP_API_VERSION = CHILD_KINDS_BY_NAME["PodGroup"].api_version
+# Kubernetes' own scheduler: what pods asking for Volcano's get when Volcano is not installed.
+KUBE_DEFAULT_SCHEDULER = "default-scheduler"
 
 # Pod labels and annotations (upstream `createJobPod`, spec §4.4).
 TASK_INDEX_KEY = "volcano.sh/task-index"
@@ -242,18 +251,14 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
     replicas = int(raw.get("replicas") or 0)
     partition = raw.get("partitionPolicy") or {}
     partition_size = int(partition.get("partitionSize") or 0) or None
-    min_available = raw.get("minAvailable")
-    if min_available is None:
-        min_partitions = int(partition.get("minPartitions") or 0)
-        min_available = min_partitions * partition_size if min_partitions and partition_size else replicas
     depends = raw.get("dependsOn") or {}
     return Task(
         name=str(raw.get("name") or f"default{position}"),
         replicas=replicas,
-        min_available=int(min_available),
+        min_available=int(defaults.task_min_available(raw, replicas)),
         template=raw.get("template") or {},
         policies=read_policies(raw.get("policies")),
-        max_retry=int(raw.get("maxRetry") or 0) or DEFAULT_MAX_RETRY,
+        max_retry=int(defaults.max_retry(raw.get("maxRetry"))),
         depends_on=tuple(depends.get("name") or ()),
         depends_on_any=depends.get("iteration") == "any",
         partition_size=partition_size,
@@ -274,11 +279,13 @@ def read_job(body: Body) -> VolcanoJob:
     return VolcanoJob(
         body=body,
         tasks=tasks,
-        min_available=int(spec.get("minAvailable") or 0) or sum(t.min_available for t in tasks),
+        min_available=int(
+            defaults.job_min_available(spec.get("minAvailable"), sum(t.min_available for t in tasks))
+        ),
         min_success=int(min_success) if min_success is not None else None,
-        max_retry=int(spec.get("maxRetry") or 0) or DEFAULT_MAX_RETRY,
-        queue=str(spec.get("queue") or DEFAULT_QUEUE),
-        scheduler_name=str(spec.get("schedulerName") or VOLCANO_SCHEDULER),
+        max_retry=int(defaults.max_retry(spec.get("maxRetry"))),
+        queue=str(defaults.queue(spec.get("queue"))),
+        scheduler_name=str(defaults.scheduler_name(spec.get("schedulerName"))),
         priority_class_name=str(spec.get("priorityClassName") or ""),
         policies=read_policies(spec.get("policies")),
         ttl_seconds_after_finished=int(ttl) if ttl is not None else None,
@@ -721,7 +728,7 @@ class _Pass:
         if phase in (INQUEUE, RUNNING) and not admitted_before and self._falls_back():
             message = (
                 f"Volcano's PodGroup CRD (scheduling.volcano.sh/v1beta1) is not installed: pods requesting "
-                f'scheduler "{VOLCANO_SCHEDULER}" are created with "{DEFAULT_SCHEDULER}", without gang '
+                f'scheduler "{VOLCANO_SCHEDULER}" are created with "{KUBE_DEFAULT_SCHEDULER}", without gang '
                 f"scheduling (minAvailable {self.job.min_available} is not enforced when pods are placed)"
             )
             self.plan.events.append(Event("Warning", "SchedulerFallback", message))
@@ -967,7 +974,7 @@ class _Pass:
 
     def _scheduler_for(self, task: Task) -> str:
         requested = self._requested_scheduler(task)
-        return DEFAULT_SCHEDULER if requested == VOLCANO_SCHEDULER and self._falls_back() else requested
+        return KUBE_DEFAULT_SCHEDULER if requested == VOLCANO_SCHEDULER and self._falls_back() else requested
 
     def _mount_claims(self, spec: dict[str, Any]) -> None:
         """Each `spec.volumes[].volumeClaimName` into every container (not init containers), as upstream."""

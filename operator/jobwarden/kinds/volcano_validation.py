@@ -36,6 +36,8 @@ from jobwarden.core.admission import (
 from jobwarden.core.fielderrors import FieldError, forbidden, invalid
 from jobwarden.core.plan import Body
 from jobwarden.core.quantity import parse_quantity
+from jobwarden.kinds import volcano_defaults as defaults
+from jobwarden.plugins.registry import KNOWN_PLUGINS, argument_error, mpi_master
 
 VOLCANO_UPDATABLE: Final[tuple[str, ...]] = (
     "metadata.labels",
@@ -66,28 +68,13 @@ VALID_ACTIONS: Final[tuple[str, ...]] = (
     "CompleteJob",
     "ResumeJob",
 )
-KNOWN_PLUGINS: Final[tuple[str, ...]] = (
-    "ssh",
-    "env",
-    "svc",
-    "tensorflow",
-    "mpi",
-    "pytorch",
-    "hcclrank",
-    "ray",
-)
-
 ANY_EVENT: Final = "*"
 POD_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
 TOPOLOGY_POLICIES: Final = ("none", "best-effort", "restricted", "single-numa-node")
 NETWORK_TOPOLOGY_MODES: Final = ("hard", "soft")
-DEFAULT_QUEUE: Final = "default"
-DEFAULT_SCHEDULER: Final = "volcano"  # the mutating webhook's `--scheduler-name` default
-DEFAULT_MAX_RETRY: Final = 3
 # Plugins that make Services named after the job (`<job>`, `<job>-head-svc`): the name must then be a
 # DNS-1035 label. Volcano's mutating webhook adds `svc` whenever one of the others is present.
-_SERVICE_PLUGINS: Final = ("svc", "tensorflow", "mpi", "pytorch", "ray")
-_PLUGINS_IMPLYING_SVC: Final = ("tensorflow", "mpi", "pytorch", "ray")
+_SERVICE_PLUGINS: Final = ("svc", *defaults.PLUGINS_IMPLYING_SVC)
 # `plugins: {env: []}` enables a plugin with no arguments: there the empty list is not "absent".
 _KEEP_EMPTY: Final = ("spec.plugins.*",)
 
@@ -374,8 +361,10 @@ def _plugin_errors(plugins: Any, tasks: list[Any]) -> list[FieldError]:
             errors.append(unsupported(path, name, KNOWN_PLUGINS))
         if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
             errors.append(invalid_value(path, args, "must be a list of argument strings"))
+        elif (problem := argument_error(name, args or [])) is not None:
+            errors.append(invalid_value(path, args, problem))
     if "mpi" in plugins:
-        master = flag_value(_plugin_args(plugins, "mpi"), "master", "master")
+        master = mpi_master(_plugin_args(plugins, "mpi"))
         if master not in {_task_name(t, i) for i, t in enumerate(tasks)}:
             detail = f"The specified mpi master task was not found: no task is named {show(master)}"
             errors.append(invalid_value("spec.plugins.mpi", plugins["mpi"], detail))
@@ -385,20 +374,6 @@ def _plugin_errors(plugins: Any, tasks: list[Any]) -> list[FieldError]:
 def _plugin_args(plugins: Mapping[str, Any], name: str) -> list[str]:
     args = plugins.get(name)
     return [a for a in args if isinstance(a, str)] if isinstance(args, list) else []
-
-
-def flag_value(args: list[str], flag: str, default: str) -> str:
-    """A plugin argument parsed the way Go's `flag` package does: `-x=v`, `--x=v`, `-x v`; last wins."""
-    value = default
-    for index, arg in enumerate(args):
-        name, equals, given = arg.lstrip("-").partition("=")
-        if not arg.startswith("-") or name != flag:
-            continue
-        if equals:
-            value = given
-        elif index + 1 < len(args):
-            value = args[index + 1]
-    return value
 
 
 def _volume_errors(volumes: Any) -> list[FieldError]:
@@ -508,39 +483,25 @@ def _normalised_pair(
                 _default_task_fields(task, old_replicas.get(_task_name(task, index), _replicas(task)))
     old_minimum = _sum_task_minimums(_tasks(old_spec))
     for spec in (old_spec, new_spec):
-        if spec.get("minAvailable") in (None, 0):
-            spec["minAvailable"] = old_minimum
+        spec["minAvailable"] = defaults.job_min_available(spec.get("minAvailable"), old_minimum)
     return old_spec, new_spec
 
 
 def _default_job_fields(spec: dict[str, Any]) -> None:
-    if spec.get("queue") in (None, ""):
-        spec["queue"] = DEFAULT_QUEUE
-    if spec.get("schedulerName") in (None, ""):
-        spec["schedulerName"] = DEFAULT_SCHEDULER
-    if spec.get("maxRetry") in (None, 0):
-        spec["maxRetry"] = DEFAULT_MAX_RETRY
+    spec["queue"] = defaults.queue(spec.get("queue"))
+    spec["schedulerName"] = defaults.scheduler_name(spec.get("schedulerName"))
+    spec["maxRetry"] = defaults.max_retry(spec.get("maxRetry"))
     plugins = spec.get("plugins")
     if isinstance(plugins, dict):
-        if any(p in plugins for p in _PLUGINS_IMPLYING_SVC):
-            plugins.setdefault("svc", [])
-        if "mpi" in plugins:
-            plugins.setdefault("ssh", [])
+        defaults.default_plugins(plugins)
     for volume in spec.get("volumes") or []:
         if isinstance(volume, dict) and volume.get("volumeClaim") is not None:
             volume.pop("volumeClaimName", None)  # filled in by the controller, as upstream ignores it
 
 
 def _default_task_fields(task: dict[str, Any], replicas_at_creation: Any) -> None:
-    if task.get("maxRetry") in (None, 0):
-        task["maxRetry"] = DEFAULT_MAX_RETRY
-    if task.get("minAvailable") is None:
-        partition = as_mapping(task.get("partitionPolicy"))
-        minimum, size = partition.get("minPartitions"), partition.get("partitionSize")
-        if is_int(minimum) and minimum > 0 and is_int(size):
-            task["minAvailable"] = minimum * size
-        else:
-            task["minAvailable"] = replicas_at_creation
+    task["maxRetry"] = defaults.max_retry(task.get("maxRetry"))
+    task["minAvailable"] = defaults.task_min_available(task, replicas_at_creation)
 
 
 def _sum_task_minimums(tasks: list[Any]) -> Any:

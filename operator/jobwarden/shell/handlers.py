@@ -11,7 +11,7 @@ from typing import Any, cast
 import kopf
 
 from jobwarden import kinds
-from jobwarden.core.plan import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from jobwarden.core.plan import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
@@ -19,13 +19,14 @@ from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
 
-# Child kind -> (group/version, plural) of the watched resource.
+# Child kind -> (group/version, plural) of the watched resource, from the core's table.
 CHILD_RESOURCES: dict[str, tuple[str, str]] = {
-    "Pod": ("v1", "pods"),
-    "Service": ("v1", "services"),
-    "ConfigMap": ("v1", "configmaps"),
+    c.kind: (c.api_version, c.plural) for c in CHILD_KINDS if c.watched and not c.needs_crd
 }
-PODGROUP_RESOURCE = ("scheduling.volcano.sh/v1beta1", "podgroups")
+# Watched only when their CRD is installed (Volcano's PodGroup).
+CRD_CHILD_RESOURCES: dict[str, tuple[str, str]] = {
+    c.kind: (c.api_version, c.plural) for c in CHILD_KINDS if c.watched and c.needs_crd
+}
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 
 
@@ -55,9 +56,7 @@ def register(
     watch_podgroups: bool,
     admission: bool,
 ) -> None:
-    children = dict(CHILD_RESOURCES)
-    if watch_podgroups:
-        children["PodGroup"] = PODGROUP_RESOURCE
+    children = {**CHILD_RESOURCES, **(CRD_CHILD_RESOURCES if watch_podgroups else {})}
     for child_kind, (api_version, plural) in children.items():
         _register_child(registry, settings, controller, child_kind, api_version, plural)
     for kind in kinds.REGISTRY:
