@@ -34,7 +34,8 @@ from jobwarden.kinds.kubeflow_validation import (
     check_kubeflow_update,
     validate_kubeflow,
 )
-from jobwarden.kinds.volcano_validation import VOLCANO_UPDATABLE, check_volcano_update, validate_volcano
+from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.validation import validate_volcano
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 SHAPES = {"tfjob": TFJOB_SHAPE, "pytorchjob": PYTORCHJOB_SHAPE, "mxjob": MXJOB_SHAPE}

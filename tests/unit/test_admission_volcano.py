@@ -16,13 +16,8 @@ from jobwarden.core.fielderrors import FieldError, Severity
 from jobwarden.core.plan import Body, Observed, Plan
 from jobwarden.kinds.admission import review
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.volcano_validation import (
-    VALID_ACTIONS,
-    VALID_EVENTS,
-    VOLCANO_UPDATABLE,
-    check_volcano_update,
-    validate_volcano,
-)
+from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.validation import VALID_ACTIONS, VALID_EVENTS, validate_volcano
 from jobwarden.plugins.registry import KNOWN_PLUGINS
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"

@@ -750,3 +750,10 @@ def test_now_is_only_read_when_something_changes() -> None:
     cluster.step(later(100))
 
     assert cluster.status["state"]["lastTransitionTime"] == stamp == "2024-05-01T12:00:05Z"
+
+
+def test_every_known_phase_has_one_handler() -> None:
+    from jobwarden.kinds.volcano.phases import HANDLERS
+    from jobwarden.kinds.volcano.spec import KNOWN_PHASES
+
+    assert set(HANDLERS) == KNOWN_PHASES
