@@ -484,9 +484,9 @@ def test_ttl_zero_deletes_in_the_finishing_plan() -> None:
 def test_admission_is_delegated_to_kubeflow_validation() -> None:
     job = kubeflow_job(TF, {"Worker": 1})
     changed = {**job, "spec": {**job["spec"], "successPolicy": "AllWorkers"}}
-    assert TF.validate(job) == kubeflow_validation.validate_kubeflow(kubeflow_validation.TFJOB_SHAPE, job)
+    assert TF.validate(job) == kubeflow_validation.validate_kubeflow(tfjob.TFJOB_SHAPE, job)
     assert TF.check_update(job, changed) == kubeflow_validation.check_kubeflow_update(
-        kubeflow_validation.TFJOB_SHAPE, job, changed
+        tfjob.TFJOB_SHAPE, job, changed
     )
     assert TF.check_update(job, changed)  # successPolicy is immutable
     assert TF.updatable_fields() == list(kubeflow_validation.KUBEFLOW_UPDATABLE)
