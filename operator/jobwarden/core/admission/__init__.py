@@ -7,18 +7,7 @@ rendering and pattern parsing), `allowlist` (the pattern matcher), `diff` (the d
 equality), `messages` (errors worded like the apiserver's), `fields` (integer and enum fields),
 `names` (DNS labels, the job name), `containers` (container checks), `verdict`.
 
-Paths use Kubernetes' notation, `spec.tasks[1].template.spec.containers[0].image`; map keys are
-joined with dots even when they contain dots themselves (`metadata.labels.app.kubernetes.io/name`).
-Patterns are paths where `[*]` matches any list index and `*` matches any map key; a pattern also
-covers everything below it (`spec.tasks[*].template` covers the whole pod template).
-
-What counts as "no change" (the normalisation hooks):
-- a key that is absent, `null`, `{}` or `[]` on one side and absent/empty on the other, because the
-  apiserver drops empty optional fields (`omitempty`); `keep_empty` names the places where an empty
-  value still means something (e.g. Volcano's `plugins: {env: []}` enables a plugin);
-- leaves that `leaf_equal` says are the same; the default treats resource quantities by value
-  (`cpu: 2` == `cpu: "2000m"`). Kind-specific defaults (replicas absent == 1, ...) are applied by the
-  kind before diffing, because they depend on the kind's schema.
+Path notation, patterns and what counts as "no change": see `diff.py`.
 """
 
 from __future__ import annotations
