@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jobwarden.core import faults
 from jobwarden.core.plan import ChildRef, Event, Manifest, Observed
 from jobwarden.kinds.volcano.pods import PodView, read_pods
 from jobwarden.kinds.volcano.spec import KNOWN_PHASES, Task, VolcanoJob, read_job
@@ -63,10 +64,13 @@ class Decision:
         before = situation.before
         state = before.get("state") or {}
         phase = str(state.get("phase") or "")
+        reason, message = str(state.get("reason") or ""), str(state.get("message") or "")
+        if reason in faults.FAULT_REASONS:  # shown while a child write was refused; recomputed by status
+            reason = message = ""
         return cls(
             phase=phase if phase in KNOWN_PHASES else "",
-            reason=str(state.get("reason") or ""),
-            message=str(state.get("message") or ""),
+            reason=reason,
+            message=message,
             version=int(before.get("version") or 0),
             retry_count=int(before.get("retryCount") or 0),
             controlled=dict(before.get("controlledResources") or {}),

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jobwarden.core import faults
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import earliest, is_due, ttl_due
 from jobwarden.kinds.volcano.decision import Decision, Situation
 from jobwarden.kinds.volcano.pods import POD_FAILED, POD_PENDING, POD_RUNNING, POD_SUCCEEDED, POD_UNKNOWN
-from jobwarden.kinds.volcano.spec import TTL_PHASES, Task
+from jobwarden.kinds.volcano.spec import FINISHED_PHASES, TTL_PHASES, Task
 
 
 @dataclass
@@ -54,6 +55,12 @@ def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
     stamp = to_rfc3339(situation.now) if decision.passed or not previous else str(previous)
     state = {"phase": decision.phase, "lastTransitionTime": stamp}
     state.update({k: v for k, v in (("reason", decision.reason), ("message", decision.message)) if v})
+    # A refused child write says why the job is stuck (core/faults.py), unless the phase has a
+    # reason of its own (a policy's action, a gate): that one is the job's history.
+    observed = situation.observed
+    refused = faults.summary(observed.faults) if decision.phase not in FINISHED_PHASES else None
+    if refused is not None and not decision.reason:
+        state["reason"], state["message"] = refused
     conditions = [dict(c) for c in before.get("conditions") or []]
     for phase in decision.passed:  # one entry per phase, the latest at the end (upstream)
         conditions = [c for c in conditions if c.get("status") != phase]
