@@ -17,14 +17,14 @@ from jobwarden.kinds.admission import review
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow_validation import (
     KUBEFLOW_UPDATABLE,
-    MXJOB_SHAPE,
-    PYTORCHJOB_SHAPE,
-    TFJOB_SHAPE,
     KubeflowShape,
     canonical_replica_type,
     check_kubeflow_update,
     validate_kubeflow,
 )
+from jobwarden.kinds.mxjob import MXJOB_SHAPE
+from jobwarden.kinds.pytorchjob import PYTORCHJOB_SHAPE
+from jobwarden.kinds.tfjob import TFJOB_SHAPE
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 UPDATABLE = (

@@ -28,13 +28,14 @@ from jobwarden.core.admission import (
 from jobwarden.core.fielderrors import FieldError, Severity
 from jobwarden.kinds.kubeflow_validation import (
     KUBEFLOW_UPDATABLE,
-    MXJOB_SHAPE,
-    PYTORCHJOB_SHAPE,
-    TFJOB_SHAPE,
     check_kubeflow_update,
     validate_kubeflow,
 )
-from jobwarden.kinds.volcano_validation import VOLCANO_UPDATABLE, check_volcano_update, validate_volcano
+from jobwarden.kinds.mxjob import MXJOB_SHAPE
+from jobwarden.kinds.pytorchjob import PYTORCHJOB_SHAPE
+from jobwarden.kinds.tfjob import TFJOB_SHAPE
+from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.validation import validate_volcano
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 SHAPES = {"tfjob": TFJOB_SHAPE, "pytorchjob": PYTORCHJOB_SHAPE, "mxjob": MXJOB_SHAPE}

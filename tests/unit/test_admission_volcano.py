@@ -16,15 +16,9 @@ from jobwarden.core.fielderrors import FieldError, Severity
 from jobwarden.core.plan import Body, Observed, Plan
 from jobwarden.kinds.admission import review
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.volcano_validation import (
-    KNOWN_PLUGINS,
-    VALID_ACTIONS,
-    VALID_EVENTS,
-    VOLCANO_UPDATABLE,
-    check_volcano_update,
-    flag_value,
-    validate_volcano,
-)
+from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.validation import VALID_ACTIONS, VALID_EVENTS, validate_volcano
+from jobwarden.plugins.registry import KNOWN_PLUGINS
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 NOT_UPDATABLE = (
@@ -366,6 +360,15 @@ def policies(*items: dict[str, Any]) -> Change:
         ),
         (lambda job: job["spec"]["plugins"].update(mpi=["--master", "mpimaster"]), []),
         (
+            # Each plugin's own argument parser runs at create time: a bad argument is a 400.
+            lambda job: job["spec"]["plugins"].update(ssh=["--ssh-port=x"]),
+            ['spec.plugins.ssh: Invalid value: ["--ssh-port=x"]: invalid value "x" for flag -ssh-port'],
+        ),
+        (
+            lambda job: job["spec"]["plugins"].update(svc=["--disable-network-policy"], env=["--nope"]),
+            ['spec.plugins.env: Invalid value: ["--nope"]: flag provided but not defined: -nope'],
+        ),
+        (
             lambda job: task(job, 0)["template"]["spec"]["containers"][0].pop("image"),
             [
                 "spec.tasks[0].template.spec.containers[0].image: "
@@ -474,6 +477,8 @@ def policies(*items: dict[str, Any]) -> Change:
         "plugin",
         "mpi-master",
         "mpi-master-ok",
+        "plugin-args",
+        "plugin-args-env",
         "image",
         "containers",
         "restart",
@@ -575,13 +580,6 @@ def test_task_policies_use_the_task_path() -> None:
         'spec.tasks[0].policies[1].event: Duplicate value: "TaskCompleted": this event is already handled by '
         "spec.tasks[0].policies[0]"
     ]
-
-
-def test_go_flag_syntax_for_plugin_arguments() -> None:
-    assert flag_value([], "master", "master") == "master"
-    assert flag_value(["--master=a", "-master=b"], "master", "m") == "b"
-    assert flag_value(["-master", "c", "--port=22"], "master", "m") == "c"
-    assert flag_value(["--masterful=x"], "master", "m") == "m"
 
 
 @pytest.mark.parametrize(

@@ -412,11 +412,14 @@ def test_deadline_wakes_the_operator_then_fails_the_job_and_stops_active_pods() 
     cluster.set_phase("job-master-0", "Running")
     cluster.set_phase("job-worker-0", "Running")
     cluster.set_phase("job-worker-1", "Succeeded", exit_code=0)
-    assert cluster.step(later(599)).wake_at == later(600)
+    before = cluster.step(later(599))
+    assert before.wake_at == later(600) and not before.deadline_exceeded
 
     plan = cluster.step(later(600))
     message = "PyTorchJob job has failed because it was active longer than specified deadline"
     assert plan.events == [Event("Warning", "PyTorchJobFailed", message)]
+    assert plan.deadline_exceeded  # the decision the shell counts (jobwarden_deadline_failures_total)
+    assert not cluster.step(later(601)).deadline_exceeded  # counted once: already Failed
     # Running and Pending pods stop even under cleanPodPolicy None; the finished one stays.
     assert (
         deleted(plan, "Pod") == deleted(plan, "Service") == {"job-master-0", "job-worker-0", "job-worker-2"}
@@ -481,9 +484,9 @@ def test_ttl_zero_deletes_in_the_finishing_plan() -> None:
 def test_admission_is_delegated_to_kubeflow_validation() -> None:
     job = kubeflow_job(TF, {"Worker": 1})
     changed = {**job, "spec": {**job["spec"], "successPolicy": "AllWorkers"}}
-    assert TF.validate(job) == kubeflow_validation.validate_kubeflow(kubeflow_validation.TFJOB_SHAPE, job)
+    assert TF.validate(job) == kubeflow_validation.validate_kubeflow(tfjob.TFJOB_SHAPE, job)
     assert TF.check_update(job, changed) == kubeflow_validation.check_kubeflow_update(
-        kubeflow_validation.TFJOB_SHAPE, job, changed
+        tfjob.TFJOB_SHAPE, job, changed
     )
     assert TF.check_update(job, changed)  # successPolicy is immutable
     assert TF.updatable_fields() == list(kubeflow_validation.KUBEFLOW_UPDATABLE)

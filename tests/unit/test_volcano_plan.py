@@ -48,7 +48,10 @@ def test_seed_job_first_plan_creates_pods_plugin_children_and_admits_the_job() -
     ]
     assert plan.status is not None
     expected_resources = seed_body("response")["status"]["controlledResources"]
-    assert plan.status["controlledResources"] == expected_resources
+    # Record after success: the Secret is recorded once the shell reports it created.
+    assert plan.status["controlledResources"] == {
+        k: v for k, v in expected_resources.items() if k != "plugin-ssh"
+    }
     assert plan.status["state"] == {"phase": "Inqueue", "lastTransitionTime": "2024-05-01T12:00:00Z"}
     assert cluster.phases_seen() == ["Pending", "Inqueue"]
     assert plan.status["pending"] == 2
@@ -58,6 +61,42 @@ def test_seed_job_first_plan_creates_pods_plugin_children_and_admits_the_job() -
         "mpiworker": {"phase": {"Pending": 1}},
     }
     assert "running" not in plan.status and "version" not in plan.status  # Go's omitempty
+
+    plan = cluster.step()
+    assert plan.create == [] and plan.status is not None
+    assert plan.status["controlledResources"] == expected_resources
+
+
+def test_the_ssh_secret_is_asked_for_until_it_is_observed_then_recorded() -> None:
+    cluster = FakeCluster(vcjob(task("worker"), plugins={"ssh": []}))
+    plan = cluster.plan()
+    assert list(created(plan, "Secret")) == ["job-ssh"]
+    assert plan.status is not None and "controlledResources" not in plan.status
+    # Not created (say, the shell failed): asked for again.
+    assert list(created(cluster.plan(later(1)), "Secret")) == ["job-ssh"]
+
+    cluster.step(later(2))  # created: the shell reports it in observed.children["Secret"]
+    plan = cluster.step(later(3))
+
+    assert created(plan, "Secret") == {}
+    assert plan.status is not None and plan.status["controlledResources"] == {"plugin-ssh": "ssh"}
+    cluster.children["Secret"].clear()  # a restarted shell no longer reports it: the record is enough
+    assert created(cluster.plan(later(4)), "Secret") == {}
+
+
+def test_the_planned_ssh_secret_carries_no_key_and_materialize_makes_one() -> None:
+    (secret,) = created(FakeCluster(seed_job()).plan(), "Secret").values()
+    assert set(secret["data"]) == {"config"}
+    assert secret["metadata"]["annotations"] == {"jobwarden.dev/generate": "ssh-keypair"}
+    assert KIND.plan(FakeCluster(seed_job()).observe()) == FakeCluster(seed_job()).plan()  # deterministic
+
+    made = KIND.materialize(secret)
+
+    assert set(made["data"]) == {"id_rsa", "id_rsa.pub", "authorized_keys", "config"}
+    assert "annotations" not in made["metadata"] and made["data"]["config"] == secret["data"]["config"]
+    assert set(secret["data"]) == {"config"}  # the plan's manifest is left as it was
+    pod = created(FakeCluster(seed_job()).plan(), "Pod")[MASTER]
+    assert KIND.materialize(pod) == pod
 
 
 def test_seed_pod_carries_upstream_labels_annotations_and_owner() -> None:
@@ -116,7 +155,8 @@ def test_seed_pod_gets_the_plugins_env_volumes_and_dns_name() -> None:
 
 
 def test_seed_children_hostfile_service_and_ssh_secret() -> None:
-    plan = FakeCluster(seed_job()).step()
+    cluster = FakeCluster(seed_job())
+    plan = cluster.step()
 
     hostfile = created(plan, "ConfigMap")[f"{SEED_JOB}-svc"]["data"]
     assert hostfile["mpiworker.host"] == f"{WORKER}.{SEED_JOB}"  # /etc/volcano/mpiworker.host
@@ -127,7 +167,7 @@ def test_seed_children_hostfile_service_and_ssh_secret() -> None:
         "volcano.sh/job-name": SEED_JOB,
         "volcano.sh/job-namespace": "zjh-gpu",
     }
-    secret = created(plan, "Secret")[f"{SEED_JOB}-ssh"]
+    secret = cluster.children["Secret"][f"{SEED_JOB}-ssh"]  # materialized by the shell
     assert secret_text(secret, "id_rsa").startswith("-----BEGIN RSA PRIVATE KEY-----\n")
     assert secret_text(secret, "authorized_keys") == secret_text(secret, "id_rsa.pub")
     assert f"Host {WORKER}\n  HostName {WORKER}.{SEED_JOB}\n  Port 22\n" in secret_text(secret, "config")
@@ -136,6 +176,7 @@ def test_seed_children_hostfile_service_and_ssh_secret() -> None:
 def test_seed_job_replanned_is_a_noop_and_running_pods_make_it_running() -> None:
     cluster = FakeCluster(seed_job())
     cluster.step()
+    cluster.step()  # records the ssh Secret the first plan created
     assert cluster.plan(later(1)).is_noop  # same pods, same status: no write, no event, no ssh key
 
     cluster.run_all()
@@ -709,3 +750,10 @@ def test_now_is_only_read_when_something_changes() -> None:
     cluster.step(later(100))
 
     assert cluster.status["state"]["lastTransitionTime"] == stamp == "2024-05-01T12:00:05Z"
+
+
+def test_every_known_phase_has_one_handler() -> None:
+    from jobwarden.kinds.volcano.phases import HANDLERS
+    from jobwarden.kinds.volcano.spec import KNOWN_PHASES
+
+    assert set(HANDLERS) == KNOWN_PHASES

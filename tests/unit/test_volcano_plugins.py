@@ -14,7 +14,7 @@ from jobwarden.core.plan import ChildRef, Manifest
 from jobwarden.plugins import ssh as ssh_module
 from jobwarden.plugins.base import JobContext, JobPlugin
 from jobwarden.plugins.env import EnvPlugin
-from jobwarden.plugins.registry import build_plugins, parse_flags
+from jobwarden.plugins.registry import argument_error, build_plugins, materialize, mpi_master, parse_flags
 from jobwarden.plugins.ssh import SshPlugin, generate_key_pair
 from jobwarden.plugins.svc import SvcPlugin
 
@@ -101,6 +101,26 @@ def test_a_bad_argument_stops_parsing_and_keeps_what_came_before(args: list[str]
 
     assert parsed.error == error
     assert parsed.flags.integer("port") == 1 and parsed.flags.boolean("flag") is False
+
+
+def test_go_flag_syntax_for_plugin_arguments() -> None:
+    """Moved from the Volcano admission tests: one parser serves the plugins and admission (mpi)."""
+
+    def flag_value(args: list[str], flag: str, default: str) -> str:
+        return parse_flags(args, {flag: default, "port": 22}).flags.text(flag)
+
+    assert flag_value([], "master", "master") == "master"
+    assert flag_value(["--master=a", "-master=b"], "master", "m") == "b"
+    assert flag_value(["-master", "c", "--port=22"], "master", "m") == "c"
+    assert flag_value(["--masterful=x"], "master", "m") == "m"
+    assert mpi_master(["--worker=w", "--master", "launcher"]) == "launcher"
+    assert mpi_master(["stop", "--master=launcher"]) == "master"  # Go stops at the first non-flag
+
+
+def test_registry_checks_the_arguments_of_the_plugins_it_implements_only() -> None:
+    assert argument_error("ssh", ["--ssh-port=2222"]) is None
+    assert argument_error("ssh", ["--ssh-port=x"]) == 'invalid value "x" for flag -ssh-port'
+    assert argument_error("mpi", ["--anything"]) is None  # accepted by name, not implemented
 
 
 def test_registry_builds_known_plugins_in_name_order_and_reports_the_rest() -> None:
@@ -253,7 +273,9 @@ def test_ssh_secret_keys_and_config(keys: ssh_module.KeyPair) -> None:
     )
 
 
-def test_ssh_key_pair_is_generated_only_when_the_secret_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_key_pair_is_generated_only_when_the_secret_is_materialized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls: list[int] = []
     real = ssh_module.generate_key_pair
 
@@ -265,18 +287,24 @@ def test_ssh_key_pair_is_generated_only_when_the_secret_is_built(monkeypatch: py
 
     (child,) = SshPlugin().resources(job(task("w", 1)))
     assert (child.kind, child.name, calls) == ("Secret", "job-ssh", [])
-    child.build()
-    assert calls == [1]
+    requested = child.build()
+    assert calls == [] and set(requested["data"]) == {"config"}
+    assert requested["metadata"]["annotations"] == {"jobwarden.dev/generate": "ssh-keypair"}
+    made = materialize(requested)
+    assert calls == [1] and set(made["data"]) == {"id_rsa", "id_rsa.pub", "authorized_keys", "config"}
+    assert "annotations" not in made["metadata"]
+    assert materialize(made) == made  # nothing left to fill in
 
 
 def test_ssh_uses_a_given_private_key_and_derives_its_public_half(keys: ssh_module.KeyPair) -> None:
     plugins = build_plugins({"ssh": [f"--ssh-private-key={keys.private_pem}"]})
     (plugin,) = plugins.plugins
 
-    secret = built(plugin, job(task("w", 1)))["Secret"]
+    secret = materialize(built(plugin, job(task("w", 1)))["Secret"])
 
     assert text(secret, "id_rsa") == keys.private_pem
     assert text(secret, "id_rsa.pub") == keys.public_line
+    assert "annotations" not in secret["metadata"]  # the given key does not stay in an annotation
 
 
 @pytest.mark.parametrize(("arg", "port"), [("2222", 2222), ("0", 22), ("70000", 22), ("-5", 22)])

@@ -104,7 +104,8 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class FakeCluster:
-    """One job and its children. `step()` plans, then applies the plan like the shell. With `graceful`,
+    """One job and its children. `step()` plans, then applies the plan like the shell (materializing
+    each created manifest, and reporting the Secrets it created in `Observed.children`). With `graceful`,
     a deleted pod first shows a deletionTimestamp and goes away only at `finish_deletions()`."""
 
     def __init__(
@@ -126,7 +127,8 @@ class FakeCluster:
     # -- what the shell sees and does ------------------------------------------------------------
 
     def observe(self, now: datetime = NOW) -> Observed:
-        watched = ["Pod", "Service", "ConfigMap"] + (
+        # Secrets are never watched: the shell reports the ones it created (or found existing).
+        watched = ["Pod", "Service", "ConfigMap", "Secret"] + (
             ["PodGroup"] if self.settings.volcano_scheduler_installed else []
         )
         children = {kind: copy.deepcopy(self.children[kind]) for kind in watched}
@@ -155,7 +157,7 @@ class FakeCluster:
         for manifest in plan.create:
             store = self.children[manifest["kind"]]
             if manifest["metadata"]["name"] not in store:  # AlreadyExists is fine
-                store[manifest["metadata"]["name"]] = self._admitted(manifest, now)
+                store[manifest["metadata"]["name"]] = self._admitted(KIND.materialize(manifest), now)
         for manifest in plan.replace:
             self._serial += 1
             replacement = copy.deepcopy(manifest)

@@ -14,10 +14,40 @@ from typing import Any
 Body = Mapping[str, Any]
 Manifest = dict[str, Any]
 
-# The child kinds the shell watches (label `app.kubernetes.io/managed-by=jobwarden`) and hands to
-# the core, keyed by Kubernetes kind. Secrets are never watched (least privilege): a kind records
-# the Secrets it made in the job's status instead, e.g. Volcano's `status.controlledResources`.
-WATCHED_CHILD_KINDS = ("Pod", "Service", "ConfigMap")
+
+@dataclass(frozen=True)
+class ChildKind:
+    """A kind of child object jobwarden creates, and how the shell reaches and observes it."""
+
+    kind: str
+    api_version: str  # `v1` for the core group, else `<group>/<version>`
+    plural: str
+    # Watched (label `app.kubernetes.io/managed-by=jobwarden`) and handed to the core in
+    # `Observed.children`. Secrets are never watched (least privilege): a kind records the Secrets
+    # it made in the job's status instead, e.g. Volcano's `status.controlledResources`.
+    watched: bool
+    needs_crd: bool = False  # watched only when its CRD is installed
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+
+# The one table of child kinds; the shell's watches and API dispatch derive from it.
+CHILD_KINDS: tuple[ChildKind, ...] = (
+    ChildKind("Pod", "v1", "pods", watched=True),
+    ChildKind("Service", "v1", "services", watched=True),
+    ChildKind("ConfigMap", "v1", "configmaps", watched=True),
+    ChildKind("Secret", "v1", "secrets", watched=False),
+    ChildKind("PodGroup", "scheduling.volcano.sh/v1beta1", "podgroups", watched=True, needs_crd=True),
+)
+CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
+# The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.
+WATCHED_CHILD_KINDS: tuple[str, ...] = tuple(c.kind for c in CHILD_KINDS if c.watched and not c.needs_crd)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "jobwarden"
@@ -109,6 +139,9 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     wake_at: datetime | None = None
+    # The decision this plan carries out is failing the job for its active deadline (for metrics: the
+    # shell counts from this, never from message text). Set only by the plan that makes the transition.
+    deadline_exceeded: bool = False
 
     @property
     def is_noop(self) -> bool:

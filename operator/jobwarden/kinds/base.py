@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobwarden.core.fielderrors import FieldError
-from jobwarden.core.plan import Body, Observed, Plan
+from jobwarden.core.plan import Body, Manifest, Observed, Plan
 
 
 @dataclass(frozen=True)
@@ -47,5 +47,13 @@ class JobKind(Protocol):
         ...
 
     def plan(self, observed: Observed) -> Plan:
-        """Given the job and its children, what should exist and what is the status."""
+        """Given the job and its children, what should exist and what is the status. A deterministic
+        function of `observed`: anything random or CPU-heavy a child needs is left to `materialize`."""
+        ...
+
+    def materialize(self, manifest: Manifest) -> Manifest:
+        """The manifest of `plan.create` as it is sent to the apiserver: what the plan only asked for
+        is filled in (e.g. an ssh key pair). Pure from the core's point of view but possibly CPU-heavy
+        or random, so the shell calls it in a worker thread just before creating each manifest. Most
+        kinds return the manifest unchanged."""
         ...

@@ -1,4 +1,5 @@
-"""Admission rules shared by TFJob, PyTorchJob and MXJob (`kubeflow.org/v1`).
+"""Admission rules shared by TFJob, PyTorchJob and MXJob (`kubeflow.org/v1`). What is one framework's
+own (its `KubeflowShape`, its spec checks) lives in that framework's module.
 
 Create: what the training-operator's webhooks and controllers check (docs: kubeflow-v1 spec §7), plus
 the seeds' shapes: replica keys in any case (`Ps` is `PS`), both run-policy layouts, replica counts
@@ -14,7 +15,7 @@ layouts with the same value) are not changes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,14 +52,17 @@ KUBEFLOW_UPDATABLE: Final[tuple[str, ...]] = (
 REPLICA_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never", "ExitCode")
 POD_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
 MANAGED_BY_VALUES: Final = ("kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue")
-MX_JOB_MODES: Final = ("MXTrain", "MXTune")
-TF_SUCCESS_POLICIES: Final = ("", "AllWorkers")
-PYTORCH_NPROC_WORDS: Final = ("auto", "cpu", "gpu")
+
+
+def no_spec_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    del spec
+    return []
 
 
 @dataclass(frozen=True)
 class KubeflowShape:
-    """What differs between the three Kubeflow kinds, as far as admission cares."""
+    """What differs between the Kubeflow kinds, as far as admission cares. Each framework module
+    (tfjob.py, pytorchjob.py, mxjob.py) declares its own."""
 
     kind: str
     replica_specs_field: str
@@ -66,35 +70,10 @@ class KubeflowShape:
     container_name: str  # the container the operator configures, which must exist in every replica
     default_restart_policy: str
     single_master_types: tuple[str, ...]  # at most one replica among these types together
-
-
-TFJOB_SHAPE: Final = KubeflowShape(
-    kind="TFJob",
-    replica_specs_field="tfReplicaSpecs",
-    replica_types=("PS", "Worker", "Chief", "Master", "Evaluator"),
-    container_name="tensorflow",
-    default_restart_policy="Never",
-    single_master_types=("Chief", "Master"),
-)
-PYTORCHJOB_SHAPE: Final = KubeflowShape(
-    kind="PyTorchJob",
-    replica_specs_field="pytorchReplicaSpecs",
-    replica_types=("Master", "Worker"),
-    container_name="pytorch",
-    default_restart_policy="OnFailure",
-    single_master_types=("Master",),
-)
-MXJOB_SHAPE: Final = KubeflowShape(
-    kind="MXJob",
-    replica_specs_field="mxReplicaSpecs",
-    replica_types=("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
-    container_name="mxnet",
-    default_restart_policy="Never",
-    single_master_types=("Scheduler",),
-)
-
-# PyTorch's rendezvous needs exactly one Master (upstream: `Master.replicas` "must be 1").
-_EXACTLY_ONE_REPLICA: Final[Mapping[str, tuple[str, ...]]] = {"PyTorchJob": ("Master",)}
+    # Of `single_master_types`, those that must have exactly one replica (PyTorch's Master).
+    exactly_one_types: tuple[str, ...] = ()
+    # The framework's own checks of `spec` (e.g. TF's successPolicy), INVALID errors.
+    spec_errors: Callable[[Mapping[str, Any]], list[FieldError]] = no_spec_errors
 
 
 def canonical_replica_type(shape: KubeflowShape, key: str) -> str | None:
@@ -120,7 +99,7 @@ def validate_kubeflow(shape: KubeflowShape, job: Body) -> list[FieldError]:
     return [
         *name_errors,
         *_run_policy_errors(spec),
-        *_kind_specific_errors(shape, spec),
+        *shape.spec_errors(spec),
         *_replica_specs_errors(shape, spec, name),
     ]
 
@@ -148,51 +127,6 @@ def _run_policy_errors(spec: Mapping[str, Any]) -> list[FieldError]:
         )
         for name, top, nested in layout_conflicts({**spec, "runPolicy": run_policy or {}})
     ]
-    return errors
-
-
-def _kind_specific_errors(shape: KubeflowShape, spec: Mapping[str, Any]) -> list[FieldError]:
-    if shape.kind == "MXJob":
-        return enum_errors("spec.jobMode", spec.get("jobMode"), MX_JOB_MODES)
-    if shape.kind == "TFJob":
-        return enum_errors("spec.successPolicy", spec.get("successPolicy"), TF_SUCCESS_POLICIES)
-    if shape.kind == "PyTorchJob":
-        return _pytorch_errors(shape, spec)
-    return []
-
-
-def _pytorch_errors(shape: KubeflowShape, spec: Mapping[str, Any]) -> list[FieldError]:
-    errors: list[FieldError] = []
-    nproc = spec.get("nprocPerNode")
-    if nproc is not None and not (
-        isinstance(nproc, str) and (nproc in PYTORCH_NPROC_WORDS or nproc.isdigit())
-    ):
-        errors.append(invalid_value("spec.nprocPerNode", nproc, "must be auto, cpu, gpu or a whole number"))
-    elastic = spec.get("elasticPolicy")
-    if not isinstance(elastic, Mapping):
-        return errors
-    replica_keys = as_mapping(spec.get(shape.replica_specs_field))
-    if not any(canonical_replica_type(shape, str(k)) == "Worker" for k in replica_keys):
-        errors.append(
-            required(
-                f"spec.{shape.replica_specs_field}.Worker", "must be configured if elastic policy is used"
-            )
-        )
-    if elastic.get("nProcPerNode") is not None and nproc is not None:
-        errors.append(
-            invalid_value(
-                "spec.elasticPolicy.nProcPerNode",
-                elastic["nProcPerNode"],
-                "must not be used with spec.nprocPerNode",
-            )
-        )
-    low, high = elastic.get("minReplicas"), elastic.get("maxReplicas")
-    errors += int_errors("spec.elasticPolicy.minReplicas", low, 1)
-    errors += int_errors("spec.elasticPolicy.maxReplicas", high, 1)
-    if is_int(low) and is_int(high) and low > high:
-        errors.append(
-            invalid_value("spec.elasticPolicy.minReplicas", low, f"must not exceed maxReplicas ({high})")
-        )
     return errors
 
 
@@ -274,10 +208,9 @@ def _master_count_errors(
     if len(present) > 1:
         roles = " or ".join(shape.single_master_types)
         errors.append(invalid_value(field, ", ".join(present), f"must not have more than 1 {roles} role"))
-    exactly_one = _EXACTLY_ONE_REPLICA.get(shape.kind, ())
     for replica_type in present:
         replicas, path = replicas_by_type[replica_type], f"{field}.{key_of[replica_type]}.replicas"
-        if replica_type in exactly_one and is_int(replicas) and replicas != 1:
+        if replica_type in shape.exactly_one_types and is_int(replicas) and replicas != 1:
             errors.append(invalid_value(path, replicas, "must be 1"))
         elif is_int(replicas) and replicas > 1:
             errors.append(invalid_value(path, replicas, "must be 0 or 1: at most one replica of this type"))

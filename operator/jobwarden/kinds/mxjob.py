@@ -11,11 +11,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
+from jobwarden.core.admission import enum_errors
+from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow import KubeflowKind, PodSlot, Port, Replica, compact_json, led_by
-from jobwarden.kinds.kubeflow_validation import MXJOB_SHAPE
+from jobwarden.kinds.kubeflow_validation import KubeflowShape
+
+MX_JOB_MODES: Final = ("MXTrain", "MXTune")
+
+
+def mx_spec_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    return enum_errors("spec.jobMode", spec.get("jobMode"), MX_JOB_MODES)
+
+
+MXJOB_SHAPE: Final = KubeflowShape(
+    kind="MXJob",
+    replica_specs_field="mxReplicaSpecs",
+    replica_types=("Scheduler", "Server", "Worker", "TunerTracker", "TunerServer", "Tuner"),
+    container_name="mxnet",
+    default_restart_policy="Never",
+    single_master_types=("Scheduler",),
+    spec_errors=mx_spec_errors,
+)
 
 # Old MX replica specs carried a `label`; training-operator reads this pod-template annotation instead.
 TUNER_LABEL_ANNOTATION = "tuner-server-key"

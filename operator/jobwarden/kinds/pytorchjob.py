@@ -10,9 +10,66 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Final
+
+from jobwarden.core.admission import as_mapping, int_errors, invalid_value, is_int, required
+from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow import KubeflowJob, KubeflowKind, PodSlot, Port, led_by
-from jobwarden.kinds.kubeflow_validation import PYTORCHJOB_SHAPE
+from jobwarden.kinds.kubeflow_validation import KubeflowShape, canonical_replica_type
+
+PYTORCH_NPROC_WORDS: Final = ("auto", "cpu", "gpu")
+
+
+def pytorch_spec_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    """`nprocPerNode`, and an elastic policy's Worker and replica bounds."""
+    shape = PYTORCHJOB_SHAPE
+    errors: list[FieldError] = []
+    nproc = spec.get("nprocPerNode")
+    if nproc is not None and not (
+        isinstance(nproc, str) and (nproc in PYTORCH_NPROC_WORDS or nproc.isdigit())
+    ):
+        errors.append(invalid_value("spec.nprocPerNode", nproc, "must be auto, cpu, gpu or a whole number"))
+    elastic = spec.get("elasticPolicy")
+    if not isinstance(elastic, Mapping):
+        return errors
+    replica_keys = as_mapping(spec.get(shape.replica_specs_field))
+    if not any(canonical_replica_type(shape, str(k)) == "Worker" for k in replica_keys):
+        errors.append(
+            required(
+                f"spec.{shape.replica_specs_field}.Worker", "must be configured if elastic policy is used"
+            )
+        )
+    if elastic.get("nProcPerNode") is not None and nproc is not None:
+        errors.append(
+            invalid_value(
+                "spec.elasticPolicy.nProcPerNode",
+                elastic["nProcPerNode"],
+                "must not be used with spec.nprocPerNode",
+            )
+        )
+    low, high = elastic.get("minReplicas"), elastic.get("maxReplicas")
+    errors += int_errors("spec.elasticPolicy.minReplicas", low, 1)
+    errors += int_errors("spec.elasticPolicy.maxReplicas", high, 1)
+    if is_int(low) and is_int(high) and low > high:
+        errors.append(
+            invalid_value("spec.elasticPolicy.minReplicas", low, f"must not exceed maxReplicas ({high})")
+        )
+    return errors
+
+
+PYTORCHJOB_SHAPE: Final = KubeflowShape(
+    kind="PyTorchJob",
+    replica_specs_field="pytorchReplicaSpecs",
+    replica_types=("Master", "Worker"),
+    container_name="pytorch",
+    default_restart_policy="OnFailure",
+    single_master_types=("Master",),
+    # PyTorch's rendezvous needs exactly one Master (upstream: `Master.replicas` "must be 1").
+    exactly_one_types=("Master",),
+    spec_errors=pytorch_spec_errors,
+)
 
 
 def torch_env(slot: PodSlot) -> dict[str, str]:

@@ -10,6 +10,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Final
+
+from jobwarden.core.admission import enum_errors
+from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow import (
     KubeflowJob,
@@ -22,7 +27,24 @@ from jobwarden.kinds.kubeflow import (
     leading_type,
     replica_progress,
 )
-from jobwarden.kinds.kubeflow_validation import TFJOB_SHAPE
+from jobwarden.kinds.kubeflow_validation import KubeflowShape
+
+TF_SUCCESS_POLICIES: Final = ("", "AllWorkers")
+
+
+def tf_spec_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    return enum_errors("spec.successPolicy", spec.get("successPolicy"), TF_SUCCESS_POLICIES)
+
+
+TFJOB_SHAPE: Final = KubeflowShape(
+    kind="TFJob",
+    replica_specs_field="tfReplicaSpecs",
+    replica_types=("PS", "Worker", "Chief", "Master", "Evaluator"),
+    container_name="tensorflow",
+    default_restart_policy="Never",
+    single_master_types=("Chief", "Master"),
+    spec_errors=tf_spec_errors,
+)
 
 
 def tf_config_env(slot: PodSlot) -> dict[str, str]:

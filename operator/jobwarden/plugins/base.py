@@ -83,13 +83,16 @@ class JobContext:
 
 @dataclass(frozen=True)
 class DesiredChild:
-    """A child a plugin wants to exist. `build` is called only when the manifest is needed, so a
-    plugin whose child is expensive or random to make (the ssh key pair) makes it only on creation.
+    """A child a plugin wants to exist. `build` is called only when the manifest is needed. It is
+    deterministic: what is random or expensive to make (the ssh key pair) is left out of it and filled
+    in by the plugin's `materialize` just before the shell creates the child.
 
     For a kind the shell watches (ConfigMap, Service) the kind creates the child when it is missing
     and replaces it when one of `synced_fields` differs from the live object; with no synced fields
-    the child is create-only. A kind the shell never watches (Secret) is created only while the
-    plugin is not yet recorded in `status.controlledResources`."""
+    the child is create-only. A kind the shell never watches (Secret) is asked for while the plugin
+    is not recorded in `status.controlledResources` and the child is not in `Observed.children` (where
+    the shell puts the unwatched children it created or found existing); the plugin is recorded once
+    the child is there."""
 
     kind: str
     name: str
@@ -146,6 +149,13 @@ class JobPlugin(ABC):
     def on_job_delete(self, job: JobContext) -> list[ChildRef]:
         """The children to remove when the whole job is killed (restarted, aborted, finished)."""
         return []
+
+    @classmethod
+    def materialize(cls, manifest: Manifest) -> Manifest:
+        """A child manifest of this plugin's as it is created: what its plan only asked for filled in.
+        Called by the shell (through the kind) on every manifest it creates; a manifest that is not
+        this plugin's to complete comes back unchanged."""
+        return manifest
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,21 +1,32 @@
-"""Plugin name → plugin class, and the Go `flag` parsing of `spec.plugins[<name>]` arguments.
+"""Plugin name → plugin class, the plugin names admission accepts, and the Go `flag` parsing of
+`spec.plugins[<name>]` arguments: the one source of truth for all three.
 
 `spec.plugins` maps a plugin name to CLI-style arguments (`{"ssh": ["--ssh-port=2222"]}`). Upstream
-parses them with Go's `flag` package, where `-x` and `--x` are the same flag, `-x v` and `-x=v` both
-set a value, and a bare boolean flag means true. A parse error is only logged upstream and the flags
-parsed before it keep their values; here the errors are returned so the kind can report them."""
+parses them with Go's `flag` package (`flag.FlagSet.Parse`, ContinueOnError), where `-x` and `--x` are
+the same flag, `-x v` and `-x=v` both set a value, a bare boolean flag means true, a repeated flag's last
+value wins, and parsing stops at the first non-flag argument, at `--`, or at the first error. A parse
+error is only logged upstream and the flags parsed before it keep their values; here the errors are
+returned: admission refuses them at create time (400), and a job stored without the webhook gets a
+Warning `PluginError` from the kind."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from jobwarden.core.plan import Manifest
 from jobwarden.plugins.base import Flags, FlagValue, JobPlugin
 from jobwarden.plugins.env import EnvPlugin
 from jobwarden.plugins.ssh import SshPlugin
 from jobwarden.plugins.svc import SvcPlugin
 
-PLUGINS: Mapping[str, type[JobPlugin]] = {cls.name: cls for cls in (EnvPlugin, SshPlugin, SvcPlugin)}
+PLUGINS: Mapping[str, type[JobPlugin]] = {cls.name: cls for cls in (SshPlugin, EnvPlugin, SvcPlugin)}
+# Upstream plugins jobwarden accepts but does not implement (a Warning `PluginError` says they do nothing).
+UNIMPLEMENTED_PLUGINS: tuple[str, ...] = ("tensorflow", "mpi", "pytorch", "hcclrank", "ray")
+# Every plugin name admission accepts, in upstream's order.
+KNOWN_PLUGINS: tuple[str, ...] = (*PLUGINS, *UNIMPLEMENTED_PLUGINS)
+# The flags upstream's mpi plugin declares: admission checks that its master task exists.
+MPI_FLAGS: Mapping[str, FlagValue] = {"master": "master", "worker": "worker", "port": 22}
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -69,6 +80,25 @@ def _convert(name: str, default: FlagValue, value: str | None) -> FlagValue:
         except ValueError:
             raise ValueError(f'invalid value "{value}" for flag -{name}') from None
     return value
+
+
+def argument_error(name: str, args: Sequence[str]) -> str | None:
+    """What the plugin's own flag parser says about `args` (Go's message), None when they parse. A
+    plugin jobwarden does not implement declares no flags here, so its arguments are not checked."""
+    cls = PLUGINS.get(name)
+    return parse_flags(args, cls.flag_defaults).error if cls is not None else None
+
+
+def mpi_master(args: Sequence[str]) -> str:
+    """The task upstream's mpi plugin treats as the master (`--master`, default `master`)."""
+    return parse_flags(args, MPI_FLAGS).flags.text("master")
+
+
+def materialize(manifest: Manifest) -> Manifest:
+    """`manifest` as it is created: each plugin fills in what its plan only asked for."""
+    for cls in PLUGINS.values():
+        manifest = cls.materialize(manifest)
+    return manifest
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,16 @@ OpenSSH public key line) and `config` (no host key checks; a `Host` entry per re
 mounts it at `--ssh-key-file-path` (default `/root/.ssh`) through `subPath: .ssh`, mode 0600 (0644 for
 another path, as upstream).
 
-The shell never watches Secrets (least privilege), so the Secret is created only while
-`status.controlledResources` lacks `plugin-ssh`, and the key pair is generated only then. As
+The plan stays a deterministic function of its input: the Secret it asks for carries only `config`
+and the annotation `jobwarden.dev/generate: ssh-keypair` (plus, when the user gave
+`--ssh-private-key`/`--ssh-public-key`, those texts in `jobwarden.dev/ssh-private-key`/`-public-key`).
+`SshPlugin.materialize`, which the shell runs (through the kind) in a worker thread just before it
+creates the Secret, generates the key pair (or uses the given key), writes the key files and removes
+those annotations.
+
+The shell never watches Secrets (least privilege), so the Secret is asked for only while
+`status.controlledResources` lacks `plugin-ssh` and the shell has not reported the Secret in
+`Observed.children["Secret"]` (created, or found existing); `plugin-ssh` is recorded once it has. As
 upstream, the Secret is never rewritten while the job lives: subPath mounts do not see updates, so a
 scaled-up job's new hosts are missing from `config`, which host key checking being off makes
 harmless."""
@@ -30,6 +38,12 @@ DEFAULT_PORT = 22
 KEY_SIZE = 2048
 SECRET_KEYS = ("id_rsa", "id_rsa.pub", "authorized_keys", "config")
 SUB_PATH = ".ssh"
+# What a planned Secret carries instead of keys; `materialize` consumes and removes these annotations.
+GENERATE_ANNOTATION = "jobwarden.dev/generate"
+GENERATE_SSH_KEYPAIR = "ssh-keypair"
+GIVEN_PRIVATE_KEY_ANNOTATION = "jobwarden.dev/ssh-private-key"
+GIVEN_PUBLIC_KEY_ANNOTATION = "jobwarden.dev/ssh-public-key"
+_MATERIALIZE_ANNOTATIONS = (GENERATE_ANNOTATION, GIVEN_PRIVATE_KEY_ANNOTATION, GIVEN_PUBLIC_KEY_ANNOTATION)
 
 
 def secret_name(job: JobContext) -> str:
@@ -104,20 +118,39 @@ class SshPlugin(JobPlugin):
         add_volume(pod, volume, {"name": secret_name(job), "mountPath": self.key_path, "subPath": SUB_PATH})
 
     def resources(self, job: JobContext) -> list[DesiredChild]:
-        return [DesiredChild("Secret", secret_name(job), lambda: self.secret(job, self._key_pair()))]
+        return [DesiredChild("Secret", secret_name(job), lambda: self.requested_secret(job))]
 
     def on_job_delete(self, job: JobContext) -> list[ChildRef]:
         return [ChildRef("Secret", secret_name(job))]
 
+    def requested_secret(self, job: JobContext) -> Manifest:
+        """The Secret as the plan asks for it: `config`, and annotations saying how to make the keys."""
+        annotations = {GENERATE_ANNOTATION: GENERATE_SSH_KEYPAIR}
+        if self.private_key:
+            annotations[GIVEN_PRIVATE_KEY_ANNOTATION] = self.private_key
+            if self.public_key:
+                annotations[GIVEN_PUBLIC_KEY_ANNOTATION] = self.public_key
+        metadata = child_metadata(job.job, secret_name(job), annotations=annotations)
+        return manifest(
+            "v1", "Secret", metadata, type="Opaque", data=_encoded({"config": self.ssh_config(job)})
+        )
+
     def secret(self, job: JobContext, keys: KeyPair) -> Manifest:
-        files = {
-            "id_rsa": keys.private_pem,
-            "id_rsa.pub": keys.public_line,
-            "authorized_keys": keys.public_line,
-            "config": self.ssh_config(job),
-        }
-        data = {key: base64.b64encode(text.encode()).decode() for key, text in files.items()}
-        return manifest("v1", "Secret", child_metadata(job.job, secret_name(job)), type="Opaque", data=data)
+        """The Secret as it is created, with `keys`."""
+        return _with_keys(self.requested_secret(job), keys)
+
+    @classmethod
+    def materialize(cls, manifest: Manifest) -> Manifest:
+        annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+        if manifest.get("kind") != "Secret" or annotations.get(GENERATE_ANNOTATION) != GENERATE_SSH_KEYPAIR:
+            return manifest
+        private_pem = annotations.get(GIVEN_PRIVATE_KEY_ANNOTATION, "")
+        keys = (
+            _given_key_pair(private_pem, annotations.get(GIVEN_PUBLIC_KEY_ANNOTATION, ""))
+            if private_pem
+            else generate_key_pair()
+        )
+        return _with_keys(manifest, keys)
 
     def ssh_config(self, job: JobContext) -> str:
         lines = ["StrictHostKeyChecking no", "UserKnownHostsFile /dev/null"]
@@ -126,7 +159,20 @@ class SshPlugin(JobPlugin):
                 lines += [f"Host {hostname}", f"  HostName {fqdn}", f"  Port {self.port}"]
         return "".join(f"{line}\n" for line in lines)
 
-    def _key_pair(self) -> KeyPair:
-        if self.private_key:
-            return _given_key_pair(self.private_key, self.public_key)
-        return generate_key_pair()
+
+def _encoded(files: Mapping[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(text.encode()).decode() for key, text in files.items()}
+
+
+def _with_keys(requested: Manifest, keys: KeyPair) -> Manifest:
+    """A copy of a requested Secret with its key files, without the annotations that asked for them."""
+    metadata = dict(requested["metadata"])
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _MATERIALIZE_ANNOTATIONS
+    }
+    metadata.pop("annotations", None)
+    if annotations:
+        metadata["annotations"] = annotations
+    files = {"id_rsa": keys.private_pem, "id_rsa.pub": keys.public_line, "authorized_keys": keys.public_line}
+    data = {**_encoded(files), **(requested.get("data") or {})}
+    return {**requested, "metadata": metadata, "data": data}

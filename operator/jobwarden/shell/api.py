@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
@@ -17,16 +18,21 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 
-from jobwarden.core.plan import Body, ChildRef, Event, Manifest
+from jobwarden.core.plan import CHILD_KINDS, CHILD_KINDS_BY_NAME, Body, ChildRef, Event, Manifest
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import Resource
 
 logger = logging.getLogger(__name__)
 
-# Child kinds in the core API group and the snake_case suffix of their generated client methods.
-_CORE_KINDS = {"Pod": "pod", "Service": "service", "ConfigMap": "config_map", "Secret": "secret"}
-_CUSTOM_KINDS = {"PodGroup": ("scheduling.volcano.sh", "v1beta1", "podgroups")}
-PODGROUP_CRD = "podgroups.scheduling.volcano.sh"
+# Child kinds in the core API group and the snake_case suffix of their generated client methods
+# (`ConfigMap` → `config_map`), and the others as custom objects; both from the core's table.
+_CORE_KINDS = {
+    c.kind: re.sub(r"(?<!^)(?=[A-Z])", "_", c.kind).lower() for c in CHILD_KINDS if c.api_version == "v1"
+}
+_CUSTOM_KINDS = {c.kind: (c.group, c.version, c.plural) for c in CHILD_KINDS if c.api_version != "v1"}
+PODGROUP_CRD = "{0.plural}.{0.group}".format(
+    CHILD_KINDS_BY_NAME["PodGroup"]
+)  # podgroups.scheduling.volcano.sh
 
 
 async def load_config(kubeconfig: str | None) -> client.ApiClient:

@@ -12,7 +12,7 @@ import kopf
 from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
-from jobwarden.core.plan import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from jobwarden.core.plan import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
@@ -21,20 +21,19 @@ from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
 
-# Child kind -> (group/version, plural) of the watched resource.
+# Child kind -> (group/version, plural) of the watched resource, from the core's table.
 CHILD_RESOURCES: dict[str, tuple[str, str]] = {
-    "Pod": ("v1", "pods"),
-    "Service": ("v1", "services"),
-    "ConfigMap": ("v1", "configmaps"),
+    c.kind: (c.api_version, c.plural) for c in CHILD_KINDS if c.watched and not c.needs_crd
 }
-PODGROUP_RESOURCE = ("scheduling.volcano.sh/v1beta1", "podgroups")
+# Watched only when their CRD is installed (Volcano's PodGroup).
+CRD_CHILD_RESOURCES: dict[str, tuple[str, str]] = {
+    c.kind: (c.api_version, c.plural) for c in CHILD_KINDS if c.watched and c.needs_crd
+}
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 
 
 def child_resources(watch_podgroups: bool) -> list[ChildResource]:
-    children = dict(CHILD_RESOURCES)
-    if watch_podgroups:
-        children["PodGroup"] = PODGROUP_RESOURCE
+    children = {**CHILD_RESOURCES, **(CRD_CHILD_RESOURCES if watch_podgroups else {})}
     return [ChildResource(kind, api_version, plural) for kind, (api_version, plural) in children.items()]
 
 

@@ -1,18 +1,12 @@
-"""Admission rules for the Volcano batch Job (`batch.volcano.sh/v1alpha1`, kind `Job`).
-
-Create: Volcano's validating webhook and CRD schema (docs: volcano-job spec §3.1, §3.2), reporting
-every problem instead of the first, plus names that make valid pods and Services.
-
-Update: the seeds' contract, stricter than upstream. Only labels, annotations, `generateName`, and per
-task `replicas` and `template` may change; tasks are matched by name and may not be added, removed,
-renamed or reordered; `spec.minAvailable` is immutable. A scale is checked against the job's and the
-task's `minAvailable`. Values that differ only by Volcano's defaulting (queue, maxRetry, task and job
-`minAvailable`, plugins the mutating webhook adds, controller-filled `volumeClaimName`) are not changes.
+"""Create-time admission rules for the Volcano batch Job (`batch.volcano.sh/v1alpha1`, kind `Job`),
+also run on the new object of an UPDATE: Volcano's validating webhook and CRD schema (docs:
+volcano-job spec §3.1, §3.2), reporting every problem instead of the first, plus names that make valid
+pods and Services, and each implemented plugin's own argument parser. The update contract is in
+`updates.py`.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -23,27 +17,19 @@ from jobwarden.core.admission import (
     dns1123_label_problems,
     duplicate,
     enum_errors,
-    forbidden_changes,
     int_errors,
     invalid_value,
     is_int,
     job_name,
-    not_updatable,
     required,
     show,
     unsupported,
 )
-from jobwarden.core.fielderrors import FieldError, forbidden, invalid
+from jobwarden.core.fielderrors import FieldError, invalid
 from jobwarden.core.plan import Body
 from jobwarden.core.quantity import parse_quantity
-
-VOLCANO_UPDATABLE: Final[tuple[str, ...]] = (
-    "metadata.labels",
-    "metadata.annotations",
-    "metadata.generateName",
-    "spec.tasks[*].replicas",
-    "spec.tasks[*].template",
-)
+from jobwarden.kinds.volcano import defaults
+from jobwarden.plugins.registry import KNOWN_PLUGINS, argument_error, mpi_master
 
 # The events and actions a user may put in a policy (Volcano's `policyEventMap` / `policyActionMap`).
 VALID_EVENTS: Final[tuple[str, ...]] = (
@@ -66,30 +52,13 @@ VALID_ACTIONS: Final[tuple[str, ...]] = (
     "CompleteJob",
     "ResumeJob",
 )
-KNOWN_PLUGINS: Final[tuple[str, ...]] = (
-    "ssh",
-    "env",
-    "svc",
-    "tensorflow",
-    "mpi",
-    "pytorch",
-    "hcclrank",
-    "ray",
-)
-
 ANY_EVENT: Final = "*"
 POD_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
 TOPOLOGY_POLICIES: Final = ("none", "best-effort", "restricted", "single-numa-node")
 NETWORK_TOPOLOGY_MODES: Final = ("hard", "soft")
-DEFAULT_QUEUE: Final = "default"
-DEFAULT_SCHEDULER: Final = "volcano"  # the mutating webhook's `--scheduler-name` default
-DEFAULT_MAX_RETRY: Final = 3
 # Plugins that make Services named after the job (`<job>`, `<job>-head-svc`): the name must then be a
 # DNS-1035 label. Volcano's mutating webhook adds `svc` whenever one of the others is present.
-_SERVICE_PLUGINS: Final = ("svc", "tensorflow", "mpi", "pytorch", "ray")
-_PLUGINS_IMPLYING_SVC: Final = ("tensorflow", "mpi", "pytorch", "ray")
-# `plugins: {env: []}` enables a plugin with no arguments: there the empty list is not "absent".
-_KEEP_EMPTY: Final = ("spec.plugins.*",)
+_SERVICE_PLUGINS: Final = ("svc", *defaults.PLUGINS_IMPLYING_SVC)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,20 +90,20 @@ def validate_volcano(job: Body) -> list[FieldError]:
     return errors
 
 
-def _task_name(task: Any, index: int) -> str:
+def task_name(task: Any, index: int) -> str:
     """The task's name; an unnamed task is `default<index>`, as Volcano's mutating webhook names it."""
     name = as_mapping(task).get("name")
     return name if isinstance(name, str) and name else f"default{index}"
 
 
-def _replicas(task: Any) -> Any:
+def task_replicas(task: Any) -> Any:
     replicas = as_mapping(task).get("replicas")
     return 0 if replicas is None else replicas  # int32 without a default
 
 
-def _total_replicas(tasks: list[Any]) -> int | None:
+def total_replicas(tasks: list[Any]) -> int | None:
     """The sum of all tasks' replicas, or None when some count is malformed (reported elsewhere)."""
-    counts = [_replicas(t) for t in tasks]
+    counts = [task_replicas(t) for t in tasks]
     return sum(counts) if all(is_int(c) and c >= 0 for c in counts) else None
 
 
@@ -152,9 +121,9 @@ def _tasks_errors(job: str | None, tasks: list[Any]) -> list[FieldError]:
 def _task_errors(job: str | None, index: int, task: Mapping[str, Any], seen: set[str]) -> list[FieldError]:
     path = f"spec.tasks[{index}]"
     name, errors = _task_name_errors(path, task.get("name"), seen)
-    replicas = _replicas(task)
+    replicas = task_replicas(task)
     errors += int_errors(f"{path}.replicas", replicas, 0)
-    errors += _task_min_available_errors(index, task.get("minAvailable"), replicas)
+    errors += task_min_available_errors(index, task.get("minAvailable"), replicas)
     errors += int_errors(f"{path}.maxRetry", task.get("maxRetry"), 0)
     errors += _policies_errors(f"{path}.policies", task.get("policies"))
     errors += _template_errors(f"{path}.template", task.get("template"))
@@ -247,7 +216,7 @@ def network_topology_errors(path: str, topology: Any) -> list[FieldError]:
     return errors
 
 
-def _task_min_available_errors(
+def task_min_available_errors(
     index: int, min_available: Any, replicas: Any, why: str = ""
 ) -> list[FieldError]:
     path = f"spec.tasks[{index}].minAvailable"
@@ -279,16 +248,16 @@ def _pod_name_errors(path: str, pod_name: str) -> list[FieldError]:
 def _job_number_errors(spec: Mapping[str, Any], tasks: list[Any]) -> list[FieldError]:
     min_available = spec.get("minAvailable")
     errors = int_errors("spec.minAvailable", min_available, 0)
-    total = _total_replicas(tasks)
+    total = total_replicas(tasks)
     if not errors and tasks and is_int(min_available) and total is not None and min_available > total:
-        errors.append(_job_min_available_error(min_available, total))
+        errors.append(job_min_available_error(min_available, total))
     errors += int_errors("spec.maxRetry", spec.get("maxRetry"), 0)
     errors += int_errors("spec.ttlSecondsAfterFinished", spec.get("ttlSecondsAfterFinished"), 0)
     errors += int_errors("spec.minSuccess", spec.get("minSuccess"), 1)
     return errors
 
 
-def _job_min_available_error(min_available: int, total: int) -> FieldError:
+def job_min_available_error(min_available: int, total: int) -> FieldError:
     detail = f"must not be greater than the total replicas of all tasks ({total})"
     return invalid_value("spec.minAvailable", min_available, detail)
 
@@ -374,9 +343,11 @@ def _plugin_errors(plugins: Any, tasks: list[Any]) -> list[FieldError]:
             errors.append(unsupported(path, name, KNOWN_PLUGINS))
         if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
             errors.append(invalid_value(path, args, "must be a list of argument strings"))
+        elif (problem := argument_error(name, args or [])) is not None:
+            errors.append(invalid_value(path, args, problem))
     if "mpi" in plugins:
-        master = flag_value(_plugin_args(plugins, "mpi"), "master", "master")
-        if master not in {_task_name(t, i) for i, t in enumerate(tasks)}:
+        master = mpi_master(_plugin_args(plugins, "mpi"))
+        if master not in {task_name(t, i) for i, t in enumerate(tasks)}:
             detail = f"The specified mpi master task was not found: no task is named {show(master)}"
             errors.append(invalid_value("spec.plugins.mpi", plugins["mpi"], detail))
     return errors
@@ -385,20 +356,6 @@ def _plugin_errors(plugins: Any, tasks: list[Any]) -> list[FieldError]:
 def _plugin_args(plugins: Mapping[str, Any], name: str) -> list[str]:
     args = plugins.get(name)
     return [a for a in args if isinstance(a, str)] if isinstance(args, list) else []
-
-
-def flag_value(args: list[str], flag: str, default: str) -> str:
-    """A plugin argument parsed the way Go's `flag` package does: `-x=v`, `--x=v`, `-x v`; last wins."""
-    value = default
-    for index, arg in enumerate(args):
-        name, equals, given = arg.lstrip("-").partition("=")
-        if not arg.startswith("-") or name != flag:
-            continue
-        if equals:
-            value = given
-        elif index + 1 < len(args):
-            value = args[index + 1]
-    return value
 
 
 def _volume_errors(volumes: Any) -> list[FieldError]:
@@ -425,7 +382,7 @@ def _volume_errors(volumes: Any) -> list[FieldError]:
 
 def _dependency_errors(tasks: list[Any]) -> list[FieldError]:
     """`dependsOn` must name existing tasks and, like upstream, form no cycle."""
-    names = [_task_name(t, i) for i, t in enumerate(tasks)]
+    names = [task_name(t, i) for i, t in enumerate(tasks)]
     edges: dict[str, set[str]] = {name: set() for name in names}
     errors: list[FieldError] = []
     for index, task in enumerate(tasks):
@@ -456,154 +413,3 @@ def _tasks_in_cycles(edges: Mapping[str, set[str]]) -> list[str]:
                 if not deps:
                     ready.append(task)
     return [task for task, deps in waiting.items() if deps]
-
-
-# --------------------------------------------------------------------------------------------------
-# UPDATE
-
-
-def check_volcano_update(old: Body, new: Body) -> list[FieldError]:
-    """FORBIDDEN for every changed path outside `VOLCANO_UPDATABLE` and for added/removed/renamed
-    tasks; INVALID for a scale that the new replica counts cannot satisfy. Metadata other than the
-    updatable fields is server-managed (or cannot change on UPDATE); `status` is never compared."""
-    old_raw, new_raw = as_mapping(old.get("spec")), as_mapping(new.get("spec"))
-    old_spec, new_spec = _normalised_pair(old_raw, new_raw)
-    old_tasks, new_tasks = _tasks(old_spec), _tasks(new_spec)
-    task_list_errors = _task_list_errors(old_tasks, new_tasks)
-    return [
-        *forbidden_changes(
-            {"spec": _without_tasks(old_spec)},
-            {"spec": _without_tasks(new_spec)},
-            VOLCANO_UPDATABLE,
-            _KEEP_EMPTY,
-        ),
-        *task_list_errors,
-        *_task_changes(old_tasks, new_tasks),
-        # Totals only mean something when the same tasks are being scaled.
-        *_scale_errors(_tasks(old_raw), _tasks(new_raw), new_raw.get("minAvailable"), not task_list_errors),
-    ]
-
-
-def _tasks(spec: Mapping[str, Any]) -> list[Any]:
-    tasks = spec.get("tasks")
-    return tasks if isinstance(tasks, list) else []
-
-
-def _without_tasks(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in spec.items() if key != "tasks"}
-
-
-def _normalised_pair(
-    old_raw: Mapping[str, Any], new_raw: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Copies of both specs with Volcano's create-time defaults filled in the same way, so that only
-    real changes differ. Defaults that depend on counts use the *old* object's counts, because Volcano
-    fixes them when the job is created (a later scale does not move them)."""
-    old_spec, new_spec = copy.deepcopy(dict(old_raw)), copy.deepcopy(dict(new_raw))
-    old_replicas = {_task_name(t, i): _replicas(t) for i, t in enumerate(_tasks(old_spec))}
-    for spec in (old_spec, new_spec):
-        _default_job_fields(spec)
-        for index, task in enumerate(_tasks(spec)):
-            if isinstance(task, dict):
-                _default_task_fields(task, old_replicas.get(_task_name(task, index), _replicas(task)))
-    old_minimum = _sum_task_minimums(_tasks(old_spec))
-    for spec in (old_spec, new_spec):
-        if spec.get("minAvailable") in (None, 0):
-            spec["minAvailable"] = old_minimum
-    return old_spec, new_spec
-
-
-def _default_job_fields(spec: dict[str, Any]) -> None:
-    if spec.get("queue") in (None, ""):
-        spec["queue"] = DEFAULT_QUEUE
-    if spec.get("schedulerName") in (None, ""):
-        spec["schedulerName"] = DEFAULT_SCHEDULER
-    if spec.get("maxRetry") in (None, 0):
-        spec["maxRetry"] = DEFAULT_MAX_RETRY
-    plugins = spec.get("plugins")
-    if isinstance(plugins, dict):
-        if any(p in plugins for p in _PLUGINS_IMPLYING_SVC):
-            plugins.setdefault("svc", [])
-        if "mpi" in plugins:
-            plugins.setdefault("ssh", [])
-    for volume in spec.get("volumes") or []:
-        if isinstance(volume, dict) and volume.get("volumeClaim") is not None:
-            volume.pop("volumeClaimName", None)  # filled in by the controller, as upstream ignores it
-
-
-def _default_task_fields(task: dict[str, Any], replicas_at_creation: Any) -> None:
-    if task.get("maxRetry") in (None, 0):
-        task["maxRetry"] = DEFAULT_MAX_RETRY
-    if task.get("minAvailable") is None:
-        partition = as_mapping(task.get("partitionPolicy"))
-        minimum, size = partition.get("minPartitions"), partition.get("partitionSize")
-        if is_int(minimum) and minimum > 0 and is_int(size):
-            task["minAvailable"] = minimum * size
-        else:
-            task["minAvailable"] = replicas_at_creation
-
-
-def _sum_task_minimums(tasks: list[Any]) -> Any:
-    minimums = [as_mapping(t).get("minAvailable") for t in tasks]
-    return sum(minimums) if all(is_int(m) for m in minimums) else None
-
-
-def _task_list_errors(old_tasks: list[Any], new_tasks: list[Any]) -> list[FieldError]:
-    old_names = [_task_name(t, i) for i, t in enumerate(old_tasks)]
-    new_names = [_task_name(t, i) for i, t in enumerate(new_tasks)]
-    if len(old_names) != len(new_names):
-        before, after = ", ".join(old_names), ", ".join(new_names)
-        return [
-            forbidden(
-                "spec.tasks",
-                f"job updates may not add or remove tasks (before: [{before}], after: [{after}]), "
-                "only scale them with spec.tasks[*].replicas; updatable fields: "
-                + ", ".join(VOLCANO_UPDATABLE),
-            )
-        ]
-    return [
-        not_updatable(f"spec.tasks[{index}].name", VOLCANO_UPDATABLE)
-        for index, (old_name, new_name) in enumerate(zip(old_names, new_names, strict=True))
-        if old_name != new_name
-    ]
-
-
-def _task_changes(old_tasks: list[Any], new_tasks: list[Any]) -> list[FieldError]:
-    """Compare tasks by name (wherever they now sit), reporting paths at their new index."""
-    old_by_name: dict[str, Any] = {}
-    for index, task in enumerate(old_tasks):
-        old_by_name.setdefault(_task_name(task, index), task)
-    errors: list[FieldError] = []
-    for index, task in enumerate(new_tasks):
-        name = _task_name(task, index)
-        if name in old_by_name:
-            base = ("spec", "tasks", index)
-            errors += forbidden_changes(old_by_name[name], task, VOLCANO_UPDATABLE, _KEEP_EMPTY, base)
-    return errors
-
-
-def _scale_errors(
-    old_tasks: list[Any], new_tasks: list[Any], min_available: Any, same_tasks: bool
-) -> list[FieldError]:
-    """The new replica counts, where they changed, must still satisfy the immutable minimums."""
-    old_replicas = {_task_name(t, i): _replicas(t) for i, t in enumerate(old_tasks)}
-    errors: list[FieldError] = []
-    for index, task in enumerate(new_tasks):
-        replicas = _replicas(task)
-        if old_replicas.get(_task_name(task, index)) == replicas:
-            continue
-        errors += int_errors(f"spec.tasks[{index}].replicas", replicas, 0)
-        why = "; minAvailable cannot be changed, so the task cannot be scaled below it"
-        errors += _task_min_available_errors(index, as_mapping(task).get("minAvailable"), replicas, why)
-    old_total, new_total = _total_replicas(old_tasks), _total_replicas(new_tasks)
-    if not same_tasks or old_total == new_total or new_total is None:
-        return errors
-    if not is_int(min_available) or min_available <= new_total:
-        return errors
-    if old_total is not None and new_total < old_total:
-        detail = (
-            f"scaling the tasks down to {new_total} replicas in total would leave fewer than minAvailable; "
-            f"spec.minAvailable cannot be changed, so keep at least {min_available} replicas in total"
-        )
-        return [*errors, invalid_value("spec.minAvailable", min_available, detail)]
-    return [*errors, _job_min_available_error(min_available, new_total)]

@@ -1,0 +1,132 @@
+"""The decision core for Volcano's batch Job (`batch.volcano.sh/v1alpha1`, kind `Job`).
+
+jobwarden runs Volcano jobs without Volcano installed, and cooperates with Volcano's scheduler when it
+is (`Settings.volcano_scheduler_installed`). A plan follows upstream's job controller (volcano-job
+spec §4, §5), made level-triggered: upstream reacts to a stream of pod events, a plan sees the pods as
+they are now, so it derives the events from their state.
+
+A plan, by the job's phase (an empty or unknown phase starts as Pending):
+1. Pending, Inqueue, Running: the first policy that matches a derived event and is due fires its
+   action (below). Otherwise the job syncs: pods of an older job version and pods above `replicas`
+   (highest index first) are deleted; while the gate is open, the missing `<job>-<task>-<i>` pods are
+   created (a task's pods only once its `dependsOn` tasks are ready); plugin children and the PodGroup
+   are created or updated; then the phase follows the counts (§5.3 in Running).
+2. Restarting: pods of the old version (and the targets of a pod/task restart) are deleted; the job
+   goes back to Pending once enough of them are gone, or fails when `retryCount` reached `maxRetry`.
+3. Aborting, Completing, Terminating: pods that are not Succeeded or Failed are deleted, and the
+   job moves to Aborted, Completed, Terminated once no pod is pending, running or terminating.
+4. Aborted, Completed, Failed, Terminated: the same clean-up; after `ttlSecondsAfterFinished`
+   (counted from `status.state.lastTransitionTime`, not for Aborted) the job is deleted.
+The whole-job actions (RestartJob, AbortJob, CompleteJob, TerminateJob) bump `status.version`; pods
+carry the version in `volcano.sh/job-version`, so pods of an older version never trigger a policy.
+Those actions, and reaching a finished phase, delete the PodGroup and the plugins' children and drop
+their `plugin-*` keys, as upstream; Pending makes them again after a restart (a new ssh key).
+
+Events derived from state (only pods of the current version that are not terminating):
+`PodFailed` (a Failed pod; exit code of the first container), `PodEvicted` (a Failed pod with reason
+`Evicted` or a `DisruptionTarget` condition; it is also a PodFailed), `PodPending` (matches only a
+policy with a timeout), `TaskCompleted` (every replica Succeeded), `TaskFailed` (container restarts of
+the task's pending and running pods reached the task's `maxRetry`), `Unknown` (the PodGroup's phase).
+A policy with `timeout` fires at the event's own time (the pod's termination or creation time) plus
+the timeout; until then `wake_at` is that instant, and the delayed action is dropped if the state that
+caused it goes away. The action is what records that an event was handled: every action leaves the
+phases where policies apply, or bumps the version, or deletes the pods that caused it; Restarting waits
+until a restarted pod is gone, so the cache showing it once more does not restart it again.
+
+Scheduling (§4.3 step 4: pods only once the PodGroup is admitted):
+- Volcano installed: the PodGroup `<job>-<uid>` is created, and pods only once its phase is set and not
+  Pending. The job is Pending until then (a Warning `PodGroupPending` when the PodGroup is unschedulable),
+  Inqueue after, Running once `minAvailable` pods run or finished.
+- Not installed, fallback on (default): the job is admitted at once (Pending → Inqueue → Running) and
+  pods asking for the `volcano` scheduler (explicitly or by default) get `default-scheduler`; a pod
+  template naming another scheduler keeps it. One Warning `SchedulerFallback` on the first admission.
+- Not installed, fallback off: the job stays Pending, no pods, a Warning `VolcanoNotInstalled`.
+
+Status: upstream's fields with Go's omitempty (zero counters and empty maps are left out). Counters
+are the observed pods (pods this plan deletes count as terminating, pods it creates as pending).
+
+Differences from upstream, on purpose:
+- `Inqueue` is a job phase (the seeds show it; upstream dropped it): Pending with the gate open.
+- `lastTransitionTime` moves only when the phase changes (upstream: on any status change), so the
+  TTL clock and re-plans are stable. `state.reason`/`state.message` (never written upstream) say why:
+  the action and the event behind it, or why the job is Pending.
+- Counters are never reset by a kill (upstream zeroes them); a finished phase does not bump the version
+  on every sync; `runningDuration` is not written.
+- Delayed actions: no `Execute action <A> after <d>` event (scheduling is implicit in `wake_at`).
+- Policies are consulted in Pending, Inqueue and Running only (plus pod and task restarts while
+  Restarting): elsewhere upstream's actions only repeat the kill already under way. Restarting creates
+  no pods; Pending does, on the next plan.
+- Commands (`bus.volcano.sh`: vcctl suspend/resume) are not watched, so ResumeJob never runs; the
+  `mpi`, `pytorch`, `tensorflow`, `ray` and `hcclrank` plugins are not implemented (a Warning
+  `PluginError` on the first plan says so); PVCs are not created (`volumes[].volumeClaim` gives a
+  Warning `PVCError`; a `volumeClaimName` is mounted into every container as upstream).
+- Job-level defaults of Volcano's mutating webhook are applied when reading (never written back,
+  `defaults.py`):
+  queue `default`, scheduler `volcano`, `maxRetry` 0 → 3, task `minAvailable` = replicas (or
+  minPartitions * partitionSize), job `minAvailable` 0 → the tasks' sum. As nothing stores them, a
+  scale moves the defaulted minimums with the replicas.
+- PodGroup `minResources`: the summed requests (limits where a request is missing) of the first
+  `minAvailable` pods in task order (upstream orders tasks by PriorityClass value, which a pure plan
+  cannot read); `subGroupPolicy` for partitioned tasks is not written.
+
+The package, one concern per module:
+- `spec.py`: the API's vocabulary and the job in its defaulted view; `defaults.py`: Volcano's defaults;
+- `pods.py`: observed pods, a new pod's manifest, labels and annotations;
+- `policies.py`: events derived from state → the policy action they trigger;
+- `podgroup.py`: the PodGroup, the scheduling gate and the default-scheduler fallback;
+- `children.py`: the plugins' children; `status.py`: the status and the TTL timer;
+- `decision.py`: a plan's explicit inputs (`Situation`) and outputs (`Decision`);
+- `phases.py`: the state machine, one handler per phase;
+- `validation.py` (create) and `updates.py` (the seeds' update contract): admission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jobwarden.core.fielderrors import FieldError
+from jobwarden.core.plan import Body, Manifest, Observed, Plan
+from jobwarden.kinds.base import Resource
+from jobwarden.kinds.volcano import phases
+from jobwarden.kinds.volcano.decision import Situation
+from jobwarden.kinds.volcano.podgroup import format_quantity
+from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration
+from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.validation import validate_volcano
+from jobwarden.plugins.base import JOB_NAME_LABEL
+from jobwarden.plugins.registry import materialize as materialize_plugin_child
+
+
+class VolcanoKind:
+    """The Volcano Job kind; see the package docstring for what it decides and how."""
+
+    resource: Resource = RESOURCE
+    job_name_label: str = JOB_NAME_LABEL
+
+    def validate(self, job: Body) -> list[FieldError]:
+        return validate_volcano(job)
+
+    def check_update(self, old: Body, new: Body) -> list[FieldError]:
+        return check_volcano_update(old, new)
+
+    def updatable_fields(self) -> list[str]:
+        return list(VOLCANO_UPDATABLE)
+
+    def phase(self, status: Mapping[str, Any] | None) -> str:
+        """The STATUS printer column: `status.state.phase`."""
+        return str(((status or {}).get("state") or {}).get("phase", ""))
+
+    def plan(self, observed: Observed) -> Plan:
+        if (observed.job.get("metadata") or {}).get("deletionTimestamp"):
+            return Plan()  # being deleted: the garbage collector removes the children
+        return phases.plan(Situation.of(observed))
+
+    def materialize(self, manifest: Manifest) -> Manifest:
+        """The plugins fill in what the plan only asked for (the ssh plugin's key pair)."""
+        return materialize_plugin_child(manifest)
+
+
+KIND = VolcanoKind()
+
+__all__ = ["KIND", "RESOURCE", "VolcanoKind", "format_quantity", "parse_duration"]

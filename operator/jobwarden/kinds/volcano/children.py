@@ -1,0 +1,74 @@
+"""The children the job's plugins want (the svc plugin's Service and ConfigMap, the ssh plugin's
+Secret), kept while the job is active and removed by a whole-job kill with the PodGroup, as upstream's
+plugin `OnJobAdd`/`OnJobUpdate` and `OnJobDelete`. A plugin records itself in
+`status.controlledResources["plugin-<name>"]`.
+
+A watched child (Service, ConfigMap) is created when missing and replaced when a synced field differs.
+An unwatched one (the Secret) is asked for while the plugin is not recorded and the shell has not
+reported the child in `observed.children`; the plugin is recorded once all its unwatched children are
+there (record after success)."""
+
+from __future__ import annotations
+
+import copy
+
+from jobwarden.core.plan import WATCHED_CHILD_KINDS, ChildRef, Manifest
+from jobwarden.kinds.volcano.decision import Decision, Situation
+from jobwarden.plugins.base import DesiredChild
+
+
+def ensure_plugin_children(situation: Situation, decision: Decision) -> Decision:
+    controlled = dict(decision.controlled)
+    create: list[Manifest] = []
+    replace: list[Manifest] = []
+    observed = situation.observed
+    for plugin in situation.job.plugins.plugins:
+        recorded = plugin.controlled_key in controlled
+        missing = False
+        for child in plugin.resources(situation.job.context):
+            if child.kind in WATCHED_CHILD_KINDS:
+                made, replaced = _watched_child_changes(situation, child)
+                create += made
+                replace += replaced
+            elif not recorded and child.name not in observed.of_kind(child.kind):
+                create.append(child.build())
+                missing = True
+        if not missing:
+            controlled[plugin.controlled_key] = plugin.name
+    return decision.changed(controlled=controlled).adding(create=create, replace=replace)
+
+
+def _watched_child_changes(
+    situation: Situation, child: DesiredChild
+) -> tuple[list[Manifest], list[Manifest]]:
+    live = situation.observed.of_kind(child.kind).get(child.name)
+    if live is None:
+        return [child.build()], []
+    if not child.synced_fields:
+        return [], []
+    desired = child.build()
+    if any(live.get(f) != desired.get(f) for f in child.synced_fields):
+        replacement = copy.deepcopy(dict(live))  # keeps resourceVersion: a racing writer gets a 409
+        replacement.update({f: desired.get(f) for f in child.synced_fields})
+        return [], [replacement]
+    return [], []
+
+
+def remove_job_children(situation: Situation, decision: Decision) -> Decision:
+    """Upstream's plugin `OnJobDelete` plus the PodGroup deletion of a whole-job kill: the plugins'
+    keys leave `controlledResources`."""
+    controlled = dict(decision.controlled)
+    observed = situation.observed
+    delete: list[ChildRef] = []
+    for plugin in situation.job.plugins.plugins:
+        recorded = plugin.controlled_key in controlled
+        for ref in plugin.on_job_delete(situation.job.context):
+            exists = ref.name in observed.of_kind(ref.kind) or (
+                recorded and ref.kind not in WATCHED_CHILD_KINDS
+            )
+            if exists:
+                delete.append(ref)
+        controlled.pop(plugin.controlled_key, None)
+    if situation.job.podgroup_name in observed.of_kind("PodGroup"):
+        delete.append(ChildRef("PodGroup", situation.job.podgroup_name))
+    return decision.changed(controlled=controlled).adding(delete=delete)

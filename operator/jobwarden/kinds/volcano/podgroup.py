@@ -1,0 +1,202 @@
+"""Scheduling a Volcano job: the PodGroup (gang scheduling by Volcano's scheduler, spec §4.3, §4.5),
+the gate that lets pods be created, and the default-scheduler fallback when Volcano is not installed.
+
+- Volcano installed: the PodGroup `<job>-<uid>` is created, and pods only once its phase is set and not
+  Pending (a Warning `PodGroupPending` when the PodGroup is unschedulable).
+- Not installed, fallback on (default): the gate is open at once and pods asking for the `volcano`
+  scheduler (explicitly or by default) get `default-scheduler`; a pod template naming another
+  scheduler keeps it.
+- Not installed, fallback off: the gate stays closed (`VolcanoNotInstalled`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from jobwarden.core.children import child_metadata, manifest
+from jobwarden.core.plan import CHILD_KINDS_BY_NAME, Manifest, Observed
+from jobwarden.core.quantity import parse_quantity, quantities_equal
+from jobwarden.kinds.volcano.defaults import VOLCANO_SCHEDULER
+from jobwarden.kinds.volcano.spec import Task, VolcanoJob
+
+PODGROUP_API_VERSION = CHILD_KINDS_BY_NAME["PodGroup"].api_version
+# Kubernetes' own scheduler: what pods asking for Volcano's get when Volcano is not installed.
+KUBE_DEFAULT_SCHEDULER = "default-scheduler"
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate (§4.3 step 4: pods only once the PodGroup is admitted) and the fallback.
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether pods may be created (§4.3 step 4), and if not, why (for `state.reason`/`message`)."""
+
+    open: bool
+    reason: str = ""
+    message: str = ""
+
+
+def gate(observed: Observed, job: VolcanoJob) -> Gate:
+    settings = observed.settings
+    if settings.volcano_scheduler_installed:
+        return _podgroup_gate(observed, job)
+    if settings.volcano_fallback_to_default_scheduler:
+        return Gate(True)
+    message = (
+        "Volcano's PodGroup CRD (scheduling.volcano.sh/v1beta1) is not installed and falling back to "
+        "the default scheduler is disabled: the job stays Pending and no pods are created"
+    )
+    return Gate(False, "VolcanoNotInstalled", message)
+
+
+def _podgroup_gate(observed: Observed, job: VolcanoJob) -> Gate:
+    group = observed.of_kind("PodGroup").get(job.podgroup_name)
+    if group is None:
+        return Gate(False)
+    status = group.get("status") or {}
+    if status.get("phase") not in (None, "", "Pending"):
+        return Gate(True)
+    held = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
+    newest = max(held, key=lambda c: str(c.get("lastTransitionTime") or ""), default=None)
+    if newest is None or newest.get("type") == "Scheduled":
+        return Gate(False)
+    what = str(newest.get("type") or "").lower()
+    message = f"PodGroup {job.namespace}:{job.name} {what}, reason: {newest.get('message') or ''}"
+    return Gate(False, "PodGroupPending", message)
+
+
+def falls_back(observed: Observed, job: VolcanoJob) -> bool:
+    settings = observed.settings
+    if settings.volcano_scheduler_installed or not settings.volcano_fallback_to_default_scheduler:
+        return False
+    return any(requested_scheduler(job, t) == VOLCANO_SCHEDULER for t in job.tasks)
+
+
+def fallback_message(job: VolcanoJob) -> str:
+    return (
+        f"Volcano's PodGroup CRD (scheduling.volcano.sh/v1beta1) is not installed: pods requesting "
+        f'scheduler "{VOLCANO_SCHEDULER}" are created with "{KUBE_DEFAULT_SCHEDULER}", without gang '
+        f"scheduling (minAvailable {job.min_available} is not enforced when pods are placed)"
+    )
+
+
+def requested_scheduler(job: VolcanoJob, task: Task) -> str:
+    return str((task.template.get("spec") or {}).get("schedulerName") or job.scheduler_name)
+
+
+def scheduler_for(observed: Observed, job: VolcanoJob, task: Task) -> str:
+    requested = requested_scheduler(job, task)
+    fallback = requested == VOLCANO_SCHEDULER and falls_back(observed, job)
+    return KUBE_DEFAULT_SCHEDULER if fallback else requested
+
+
+# ---------------------------------------------------------------------------------------------
+# The PodGroup.
+
+
+def podgroup_changes(observed: Observed, job: VolcanoJob) -> tuple[list[Manifest], list[Manifest]]:
+    """(create, replace): the PodGroup when Volcano is installed and it is missing or out of date."""
+    if not observed.settings.volcano_scheduler_installed:
+        return [], []
+    desired = podgroup_spec(job)
+    live = observed.of_kind("PodGroup").get(job.podgroup_name)
+    if live is None:
+        meta = job.body.get("metadata") or {}
+        metadata = child_metadata(job.body, job.podgroup_name, meta.get("labels"), meta.get("annotations"))
+        return [manifest(PODGROUP_API_VERSION, "PodGroup", metadata, spec=desired)], []
+    if not _same_podgroup_spec(live.get("spec") or {}, desired):
+        replacement = copy.deepcopy(dict(live))
+        replacement["spec"] = {**(live.get("spec") or {}), **desired}
+        return [], [replacement]
+    return [], []
+
+
+def podgroup_spec(job: VolcanoJob) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "minMember": job.min_available,
+        "minTaskMember": {t.name: t.min_available for t in job.tasks},
+        "queue": job.queue,
+        "minResources": _min_resources(job),
+    }
+    if job.priority_class_name:
+        spec["priorityClassName"] = job.priority_class_name
+    topology = (job.body.get("spec") or {}).get("networkTopology")
+    if topology:
+        spec["networkTopology"] = copy.deepcopy(topology)
+    return spec
+
+
+def _min_resources(job: VolcanoJob) -> dict[str, str]:
+    total: dict[str, Fraction] = {}
+    for task, count in gang(job):
+        for name, value in pod_requests(task.template).items():
+            total[name] = total.get(name, Fraction(0)) + value * count
+    return {name: format_quantity(value) for name, value in sorted(total.items())}
+
+
+def gang(job: VolcanoJob) -> list[tuple[Task, int]]:
+    """How many pods of each task make the first `minAvailable` (upstream's order, §4.5)."""
+    tasks, left = job.tasks, job.min_available
+    counts = [0] * len(tasks)
+    if left >= sum(t.min_available for t in tasks):
+        for i, task in enumerate(tasks):  # every task's own minimum first
+            counts[i] = min(task.min_available, left)
+            left -= counts[i]
+    for i, task in enumerate(tasks):  # then fill up from what the tasks have beyond that
+        extra = min(task.replicas - counts[i], left)
+        counts[i] += extra
+        left -= extra
+    return list(zip(tasks, counts, strict=True))
+
+
+def _same_podgroup_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Upstream updates the PodGroup when one of these differs."""
+    for key in ("minMember", "minTaskMember", "priorityClassName", "queue"):
+        if (live.get(key) or None) != (desired.get(key) or None):
+            return False
+    return same_resources(live.get("minResources") or {}, desired.get("minResources") or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantities for the PodGroup's minResources.
+
+
+def pod_requests(template: Mapping[str, Any]) -> dict[str, Fraction]:
+    """Requests summed over the containers; a resource with a limit but no request counts its limit
+    (what Kubernetes defaults the request to)."""
+    total: dict[str, Fraction] = {}
+    for container in (template.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        for name, value in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}.items():
+            try:
+                total[name] = total.get(name, Fraction(0)) + parse_quantity(value)
+            except ValueError:
+                continue
+    return total
+
+
+_BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2))
+
+
+def format_quantity(value: Fraction) -> str:
+    """A short exact quantity: `3`, `750m`, `3Gi` (binary suffixes from Mi up), else plain bytes."""
+    if value.denominator == 1:
+        number = value.numerator
+        for suffix, unit in _BINARY_SUFFIXES:
+            if number and number % unit == 0:
+                return f"{number // unit}{suffix}"
+        return str(number)
+    millis = value * 1000
+    if millis.denominator == 1:
+        return f"{millis.numerator}m"
+    return f"{millis.numerator * 1_000_000 // millis.denominator}n"  # finer than 1m: nanos, rounded down
+
+
+def same_resources(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Equal by value, so the apiserver's canonical form (`1024Mi` → `1Gi`, `1000m` → `1`) is no change."""
+    return live.keys() == desired.keys() and all(quantities_equal(live[k], desired[k]) for k in desired)

@@ -1,0 +1,104 @@
+"""The Volcano job's status: upstream's fields with Go's omitempty (zero counters and empty maps are
+left out), and the timers (TTL) read from it.
+
+Counters are the observed pods (pods this plan deletes count as terminating, pods it creates as
+pending). `lastTransitionTime` moves only when the phase changes, so the TTL clock and re-plans are
+stable; `conditions` keeps one entry per phase entered, the latest at the end (upstream)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobwarden.core import faults
+from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
+from jobwarden.core.timers import earliest, is_due, ttl_due
+from jobwarden.kinds.volcano.decision import Decision, Situation
+from jobwarden.kinds.volcano.pods import POD_FAILED, POD_PENDING, POD_RUNNING, POD_SUCCEEDED, POD_UNKNOWN
+from jobwarden.kinds.volcano.spec import FINISHED_PHASES, TTL_PHASES, Task
+
+
+@dataclass
+class Tally:
+    phases: Counter[str] = field(default_factory=Counter)
+    terminating: int = 0
+    tasks: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, task: str, phase: str) -> None:
+        self.phases[phase] += 1
+        self.tasks.setdefault(task, Counter())[phase] += 1
+
+    def count(self, phase: str) -> int:
+        return self.phases[phase]
+
+
+def tally(situation: Situation, deleted: frozenset[str], to_create: Iterable[tuple[Task, int]] = ()) -> Tally:
+    """The pods by phase and task: deleted ones as terminating, ones to create as pending."""
+    counted = Tally()
+    for pod in situation.pods:
+        if pod.terminating or pod.name in deleted:
+            counted.terminating += 1
+        else:
+            counted.add(pod.task_name, pod.phase)
+    for task, _ in to_create:
+        counted.add(task.name, POD_PENDING)
+    return counted
+
+
+def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
+    counted = tally(situation, decision.deleted, decision.created)
+    before = situation.before
+    previous = (before.get("state") or {}).get("lastTransitionTime")
+    stamp = to_rfc3339(situation.now) if decision.passed or not previous else str(previous)
+    state = {"phase": decision.phase, "lastTransitionTime": stamp}
+    state.update({k: v for k, v in (("reason", decision.reason), ("message", decision.message)) if v})
+    # A refused child write says why the job is stuck (core/faults.py), unless the phase has a
+    # reason of its own (a policy's action, a gate): that one is the job's history.
+    observed = situation.observed
+    refused = faults.summary(observed.faults) if decision.phase not in FINISHED_PHASES else None
+    if refused is not None and not decision.reason:
+        state["reason"], state["message"] = refused
+    conditions = [dict(c) for c in before.get("conditions") or []]
+    for phase in decision.passed:  # one entry per phase, the latest at the end (upstream)
+        conditions = [c for c in conditions if c.get("status") != phase]
+        conditions.append({"status": phase, "lastTransitionTime": stamp})
+    numbers = {
+        "minAvailable": situation.job.min_available,
+        "pending": counted.count(POD_PENDING),
+        "running": counted.count(POD_RUNNING),
+        "succeeded": counted.count(POD_SUCCEEDED),
+        "failed": counted.count(POD_FAILED),
+        "terminating": counted.terminating,
+        "unknown": counted.count(POD_UNKNOWN),
+        "version": decision.version,
+        "retryCount": decision.retry_count,
+    }
+    maps = {
+        "controlledResources": dict(sorted(decision.controlled.items())),
+        "conditions": conditions,
+        "taskStatusCount": {task: {"phase": dict(counts)} for task, counts in counted.tasks.items()},
+    }
+    # Go's omitempty: zero numbers and empty maps are left out.
+    return {
+        "state": state,
+        **{k: v for k, v in numbers.items() if v},
+        **{k: v for k, v in maps.items() if v},
+    }
+
+
+def timers(
+    situation: Situation, decision: Decision, status: Mapping[str, Any]
+) -> tuple[bool, datetime | None]:
+    """(delete the job now, when to look again): the earliest delayed action, and the TTL (counted from
+    `status.state.lastTransitionTime`) in Completed, Failed and Terminated."""
+    wake = earliest(*decision.wakes)
+    if decision.phase in TTL_PHASES:
+        finished_at = from_rfc3339(status["state"]["lastTransitionTime"])
+        expiry = ttl_due(finished_at, situation.job.ttl_seconds_after_finished)
+        if is_due(expiry, situation.now):
+            return True, None
+        wake = earliest(wake, expiry)
+    return False, wake
