@@ -49,6 +49,10 @@ CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
 # The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.
 WATCHED_CHILD_KINDS: tuple[str, ...] = tuple(c.kind for c in CHILD_KINDS if c.watched and not c.needs_crd)
 
+# A manifest in `Plan.create` carrying this annotation is only a request: `JobKind.materialize` fills
+# it in (e.g. an ssh key pair) before it is created; the shell runs that in a worker thread.
+GENERATE_ANNOTATION = "jobwarden.dev/generate"
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "jobwarden"
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jobwarden.core.children import child_metadata, manifest
-from jobwarden.core.plan import ChildRef, Manifest
+from jobwarden.core.plan import GENERATE_ANNOTATION, ChildRef, Manifest
 from jobwarden.plugins.base import DesiredChild, Flags, FlagValue, JobContext, JobPlugin, add_volume
 
 DEFAULT_KEY_PATH = "/root/.ssh"
@@ -39,7 +39,6 @@ KEY_SIZE = 2048
 SECRET_KEYS = ("id_rsa", "id_rsa.pub", "authorized_keys", "config")
 SUB_PATH = ".ssh"
 # What a planned Secret carries instead of keys; `materialize` consumes and removes these annotations.
-GENERATE_ANNOTATION = "jobwarden.dev/generate"
 GENERATE_SSH_KEYPAIR = "ssh-keypair"
 GIVEN_PRIVATE_KEY_ANNOTATION = "jobwarden.dev/ssh-private-key"
 GIVEN_PUBLIC_KEY_ANNOTATION = "jobwarden.dev/ssh-public-key"

@@ -30,7 +30,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobwarden import kinds
-from jobwarden.core.plan import Body, ChildFault, ChildRef, Event, Manifest, Observed, Plan, Settings
+from jobwarden.core.plan import (
+    GENERATE_ANNOTATION,
+    Body,
+    ChildFault,
+    ChildRef,
+    Event,
+    Manifest,
+    Observed,
+    Plan,
+    Settings,
+)
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
@@ -273,9 +283,8 @@ class Controller:
         retry = await self._write_children(key, job, kind, plan, observed.children)
         await self._show_faults(key, entry, observed)
         await asyncio.gather(*(self._post_event(job, event) for event in plan.events))
-        for event in plan.events:
-            if "deadline" in event.message:  # `... was active longer than specified deadline`
-                metrics.DEADLINE_ACTIONS.labels(kind.resource.kind).inc()
+        if plan.deadline_exceeded:
+            metrics.DEADLINE_ACTIONS.labels(kind.resource.kind).inc()
         if plan.delete_job:
             await self._delete_job(key, kind, entry.body)
             return
@@ -358,9 +367,9 @@ class Controller:
 
     async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:
         """Create the child; False when it already existed under this job (nothing new was made)."""
-        materialize = getattr(kind, "materialize", None)
-        if materialize is not None:  # e.g. an ssh key pair: CPU work, kept off the event loop
-            manifest = await asyncio.to_thread(materialize, manifest)
+        if GENERATE_ANNOTATION in ((manifest.get("metadata") or {}).get("annotations") or {}):
+            # e.g. an ssh key pair the plan asked for: CPU work, kept off the event loop
+            manifest = await asyncio.to_thread(kind.materialize, manifest)
         namespace, name = job["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
             await self.api.create_child(namespace, manifest)
