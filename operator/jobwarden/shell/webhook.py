@@ -15,14 +15,29 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobwarden import kinds
+from jobwarden.kinds import policy
 from jobwarden.kinds.admission import review
-from jobwarden.shell import certs, metrics
+from jobwarden.shell import certs, metrics, policy_install
 from jobwarden.shell.api import KubeApi
 from jobwarden.shell.bodies import plain
+from jobwarden.shell.webhook_server import ReviewServer
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_NAME = "validate.jobwarden.dev"
+# Shown by `kubectl describe validatingwebhookconfiguration jobwarden`, for whoever is on call when job
+# writes fail with "failed calling webhook". The same text is in manifests/base (a test compares).
+ON_CALL_ANNOTATIONS = {
+    "jobwarden.dev/description": (
+        "jobwarden validates create/update of TFJob, PyTorchJob, MXJob and Volcano Job here; label, "
+        "annotation, finalizer and ownerReference edits and status writes never reach it"
+    ),
+    "jobwarden.dev/when-failing": (
+        "'failed calling webhook validate.jobwarden.dev' means the jobwarden operator is down or "
+        "unreachable: kubectl -n jobwarden-system get deploy/jobwarden endpoints/jobwarden-webhook. "
+        "See docs/install.md, section 'Webhook down'"
+    ),
+}
 HANDLER_ID = "validate"  # kopf serves POST /<handler id>, so the webhook path is /validate
 
 
@@ -38,6 +53,9 @@ class WebhookOptions:
     config_name: str = "jobwarden"
     url: str | None = None  # local mode: register the whole configuration pointing at this URL
     failure_policy: str = "Fail"
+    admission_policy: bool = (
+        True  # local mode: also install the update contract as ValidatingAdmissionPolicies
+    )
     timeout_seconds: int = 5
     work_dir: Path = Path("/tmp/jobwarden-webhook")
 
@@ -85,7 +103,11 @@ def configuration(options: WebhookOptions, ca_pem: bytes) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": options.config_name, "labels": {"app.kubernetes.io/name": "jobwarden"}},
+        "metadata": {
+            "name": options.config_name,
+            "labels": {"app.kubernetes.io/name": "jobwarden"},
+            "annotations": dict(ON_CALL_ANNOTATIONS),
+        },
         "webhooks": [
             {
                 "name": WEBHOOK_NAME,
@@ -96,6 +118,7 @@ def configuration(options: WebhookOptions, ca_pem: bytes) -> dict[str, Any]:
                 "sideEffects": "None",
                 "timeoutSeconds": options.timeout_seconds,
                 "admissionReviewVersions": ["v1"],
+                "matchConditions": policy.match_conditions(options.service_namespace),
             }
         ],
     }
@@ -118,7 +141,7 @@ def tls_files(options: WebhookOptions) -> tuple[Path, Path, Path]:
 
 
 def server(options: WebhookOptions, cert: Path, key: Path, ca: Path) -> kopf.WebhookServer:
-    return kopf.WebhookServer(
+    return ReviewServer(
         addr=options.bind, port=options.port, certfile=str(cert), pkeyfile=str(key), cafile=str(ca)
     )
 
@@ -138,6 +161,7 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
                 raise
             await api.admission.create_validating_webhook_configuration(cast(Any, desired))
         logger.info("registered ValidatingWebhookConfiguration %s -> %s", options.config_name, options.url)
+        await policy_install.sync(api, options.admission_policy, options.service_namespace)
     elif options.self_signed:
         bundle = desired["webhooks"][0]["clientConfig"]["caBundle"]
         patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
