@@ -73,7 +73,16 @@ def test_messages_name_what_may_change() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["status.x", "spec", "spec.tasks[0].replicas", "spec.*.x", "spec.tasks[*]", "spec.a[*].b[*].c", "spec.a.b[*].c"]
+    "pattern",
+    [
+        "status.x",
+        "spec",
+        "spec.tasks[0].replicas",
+        "spec.*.x",
+        "spec.tasks[*]",
+        "spec.a[*].b[*].c",
+        "spec.a.b[*].c",
+    ],
 )
 def test_a_table_entry_cel_cannot_express_is_refused(pattern: str) -> None:
     with pytest.raises(ValueError, match="cannot express"):
@@ -150,7 +159,8 @@ def test_the_install_ships_the_policies_and_a_component_turns_them_off(tmp_path:
 
 def test_the_namespaced_install_binds_the_policies_to_its_namespaces() -> None:
     kr = _render_helper()
-    bindings = [o for o in kr.objects("overlays/namespaced") if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    objects = kr.objects("overlays/namespaced")
+    bindings = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert len(bindings) == len(policy.policy_objects()) // 2
     for binding in bindings:
         [expression] = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]

@@ -35,6 +35,7 @@ from jobwarden.core.admission import (
 )
 from jobwarden.core.fielderrors import FieldError, forbidden, invalid
 from jobwarden.core.plan import Body
+from jobwarden.core.podspec import pod_spec_errors
 from jobwarden.core.quantity import parse_quantity
 
 VOLCANO_UPDATABLE: Final[tuple[str, ...]] = (
@@ -264,7 +265,8 @@ def _template_errors(path: str, template: Any) -> list[FieldError]:
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         return [*errors, required(f"{path}.spec.containers", "must specify at least one container")]
-    return errors + container_errors(f"{path}.spec.containers", containers)
+    errors += container_errors(f"{path}.spec.containers", containers)
+    return errors + pod_spec_errors(f"{path}.spec", pod_spec)
 
 
 def _pod_name_errors(path: str, pod_name: str) -> list[FieldError]:
