@@ -34,8 +34,8 @@ ON_CALL_ANNOTATIONS = {
     ),
     "jobwarden.dev/when-failing": (
         "'failed calling webhook validate.jobwarden.dev' means the jobwarden operator is down or "
-        "unreachable: kubectl -n jobwarden-system get deploy/jobwarden endpoints/jobwarden-webhook. "
-        "See docs/install.md, section 'Webhook down'"
+        "unreachable: kubectl -n jobwarden-system get deploy,pods,endpointslices "
+        "-l app.kubernetes.io/name=jobwarden. See docs/install.md, section 'Webhook down'"
     ),
 }
 HANDLER_ID = "validate"  # kopf serves POST /<handler id>, so the webhook path is /validate
