@@ -89,11 +89,17 @@ def test_a_table_entry_cel_cannot_express_is_refused(pattern: str) -> None:
         policy._tree(["metadata.labels", pattern])
 
 
+def _updatable(group: str, plural: str) -> list[str]:
+    kind = kinds.by_plural(group, plural)
+    assert kind is not None
+    return kind.updatable_fields()
+
+
 def test_the_tables_become_the_expected_trees() -> None:
-    kubeflow = policy._tree(kinds.by_plural("kubeflow.org", "tfjobs").updatable_fields())  # type: ignore[union-attr]
+    kubeflow = policy._tree(_updatable("kubeflow.org", "tfjobs"))
     assert kubeflow.allowed == {"activeDeadlineSeconds", "ttlSecondsAfterFinished", "cleanPodPolicy"}
     assert kubeflow.children["runPolicy"].allowed == kubeflow.allowed
-    volcano = policy._tree(kinds.by_plural("batch.volcano.sh", "jobs").updatable_fields())  # type: ignore[union-attr]
+    volcano = policy._tree(_updatable("batch.volcano.sh", "jobs"))
     items = volcano.children["tasks"].items
     assert volcano.allowed == set() and items is not None and items.allowed == {"replicas", "template"}
 
