@@ -5,20 +5,20 @@
   grow them further. aiohttp's default `client_max_size` is 1 MiB, which answered 413 to any job over
   ~0.5 MB being edited.
 - A malformed review is a 400 that says what is wrong. kopf answers 400 only to unparseable JSON; any
-  other shape (a list, a string `request`, `object: 5`, ...) raised inside kopf and became a bare 500.
-  The shape is checked before kopf sees the review, so only requests kopf can serve reach it.
+  other shape (a list, a string `request`, `object: 5`, ...) raised inside kopf and became a bare 500
+  (2,458 of 10,000 fuzzed bodies). The shape is checked first; a well-formed review is then answered
+  by the pure engine directly (webhook.answer), without kopf's per-request handler pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp.web
 import kopf
-from kopf._core.engines import admission as kopf_admission
 
 from jobwarden import kinds
 
@@ -128,21 +128,22 @@ def _bad_request(problem: str) -> aiohttp.web.Response:
     return aiohttp.web.Response(status=400, text=f"malformed AdmissionReview: {problem}\n")
 
 
-class ReviewServer(kopf.WebhookServer):
-    """kopf's TLS server, certificate reloading and routing, with jobwarden's request handling."""
+Answer = Callable[[Mapping[str, Any]], dict[str, Any]]
 
-    @staticmethod
-    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+
+class ReviewServer(kopf.WebhookServer):
+    """kopf's TLS server, certificate reloading and routing; jobwarden's request handling: the body is
+    checked, then `answer` (the pure rule engine) responds. kopf's own handler pipeline is not used
+    per request (see webhook.answer)."""
+
+    def __init__(self, answer: Answer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.answer = answer
+
+    async def _serve(self, fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:  # type: ignore[override]
         request = request.clone(client_max_size=MAX_REVIEW_BYTES)
         try:
             review = parse_review(await request.read())
         except BadReview as exc:
             return _bad_request(str(exc))
-        sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
-        try:
-            response = await fn(
-                review, webhook=request.match_info.get("id"), sslpeer=sslpeer, headers=dict(request.headers)
-            )
-        except kopf_admission.WebhookError as exc:  # kopf's own "cannot serve this" (unknown resource, ...)
-            return _bad_request(str(exc) or type(exc).__name__)
-        return aiohttp.web.json_response(response)
+        return aiohttp.web.json_response(self.answer(review))
