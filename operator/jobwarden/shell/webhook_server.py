@@ -27,30 +27,15 @@ logger = logging.getLogger(__name__)
 # Twice the largest JSON request body the apiserver accepts (3 MiB), plus room for the envelope and
 # for JSON escaping of the old and new object; anything larger is not a review the apiserver sent.
 MAX_REVIEW_BYTES: Final = 16 * 1024 * 1024
-# No Kubernetes object nests this deep (a pod template's deepest fields are ~20 levels below the job);
-# bounding it keeps every recursive step below (json, kopf's diff, the rule engine) far from
-# Python's recursion limit, so a hostile body is a 400, never a crash.
-MAX_DEPTH: Final = 100
+# Nesting deeper than Python's recursion limit allows (no Kubernetes object comes close) makes json or
+# the rule engine raise RecursionError, cleanly and at once; it is answered as a malformed body.
+TOO_DEEP: Final = "the body nests too deeply"
 API_VERSIONS: Final = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS: Final = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 
 class BadReview(ValueError):
     """What is wrong with a review body, in words for the 400's body."""
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Nesting deeper than `limit`, checked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, Mapping):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
 
 
 def _require(condition: bool, problem: str) -> None:
@@ -113,13 +98,12 @@ def parse_review(raw: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BadReview(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise BadReview(f"the body nests deeper than {MAX_DEPTH} levels") from None
+        raise BadReview(TOO_DEEP) from None
     _require(isinstance(review, dict), "the body must be a JSON object (an AdmissionReview)")
     _require(
         review.get("kind") == "AdmissionReview" and review.get("apiVersion") in API_VERSIONS,
         f"the body must be an AdmissionReview of apiVersion {' or '.join(API_VERSIONS)}",
     )
-    _require(not _depth_exceeds(review, MAX_DEPTH), f"the body nests deeper than {MAX_DEPTH} levels")
     _check_request(review.get("request"))
     return dict(review)
 
@@ -146,4 +130,7 @@ class ReviewServer(kopf.WebhookServer):
             review = parse_review(await request.read())
         except BadReview as exc:
             return _bad_request(str(exc))
-        return aiohttp.web.json_response(self.answer(review))
+        try:
+            return aiohttp.web.json_response(self.answer(review))
+        except RecursionError:
+            return _bad_request(TOO_DEEP)
