@@ -83,3 +83,21 @@ def test_the_answer_to_a_deeply_nested_object_is_prompt_and_never_an_unexpected_
 def test_a_malformed_review_says_what_is_wrong(body: bytes, problem: str) -> None:
     with pytest.raises(BadReview, match=problem.replace(".", r"\.").replace("(", r"\(")):
         parse_review(body)
+
+
+def test_the_answer_is_the_engines_verdict_in_an_admission_response() -> None:
+    allowed = webhook.answer(review())
+    assert allowed == {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": "1", "allowed": True},
+    }
+    old = {"metadata": {"name": "a"}, "spec": {"backoffLimit": 1}}
+    new = {"metadata": {"name": "a"}, "spec": {"backoffLimit": 2}}
+    denied = webhook.answer(review(object=new, oldObject=old))["response"]
+    assert denied["allowed"] is False and denied["status"]["code"] == 403
+    assert denied["status"]["message"].startswith("spec.backoffLimit: field is not updatable")
+    created = webhook.answer(review(operation="CREATE", oldObject=None, object={"metadata": {"name": "a"}}))
+    assert created["response"]["status"]["code"] == 400
+    deleted = webhook.answer(review(operation="DELETE", object=None))
+    assert deleted["response"] == {"uid": "1", "allowed": True}
