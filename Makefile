@@ -1,6 +1,8 @@
 # The two commands (see README):
 #   make demo   bring up the local control plane, install CRDs + webhook, run the operator, walk sample jobs
-#   make test   the whole test suite (static checks, unit, integration against a real kube-apiserver)
+#   make test   the whole test suite (static checks, unit, integration against a real kube-apiserver,
+#               the image run with podman: built by `make image` on first use)
+#   make image  build the container image with podman from a local Debian 12 base (docs/image.md)
 # Everything they need is built or installed on first use and cached outside the repo
 # (~/.cache/jobwarden and ~/go for the Kubernetes binaries, .venv for Python).
 
@@ -9,7 +11,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check unit integration binaries down clean bench
+.PHONY: demo test check unit integration binaries image down clean bench
 
 demo: $(STAMP) binaries
 	$(PY) -m devcluster.demo
@@ -18,8 +20,8 @@ test: $(STAMP) binaries check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: $(STAMP)
-	$(VENV)/bin/ruff check operator tests devcluster benchmarks
-	$(VENV)/bin/ruff format --check operator tests devcluster benchmarks
+	$(VENV)/bin/ruff check operator tests devcluster benchmarks packaging
+	$(VENV)/bin/ruff format --check operator tests devcluster benchmarks packaging
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -31,6 +33,10 @@ integration: $(STAMP) binaries
 
 binaries:
 	bash devcluster/build.sh >/dev/null
+
+# Progress on stderr, the image name on stdout; seconds when nothing changed. Cached outside the repo.
+image:
+	bash packaging/image.sh
 
 bench: $(STAMP) binaries
 	$(PY) -m benchmarks.run

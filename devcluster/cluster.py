@@ -33,7 +33,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # out on purpose: kwok's nodes would otherwise be tainted and their pods evicted.
 KCM_CONTROLLERS = (
     "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
-    "serviceaccount-token-controller,root-ca-certificate-publisher-controller"
+    "serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller"
 )
 FAKE_NODE = "kwok-node-0"
 # The processes this Python process started, for their exit codes in error messages.
@@ -356,7 +356,7 @@ def _start_cluster(name: str, crds: Path | None) -> Cluster:
     cluster.save()
     log(f"starting etcd, kube-apiserver {K8S_VERSION}, controller-manager, scheduler, kwok in {root}")
     _start("etcd", cluster)
-    _wait("etcd health", lambda: _etcd_healthy(cluster), 30, cluster, "etcd")
+    _wait("etcd health", lambda: _etcd_healthy(cluster), 60, cluster, "etcd")  # 30 s was short under load
     _start("kube-apiserver", cluster)
     _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, "kube-apiserver")
     if crds:
@@ -379,6 +379,30 @@ def _start_cluster(name: str, crds: Path | None) -> Cluster:
     )
     log(f"cluster '{name}' is up in {time.monotonic() - started:.1f}s; KUBECONFIG={cluster.kubeconfig}")
     return cluster
+
+
+def stop_component(cluster: Cluster, component: str, grace: float = 10) -> None:
+    """Stop one component (e.g. the apiserver, for an outage test); `start_component` brings it back
+    on the same port with the same state."""
+    pid = cluster.pids.get(component)
+    if not _pid_is_ours(pid):
+        return
+    assert pid is not None
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _pid_is_ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_is_ours(pid):
+        os.killpg(pid, signal.SIGKILL)
+    proc = _PROCESSES.pop(component, None)
+    if proc is not None:
+        proc.wait(5)
+
+
+def start_component(cluster: Cluster, component: str) -> None:
+    _start(component, cluster)
+    if component == "kube-apiserver":
+        _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, component)
 
 
 def _stop_operator(root: Path) -> None:

@@ -57,6 +57,12 @@ def finish(
 ) -> None:
     """Terminate every container of a Running pod with `exit_code`: phase Succeeded for 0, else Failed."""
     pod = wait_running(cluster, namespace, name)
+    _patch_status(cluster, namespace, name, finished_status(pod, exit_code, reason))
+
+
+def finished_status(pod: dict[str, Any], exit_code: int = 0, reason: str | None = None) -> dict[str, Any]:
+    """The status a kubelet reports once every container of the Running `pod` exited with `exit_code`
+    (for callers that PATCH it with a client of their own, e.g. to finish many pods at once)."""
     now = _now()
     terminated = {
         "exitCode": exit_code,
@@ -75,9 +81,7 @@ def finish(
         else c
         for c in pod["status"].get("conditions", [])
     ]
-    _patch_status(
-        cluster, namespace, name, {"phase": phase, "containerStatuses": statuses, "conditions": conditions}
-    )
+    return {"phase": phase, "containerStatuses": statuses, "conditions": conditions}
 
 
 def restart_container(cluster: Cluster, namespace: str, name: str, exit_code: int = 1) -> int:

@@ -4,10 +4,13 @@ sys.path through the rootdir conftest)."""
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +52,15 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@functools.cache
+def kustomize_render() -> ModuleType:
+    """tests/e2e/kustomize_render.py (`kubectl kustomize` as objects), loaded by path: tests/e2e is not
+    on sys.path."""
+    path = ROOT / "tests" / "e2e" / "kustomize_render.py"
+    spec = importlib.util.spec_from_file_location("kustomize_render", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

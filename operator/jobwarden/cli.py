@@ -129,9 +129,46 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=int(_env("METRICS_PORT", "9090")),
         help="Prometheus /metrics (0 disables)",
     )
+    ob.add_argument("--health-bind", default=_env("HEALTH_BIND", "0.0.0.0"), help="address of /healthz")
+    ob.add_argument("--metrics-bind", default=_env("METRICS_BIND", "0.0.0.0"), help="address of /metrics")
     ob.add_argument("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"))
     ob.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    le = run.add_argument_group(
+        "leader election (only the leader reconciles; every replica serves the webhook)"
+    )
+    le.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("LEADER_ELECT", True),
+        help="hold a coordination.k8s.io Lease before reconciling (env JOBWARDEN_LEADER_ELECT)",
+    )
+    le.add_argument("--leader-elect-lease-name", default=_env("LEADER_ELECT_LEASE_NAME", "jobwarden-leader"))
+    le.add_argument(
+        "--leader-elect-namespace",
+        default=_env("LEADER_ELECT_NAMESPACE", os.environ.get("POD_NAMESPACE", "jobwarden-system")),
+        help="namespace of the Lease (default: env POD_NAMESPACE, else jobwarden-system)",
+    )
+    le.add_argument(
+        "--leader-elect-lease-duration", type=float, default=float(_env("LEADER_ELECT_LEASE_DURATION", "15"))
+    )
+    le.add_argument(
+        "--leader-elect-renew-deadline", type=float, default=float(_env("LEADER_ELECT_RENEW_DEADLINE", "10"))
+    )
+    le.add_argument(
+        "--leader-elect-retry-period", type=float, default=float(_env("LEADER_ELECT_RETRY_PERIOD", "2"))
+    )
+    le.add_argument(
+        "--leader-elect-identity",
+        default=_env("LEADER_ELECT_IDENTITY", ""),
+        help="this replica's name in the Lease (default: $POD_NAME or the host name, plus a random suffix)",
+    )
     jobs = run.add_argument_group("jobs")
+    jobs.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "16")),
+        help="jobs reconciled at once (env JOBWARDEN_WORKERS); a job's own children are written concurrently",
+    )
     jobs.add_argument(
         "--volcano-scheduler-fallback",
         action=argparse.BooleanOptionalAction,
@@ -147,7 +184,9 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """`jobwarden run`'s flags and JOBWARDEN_* environment, resolved (flags win)."""
-    from jobwarden.shell.run import RunOptions
+    from jobwarden.core.lease import LeaseTimings
+    from jobwarden.shell.leader import LeaseOptions
+    from jobwarden.shell.run import RunOptions, default_identity
     from jobwarden.shell.webhook import WebhookOptions
 
     self_signed = args.webhook_self_signed or (args.webhook_url is not None and args.webhook_cert_dir is None)
@@ -156,10 +195,24 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         kubeconfig=args.kubeconfig,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
+        health_bind=args.health_bind,
+        metrics_bind=args.metrics_bind,
         log_format=args.log_format,
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
         cluster_domain=args.cluster_domain,
+        workers=args.workers,
+        leader_election=args.leader_elect,
+        lease=LeaseOptions(
+            name=args.leader_elect_lease_name,
+            namespace=args.leader_elect_namespace,
+            identity=args.leader_elect_identity or default_identity(),
+            timings=LeaseTimings(
+                lease_duration=args.leader_elect_lease_duration,
+                renew_deadline=args.leader_elect_renew_deadline,
+                retry_period=args.leader_elect_retry_period,
+            ),
+        ),
         webhook=WebhookOptions(
             enabled=not args.no_webhook,
             bind=args.webhook_bind,

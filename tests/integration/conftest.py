@@ -84,6 +84,27 @@ def operator(cluster: devcluster.Cluster, tmp_path_factory: pytest.TempPathFacto
         print(f"operator log had {len(errors)} tracebacks; see {op.log_path}", file=sys.stderr)
 
 
+@pytest.fixture(autouse=True)
+def no_operator_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A traceback in the session operator's log while a test ran fails that test: an exception the
+    operator swallowed (and retried) is still a bug the test's own assertions may not see."""
+    if "operator" not in request.fixturenames:
+        yield
+        return
+    op: LocalOperator = request.getfixturevalue("operator")
+    offset = op.log_path.stat().st_size if op.log_path.exists() else 0
+    yield
+    with open(op.log_path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    found = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+    if found:
+        excerpt = "\n".join(lines[max(0, found[0] - 3) : found[0] + 30])
+        pytest.fail(
+            f"the operator logged {len(found)} traceback(s) during this test ({op.log_path}):\n{excerpt}"
+        )
+
+
 @pytest.fixture
 def operator_log_hint(operator: LocalOperator) -> Iterator[None]:
     """Prints where the operator's log is; pytest shows captured output only for failing tests."""

@@ -9,38 +9,18 @@ meet the session operator's."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from devcluster import cluster as devcluster
 from devcluster import pods
+from install_steps import SA_USER, apply_prerequisites, register_webhook, render, service_account_kubeconfig
 
 from conftest import Operator
 from testlib import ROOT, creatable, load_seed, wait_for
-
-SA_USER = "system:serviceaccount:jobwarden-system:jobwarden"
-APPLIED_KINDS = {
-    "CustomResourceDefinition",
-    "Namespace",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-}
-
-
-def _render() -> list[dict[str, Any]]:
-    spec = importlib.util.spec_from_file_location(
-        "kustomize_render", ROOT / "tests" / "e2e" / "kustomize_render.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [dict(o) for o in module.objects(ROOT / "manifests")]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +36,7 @@ def rbac_cluster() -> Iterator[devcluster.Cluster]:
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
-    return _render()
+    return render()
 
 
 @pytest.fixture(scope="module")
@@ -65,45 +45,23 @@ def installed(
 ) -> Iterator[Operator]:
     """Apply what the operator's own permissions depend on (CRDs, namespace, ServiceAccount, RBAC) as
     the manifests ship it; register the manifests' webhook configuration with a URL instead of the
-    in-cluster Service (no image can run here); start the operator with the ServiceAccount's token."""
-    objects = [o for o in rendered if o["kind"] in APPLIED_KINDS]
-    rbac_cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(objects))
-    rbac_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    in-cluster Service; start the operator with the ServiceAccount's token."""
+    apply_prerequisites(rbac_cluster, rendered)
     log = tmp_path_factory.mktemp("sa-operator") / "operator.log"
-    token = rbac_cluster.kubectl(
-        "create", "token", "jobwarden", "-n", "jobwarden-system", "--duration=2h"
-    ).stdout.strip()
-    kubeconfig = log.parent / "sa.kubeconfig"
-    ca = (rbac_cluster.root / "pki" / "ca.crt").read_bytes()
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "sa",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": rbac_cluster.server,
-                            "certificate-authority-data": base64.b64encode(ca).decode(),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-            }
-        )
+    kubeconfig = service_account_kubeconfig(rbac_cluster, log.parent / "sa.kubeconfig")
+    operator = Operator(
+        rbac_cluster,
+        log,
+        kubeconfig=kubeconfig,
+        register_webhook=False,
+        lease="jobwarden-leader",
+        lease_namespace="jobwarden-system",
     )
-    operator = Operator(rbac_cluster, log, kubeconfig=kubeconfig, register_webhook=False)
-    webhook = next(o for o in rendered if o["kind"] == "ValidatingWebhookConfiguration")
-    for hook in webhook["webhooks"]:
-        hook["clientConfig"] = {"url": f"https://127.0.0.1:{operator.webhook_port}/validate"}
-    rbac_cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(webhook))
+    webhook = register_webhook(rbac_cluster, rendered, operator.webhook_port)
     operator.start()
     yield operator
     operator.stop()
-    rbac_cluster.kubectl("delete", "validatingwebhookconfiguration", webhook["metadata"]["name"], check=False)
+    rbac_cluster.kubectl("delete", "validatingwebhookconfiguration", webhook, check=False)
 
 
 def _namespace(c: devcluster.Cluster, name: str) -> str:

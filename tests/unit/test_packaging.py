@@ -49,7 +49,8 @@ DEFAULT = "."  # manifests/kustomization.yaml -> overlays/self-signed
 SELF_SIGNED = "overlays/self-signed"
 CERT_MANAGER = "overlays/cert-manager"
 NAMESPACED = "overlays/namespaced"
-ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED]
+PROMETHEUS = "overlays/prometheus-operator"  # self-signed + ServiceMonitor + Grafana dashboard
+ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED, PROMETHEUS]
 
 # `jobwarden run` flags the manifests and docs rely on (the CLI contract in docs/install.md).
 RUN_FLAGS = [
@@ -166,6 +167,10 @@ CABUNDLE_GRANTS = {
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations", v, "jobwarden")
     for v in ("get", "patch")
 }
+# Leader election, in the operator's own namespace only: create any Lease, get/update only its own.
+LEADER_GRANTS = {(NAMESPACE, "coordination.k8s.io", "leases", "create", "")} | {
+    (NAMESPACE, "coordination.k8s.io", "leases", v, "jobwarden-leader") for v in ("get", "update")
+}
 
 
 def effective_grants(objects: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str]]:
@@ -218,14 +223,14 @@ def test_secrets_are_never_listed_or_watched(install: str) -> None:
 
 def test_cluster_wide_rbac_is_exactly_the_documented_set() -> None:
     got = effective_grants(objs(DEFAULT))
-    expected = {("*", *g) for g in NAMESPACED_GRANTS | CLUSTER_SCOPE_GRANTS | CABUNDLE_GRANTS}
+    expected = {("*", *g) for g in NAMESPACED_GRANTS | CLUSTER_SCOPE_GRANTS | CABUNDLE_GRANTS} | LEADER_GRANTS
     assert sorted(got - expected) == [], "granted but not documented"
     assert sorted(expected - got) == [], "documented but not granted"
 
 
 def test_cert_manager_mode_cannot_touch_webhook_configurations() -> None:
     got = effective_grants(objs(CERT_MANAGER))
-    assert got == {("*", *g) for g in NAMESPACED_GRANTS | CLUSTER_SCOPE_GRANTS}
+    assert got == {("*", *g) for g in NAMESPACED_GRANTS | CLUSTER_SCOPE_GRANTS} | LEADER_GRANTS
     assert not [g for g in got if g[1] == "admissionregistration.k8s.io"]
 
 
@@ -234,7 +239,7 @@ def test_namespaced_mode_grants_job_permissions_only_in_watched_namespaces() -> 
     watched = [n for n in env_of(objects)["JOBWARDEN_NAMESPACES"].split(",") if n]
     assert len(watched) >= 1
     got = effective_grants(objects)
-    expected = {("*", *g) for g in CLUSTER_SCOPE_GRANTS | CABUNDLE_GRANTS}
+    expected = {("*", *g) for g in CLUSTER_SCOPE_GRANTS | CABUNDLE_GRANTS} | LEADER_GRANTS
     expected |= {(ns, *g) for ns in watched for g in NAMESPACED_GRANTS}
     assert got == expected
     selector = kr.one(objects, "ValidatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
@@ -282,12 +287,25 @@ def test_deployment_security_context(install: str) -> None:
 
 
 @pytest.mark.parametrize("install", ALL_INSTALLS)
-def test_deployment_runs_one_replica_with_probes_and_resources(install: str) -> None:
+def test_deployment_runs_two_replicas_with_probes_and_resources(install: str) -> None:
     objects = objs(install)
     deployment = kr.one(objects, "Deployment", "jobwarden")
     c = container(objects)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    spec = deployment["spec"]
+    # Two replicas, one leader (Lease), rolled one at a time with no loss of a webhook endpoint.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    pdb = kr.one(objects, "PodDisruptionBudget", "jobwarden")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": spec["selector"]["matchLabels"]}}
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     assert c["args"][0] == "run"
     assert not c.get("command"), "the image's ENTRYPOINT is the jobwarden console script"
     assert not c["image"].endswith(":latest")
@@ -416,11 +434,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_shape() -> None:
     instructions = dockerfile_instructions()
+    # The base is a build argument (make image passes a local Debian 12 root); its default is the
+    # registry image a user pulls. The runtime stage starts from scratch (packaging/runtime_root.py).
+    args = dict(rest.partition("=")[::2] for kw, rest in instructions if kw == "ARG")
+    assert re.match(r"python:3\.11(\.\d+)?-slim-bookworm(@sha256:[0-9a-f]{64})?$", args["BASE_IMAGE"]), args
     froms = [rest for kw, rest in instructions if kw == "FROM"]
-    assert re.match(r"python:3\.11(\.\d+)?-slim\S*( |$)", froms[0]), froms
-    assert len(froms) >= 2, "multi-stage"
+    assert froms[0] == "${BASE_IMAGE} AS python-base", froms
+    assert froms[-1] == "scratch AS runtime", "nothing of the base but what runtime_root.py copies"
     runs = [rest for kw, rest in instructions if kw == "RUN"]
     assert "packaging/install.sh /opt/jobwarden/venv" in runs, "the image must install with install.sh"
+    assert any("packaging/runtime_root.py" in run for run in runs)
     users = [rest for kw, rest in instructions if kw == "USER"]
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0 and (not gid or int(gid) != 0)
@@ -629,3 +652,15 @@ def test_slow_checkov_manifests(checkov: Path, install: str, tmp_path: Path) -> 
     for skipped in report["results"].get("skipped_checks", []):
         assert skipped["check_id"] in reasons
         assert skipped["check_id"] in _documented_skips(), f"{skipped['check_id']} missing in docs/install.md"
+
+
+@pytest.mark.parametrize("install", ALL_INSTALLS)
+def test_leader_election_may_touch_only_its_own_lease(install: str) -> None:
+    objects = objs(install)
+    role = kr.one(objects, "Role", "jobwarden-leader-election")
+    assert role["metadata"]["namespace"] == "jobwarden-system"
+    rules = [(tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in role["rules"]]
+    assert rules == [(("create",), ()), (("get", "update"), ("jobwarden-leader",))]
+    assert all(
+        r["resources"] == ["leases"] and r["apiGroups"] == ["coordination.k8s.io"] for r in role["rules"]
+    )

@@ -33,14 +33,32 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class ChildFault:
+    """A child write the apiserver refused on the shell's last attempt (422 invalid, 403 quota, a name
+    taken by an object the job does not own). The core shows it in the job's status until the same
+    child is written successfully."""
+
+    verb: str  # "Create", "Update", "Delete"
+    kind: str  # "Pod", "Service", ...
+    name: str
+    message: str  # the apiserver's answer, e.g. `403 Forbidden: exceeded quota: ...`
+
+    @property
+    def reason(self) -> str:
+        """Upstream's event reasons: `FailedCreatePod`, `FailedCreateService`, `FailedDeletePod`."""
+        return f"Failed{self.verb}{self.kind}"
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything a decision may depend on. `children[kind][name]` holds only objects controlled
-    (ownerReference controller=true) by this job."""
+    (ownerReference controller=true) by this job; `faults` the child writes that failed last time."""
 
     job: Body
     children: Mapping[str, Mapping[str, Body]]
     now: datetime
     settings: Settings = Settings()
+    faults: tuple[ChildFault, ...] = ()
 
     def of_kind(self, kind: str) -> Mapping[str, Body]:
         return self.children.get(kind, {})
@@ -75,9 +93,14 @@ class ChildRef:
 
 @dataclass
 class Plan:
-    """What the shell must do for one job, in this order: create, replace, delete children; write
-    `status` (the full new status) if not None; post events; delete the job if `delete_job`;
-    reconcile again at `wake_at` even if no watch event arrives (deadlines, TTL)."""
+    """What the shell must do for one job, in this order: write `status` (the full new status) if not
+    None, fenced by the job's resourceVersion, and stop there if that write is refused; create,
+    replace, delete children; post events; delete the job if `delete_job`; reconcile again at
+    `wake_at` even if no watch event arrives (deadlines, TTL).
+
+    The status goes first because it records the decision that the child writes act on (a terminal
+    state, a restart count): a delete must never destroy the evidence of a decision that was not
+    stored. A plan that writes children but no status is fenced by an unchanged status write."""
 
     create: list[Manifest] = field(default_factory=list)
     replace: list[Manifest] = field(default_factory=list)

@@ -62,6 +62,7 @@ from enum import Enum
 from typing import Any
 
 from jobwarden.core import conditions as cond
+from jobwarden.core import faults
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan, Settings
@@ -478,8 +479,16 @@ class _Pass:
         else:
             self._reconcile()
         self._set_timers()
+        self._surface_faults()
         self.plan.status = self.status if self.status != self.before else None
         return self.plan
+
+    def _surface_faults(self) -> None:
+        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py)."""
+        refused = () if cond.is_finished(self.conditions) else self.observed.faults
+        updated = faults.with_failure_condition(self.conditions, refused, self.observed.now)
+        if updated != self.conditions:
+            self.status["conditions"] = updated
 
     # -- a job still running ------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+from jobwarden.core import faults
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import WATCHED_CHILD_KINDS, Body, ChildRef, Event, Manifest, Observed, Plan
@@ -552,6 +553,8 @@ class _Pass:
             self.phase = ""  # upstream treats an unknown phase as Pending; "" makes the plan say so
         self.reason = str(state.get("reason") or "")
         self.message = str(state.get("message") or "")
+        if self.reason in faults.FAULT_REASONS:  # shown while a child write was refused; recomputed below
+            self.reason = self.message = ""
         self.version = int(self.before.get("version") or 0)
         self.retry_count = int(self.before.get("retryCount") or 0)
         self.controlled: dict[str, str] = dict(self.before.get("controlledResources") or {})
@@ -1045,6 +1048,11 @@ class _Pass:
         stamp = to_rfc3339(self.now) if self.passed or not previous else str(previous)
         state = {"phase": self.phase, "lastTransitionTime": stamp}
         state.update({k: v for k, v in (("reason", self.reason), ("message", self.message)) if v})
+        # A refused child write says why the job is stuck (core/faults.py), unless the phase has a
+        # reason of its own (a policy's action, a gate): that one is the job's history.
+        refused = faults.summary(self.observed.faults) if self.phase not in FINISHED_PHASES else None
+        if refused is not None and not self.reason:
+            state["reason"], state["message"] = refused
         conditions = [dict(c) for c in self.before.get("conditions") or []]
         for phase in self.passed:  # one entry per phase, the latest at the end (upstream)
             conditions = [c for c in conditions if c.get("status") != phase]

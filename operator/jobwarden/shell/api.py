@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTResponse
 
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest
 from jobwarden.core.timefmt import to_rfc3339
@@ -37,9 +38,17 @@ async def load_config(kubeconfig: str | None) -> client.ApiClient:
 
 
 class KubeApi:
-    """Typed, kind-dispatched writes. Callers handle ApiException (see `status_of`)."""
+    """Typed, kind-dispatched writes. Callers handle ApiException (see `status_of`).
+
+    Child writes whose answer is not read are sent with `_preload_content=False`: the response is
+    checked and dropped without building model objects (a created pod's V1Pod was most of the
+    client's CPU in a burst). The session does not consult proxy variables or ~/.netrc on every
+    request (aiohttp's trust_env, which kubernetes_asyncio turns on, does that in a thread per call);
+    the API server is reached directly, as with kopf's own session."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
+        session = api_client.rest_client.pool_manager
+        session._trust_env = False  # no public setter; see the class docstring
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -53,7 +62,8 @@ class KubeApi:
     async def create_child(self, namespace: str, manifest: Manifest) -> None:
         kind = manifest["kind"]
         if kind in _CORE_KINDS:
-            await getattr(self.core, f"create_namespaced_{_CORE_KINDS[kind]}")(namespace, manifest)
+            method = getattr(self.core, f"create_namespaced_{_CORE_KINDS[kind]}")
+            await _unread(method(namespace, manifest, _preload_content=False))
         else:
             group, version, plural = _CUSTOM_KINDS[kind]
             await self.custom.create_namespaced_custom_object(group, version, namespace, plural, manifest)
@@ -68,12 +78,27 @@ class KubeApi:
                 group, version, namespace, plural, name, manifest
             )
 
-    async def delete_child(self, namespace: str, ref: ChildRef) -> None:
+    async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        """One child as plain JSON (only after a create answered AlreadyExists)."""
+        if kind in _CORE_KINDS:
+            method = getattr(self.core, f"read_namespaced_{_CORE_KINDS[kind]}")
+            found = await method(name, namespace)
+            return cast(dict[str, Any], self.api_client.sanitize_for_serialization(found))
+        group, version, plural = _CUSTOM_KINDS[kind]
+        result = await self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+        return cast(dict[str, Any], result)
+
+    async def delete_child(self, namespace: str, ref: ChildRef, uid: str | None = None) -> None:
+        """Delete by name, and by uid when known: a newer object that took the name is never hit."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         if ref.kind in _CORE_KINDS:
-            await getattr(self.core, f"delete_namespaced_{_CORE_KINDS[ref.kind]}")(ref.name, namespace)
+            method = getattr(self.core, f"delete_namespaced_{_CORE_KINDS[ref.kind]}")
+            await _unread(method(ref.name, namespace, body=options, _preload_content=False))
         else:
             group, version, plural = _CUSTOM_KINDS[ref.kind]
-            await self.custom.delete_namespaced_custom_object(group, version, namespace, plural, ref.name)
+            await self.custom.delete_namespaced_custom_object(
+                group, version, namespace, plural, ref.name, body=options
+            )
 
     async def replace_status(
         self, resource: Resource, job: Body, status: Mapping[str, Any]
@@ -88,11 +113,11 @@ class KubeApi:
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         """Delete a finished job; its children follow through ownerReferences (garbage collector).
-        The uid precondition makes sure a job re-created under the same name is never hit."""
+        The uid precondition makes sure a job re-created under the same name is never hit, the
+        resourceVersion one that the decision (its TTL, its finish time) was read from this version."""
         meta = job["metadata"]
-        options = client.V1DeleteOptions(
-            propagation_policy="Background", preconditions=client.V1Preconditions(uid=meta["uid"])
-        )
+        preconditions = client.V1Preconditions(uid=meta["uid"], resource_version=meta.get("resourceVersion"))
+        options = client.V1DeleteOptions(propagation_policy="Background", preconditions=preconditions)
         await self.custom.delete_namespaced_custom_object(
             resource.group, resource.version, meta["namespace"], resource.plural, meta["name"], body=options
         )
@@ -120,16 +145,43 @@ class KubeApi:
             "lastTimestamp": to_rfc3339(now),
             "count": 1,
         }
-        await self.core.create_namespaced_event(meta["namespace"], cast(Any, body))
+        await _unread(
+            self.core.create_namespaced_event(meta["namespace"], cast(Any, body), _preload_content=False)
+        )
 
     async def crd_exists(self, name: str) -> bool:
+        """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying
+        "not installed" would silently change how jobs run, so it is an error that says so."""
         try:
             await self.extensions.read_custom_resource_definition(name)
         except ApiException as exc:
-            if exc.status in (403, 404):
+            if exc.status == 404:
                 return False
+            if exc.status == 403:
+                raise PermissionError(
+                    f"cannot tell whether the CRD {name} is installed: the operator may not read "
+                    "customresourcedefinitions (grant get on apiextensions.k8s.io/customresourcedefinitions "
+                    f"as manifests/base/rbac.yaml does): {reason_of(exc)}"
+                ) from exc
             raise
         return True
+
+
+async def _unread(call: Awaitable[Any]) -> None:
+    """Await a `_preload_content=False` call: raise ApiException on an error status, else drop the
+    body unread into model objects."""
+    response = await call
+    async with response:
+        data = await response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=cast(Any, RESTResponse(response, data)))
+
+
+def controller_uid_of(body: Mapping[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 def status_of(exc: BaseException) -> int | None:

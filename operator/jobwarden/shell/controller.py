@@ -5,37 +5,53 @@ Level-triggered: any event for a job or one of its children enqueues the job; a 
 `kind.plan(Observed(...))` from the latest body and the children in kopf's indices, then executes
 it. One job is never reconciled by two workers at once; events that arrive meanwhile coalesce into
 one more pass. Wake-ups (`Plan.wake_at`) are asyncio timers re-armed on every pass, computed from
-`status` timestamps, so nothing is lost across operator restarts."""
+`status` timestamps, so nothing is lost across operator restarts.
+
+The executor's order is what keeps a finished job finished (docs/reliability.md):
+1. the status is written first, as a replace fenced by the resourceVersion the plan was computed
+   from; a plan that writes children without changing the status is fenced by an unchanged status
+   write. When the fence is refused (409: the job changed, or another replica wrote it), nothing else
+   of the plan happens: it was computed from a stale view;
+2. only then children are created and deleted (deletes with the child's uid as precondition), so a
+   delete never destroys evidence (a succeeded pod) of a decision that is not stored;
+3. a job whose cached status is finished never gets a child created, whatever the plan says.
+
+Only the leader (shell/leader.py) runs workers; the others keep their watch caches warm."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from jobwarden import kinds
-from jobwarden.core.plan import Body, Event, Observed, Plan, Settings
+from jobwarden.core.plan import Body, ChildFault, ChildRef, Event, Manifest, Observed, Plan, Settings
+from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
-from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
+from jobwarden.shell.api import KubeApi, controller_uid_of, namespace_terminating, reason_of, status_of
 
 logger = logging.getLogger(__name__)
 
 # (group, plural, namespace, name)
 JobKey = tuple[str, str, str, str]
-# Child kind -> the kopf index holding slim child bodies keyed by their controller owner's uid.
-ChildIndices = Mapping[str, Mapping[str, Any]]
+ChildIndices = Mapping[str, Any]  # child kind -> index with get(owner uid) -> list of slim bodies
+FaultKey = tuple[str, str, str]  # (verb, kind, name)
 
 RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
 MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
-WORKERS = 4
-# How long a child we deleted stays hidden from plans while the watch catches up with the deletion.
+WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
+MAX_INFLIGHT_WRITES = 64
+# How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
+# The phases (as `JobKind.phase` reads them) after which a job never gets a child created again.
+FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Completed", "Aborted", "Terminated"})
 
 
 def job_key(kind: JobKind, body: Body) -> JobKey:
@@ -43,15 +59,28 @@ def job_key(kind: JobKind, body: Body) -> JobKey:
     return (kind.resource.group, kind.resource.plural, meta["namespace"], meta["name"])
 
 
-@dataclass
+@dataclasses.dataclass
 class _Entry:
     kind: JobKind
     body: dict[str, Any]
 
 
+class _Stale(Exception):
+    """The fencing status write was refused: the plan was computed from an outdated job."""
+
+
 class Controller:
-    def __init__(self, api: KubeApi, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        clock: Callable[[], datetime] | None = None,
+        workers: int = WORKERS,
+    ) -> None:
         self.api = api
+        self.workers = workers
+        # Child writes in flight across all workers: below the client's connection pool (100).
+        self._inflight = asyncio.Semaphore(MAX_INFLIGHT_WRITES)
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
         self.jobs: dict[JobKey, _Entry] = {}
@@ -62,32 +91,59 @@ class Controller:
         self._again: set[JobKey] = set()
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
-        # uid -> monotonic expiry of children whose deletion this process issued. Without it, a pod
-        # deleted to be recreated could still be in the index (the watch lags the DELETE) and be
-        # counted as failed a second time by the next plan.
+        # uid -> monotonic expiry of children whose deletion this process issued. The watch lags the
+        # DELETE: until it catches up, plans see such a child as terminating (the model the core
+        # already has for pods being deleted), so it is neither counted again nor its name reused.
         self._tombstones: dict[str, float] = {}
         self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
         self._retries: dict[JobKey, asyncio.TimerHandle] = {}
+        self._faults: dict[JobKey, dict[FaultKey, ChildFault]] = {}
+        # Children of kinds that are never watched (Secrets): job uid -> kind -> name -> minimal body,
+        # for those this process created or found already there and controlled by the job.
+        self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
+        # Done once the child caches hold their first full list; no plan is made before (it would see
+        # a job without its pods).
+        self.caches_ready: asyncio.Future[None] | None = None
 
-    # -- feeding -------------------------------------------------------------------------------
+    # -- leadership ----------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        return bool(self._workers)
 
     def start(self) -> None:
+        """Start acting: workers, and one pass over every known job (what changed while we were not
+        acting is in the caches, not in the queue)."""
         if self._workers:  # kopf retries a failed startup handler: keep the workers already running
             return
-        self._workers = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(WORKERS)]
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.workers)
+        ]
+        for key in list(self.jobs):
+            self.enqueue(key)
 
     async def stop(self) -> None:
+        """Stop acting at once (lost leadership, shutdown). A pass cut short is like a crash at that
+        point, which the executor's order makes harmless."""
         for handle in [*self._timers.values(), *self._retries.values()]:
             handle.cancel()
-        for task in self._workers:
+        self._timers.clear()
+        self._retries.clear()
+        workers, self._workers = self._workers, []
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    # -- feeding -------------------------------------------------------------------------------
 
     def observe_job(self, kind: JobKind, body: Body, event_type: str | None) -> None:
         key = job_key(kind, body)
         if event_type == "DELETED":
-            self.jobs.pop(key, None)
+            entry = self.jobs.pop(key, None)
             self._failures.pop(key, None)
+            self._faults.pop(key, None)
+            if entry is not None:
+                self._unwatched.pop(str(entry.body["metadata"].get("uid")), None)
             self._cancel_timer(key)
             metrics.JOBS_DELETED.labels(kind.resource.kind).inc()
             return
@@ -129,6 +185,8 @@ class Controller:
     # -- working -------------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        if self.caches_ready is not None:
+            await asyncio.shield(self.caches_ready)
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
@@ -152,45 +210,74 @@ class Controller:
         children: dict[str, dict[str, Body]] = {}
         for child_kind, index in self.indices.items():
             store = index.get(uid) if hasattr(index, "get") else None
-            children[child_kind] = {
-                c["metadata"]["name"]: c
-                for c in (store or [])
-                if c["metadata"].get("uid") not in self._tombstones
-            }
+            children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
+        for child_kind, known in self._unwatched.get(uid, {}).items():
+            children.setdefault(child_kind, {}).update(known)
         return children
+
+    def _as_seen(self, child: Body) -> Body:
+        meta = child["metadata"]
+        if meta.get("uid") not in self._tombstones or meta.get("deletionTimestamp"):
+            return child
+        return {**child, "metadata": {**meta, "deletionTimestamp": to_rfc3339(self.clock())}}
+
+    def observed(self, entry: _Entry, key: JobKey) -> Observed:
+        return Observed(
+            job=entry.body,
+            children=self.children_of(entry.body["metadata"]["uid"]),
+            now=self.clock(),
+            settings=self.settings,
+            faults=tuple(self._faults.get(key, {}).values()),
+        )
 
     async def reconcile(self, key: JobKey) -> None:
         entry = self.jobs.get(key)
         if entry is None or entry.body["metadata"].get("deletionTimestamp"):
             return
         started = time.perf_counter()
-        observed = Observed(
-            job=entry.body,
-            children=self.children_of(entry.body["metadata"]["uid"]),
-            now=self.clock(),
-            settings=self.settings,
-        )
-        plan = entry.kind.plan(observed)
+        observed = self.observed(entry, key)
         try:
-            await self.execute(key, entry, plan, observed.children)
+            # Off the event loop that serves the webhook and the watches: a large job's plan is
+            # CPU work (docs/reliability.md measures the loop stall).
+            plan = await asyncio.to_thread(entry.kind.plan, observed)
+        except Exception as exc:
+            await self._plan_failed(key, entry, exc)
+            return
+        try:
+            await self.execute(key, entry, plan, observed)
+        except _Stale:
+            logger.debug("plan for %s was stale; planning again", key)
         finally:
             metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
 
-    async def execute(
-        self, key: JobKey, entry: _Entry, plan: Plan, children: Mapping[str, Mapping[str, Body]]
-    ) -> None:
+    async def _plan_failed(self, key: JobKey, entry: _Entry, exc: Exception) -> None:
+        """A bug in the core: visible on the job (`kubectl describe`), retried with backoff."""
+        logger.exception("planning %s failed", key, exc_info=exc)
+        message = f"jobwarden could not plan this job ({type(exc).__name__}: {exc}); retrying with backoff"
+        await self._post_event(entry.body, Event("Warning", "ReconcileError", message))
+        self._retry_later(key)
+
+    async def execute(self, key: JobKey, entry: _Entry, plan: Plan, observed: Observed) -> None:
         job, kind = entry.body, entry.kind
-        retry = await self._write_children(job, kind, plan, children)
-        if plan.status is not None and not await self._write_status(key, entry, plan):
-            return  # stale: the newer job version is already on its way through the watch
+        plan = _without_creates_if_finished(kind, job, plan)
+        if plan.status is not None or plan.create or plan.replace or plan.delete:
+            fence = plan.status if plan.status is not None else job.get("status")
+            try:
+                await self._write_status(key, entry, fence)
+            except _Stale:
+                metrics.STALE_PLANS.labels(kind.resource.kind).inc()
+                logger.debug("plan for %s was computed from a stale job; planning again", key)
+                return
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
+        retry = await self._write_children(key, job, kind, plan, observed.children)
+        await self._show_faults(key, entry, observed)
+        await asyncio.gather(*(self._post_event(job, event) for event in plan.events))
         for event in plan.events:
-            await self._post_event(job, event)
             if "deadline" in event.message:  # `... was active longer than specified deadline`
                 metrics.DEADLINE_ACTIONS.labels(kind.resource.kind).inc()
         if plan.delete_job:
-            await self._delete_job(kind, job)
+            await self._delete_job(key, kind, entry.body)
             return
         self._arm_timer(key, plan.wake_at)
         if retry:
@@ -215,79 +302,160 @@ class Controller:
         handles.pop(key, None)
         self.enqueue(key)
 
-    async def _write_children(
-        self, job: Body, kind: JobKind, plan: Plan, children: Mapping[str, Mapping[str, Body]]
-    ) -> bool:
-        """Create, replace, delete children. Returns True when something failed and must be retried."""
-        namespace = job["metadata"]["namespace"]
-        failed = False
-        for manifest in plan.create:
-            try:
-                await self.api.create_child(namespace, manifest)
-                metrics.CHILDREN_CREATED.labels(kind.resource.kind, manifest["kind"]).inc()
-            except Exception as exc:
-                if status_of(exc) == 409:  # AlreadyExists: deterministic names make this harmless
-                    continue
-                if namespace_terminating(exc):  # the job itself goes with the namespace: nothing to retry
-                    return False
-                failed = True
-                await self._warn_child_failure(
-                    job, "Create", manifest["kind"], manifest["metadata"]["name"], exc
-                )
-        for manifest in plan.replace:
-            try:
-                await self.api.replace_child(namespace, manifest)
-            except Exception as exc:
-                failed = True
-                await self._warn_child_failure(
-                    job, "Update", manifest["kind"], manifest["metadata"]["name"], exc
-                )
-        for ref in plan.delete:
-            try:
-                await self.api.delete_child(namespace, ref)
-                metrics.CHILDREN_DELETED.labels(kind.resource.kind, ref.kind).inc()
-            except Exception as exc:
-                if status_of(exc) != 404:
-                    failed = True
-                    await self._warn_child_failure(job, "Delete", ref.kind, ref.name, exc)
-                    continue
-            self._bury(children.get(ref.kind, {}).get(ref.name))
-        return failed
+    # -- children ------------------------------------------------------------------------------
 
-    def _bury(self, child: Body | None) -> None:
+    async def _write_children(
+        self, key: JobKey, job: Body, kind: JobKind, plan: Plan, children: Mapping[str, Mapping[str, Body]]
+    ) -> bool:
+        """Create, replace, delete children, each group concurrently (bounded by `_inflight`): a job's
+        8 children cost one round trip, not 8. Returns True when something failed and must be retried."""
+        created = await asyncio.gather(
+            *(self._bounded(self._create_one(key, job, kind, m)) for m in plan.create)
+        )
+        if "terminating" in created:  # the job itself goes with the namespace: nothing to retry
+            return False
+        replaced = await asyncio.gather(
+            *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace)
+        )
+        deleted = await asyncio.gather(
+            *(
+                self._bounded(self._delete(key, job, kind, ref, children.get(ref.kind, {}).get(ref.name)))
+                for ref in plan.delete
+            )
+        )
+        return "failed" in created or False in replaced or False in deleted
+
+    async def _bounded(self, call: Awaitable[Any]) -> Any:
+        async with self._inflight:
+            return await call
+
+    async def _create_one(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> str:
+        try:
+            await self._create(key, job, kind, manifest)
+        except Exception as exc:
+            if namespace_terminating(exc):
+                return "terminating"
+            await self._child_failed(key, job, "Create", manifest["kind"], manifest["metadata"]["name"], exc)
+            return "failed"
+        self._clear_fault(key, "Create", manifest)
+        return "ok"
+
+    async def _replace_one(self, key: JobKey, job: Body, manifest: Manifest) -> bool:
+        try:
+            await self.api.replace_child(job["metadata"]["namespace"], manifest)
+        except Exception as exc:
+            if status_of(exc) == 409:  # replaced from a stale cache: the newer version is on its way
+                self._retry_later(key, CONFLICT_DELAY_SECONDS)
+                return True
+            await self._child_failed(key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc)
+            return False
+        self._clear_fault(key, "Update", manifest)
+        return True
+
+    async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> None:
+        materialize = getattr(kind, "materialize", None)
+        if materialize is not None:  # e.g. an ssh key pair: CPU work, kept off the event loop
+            manifest = await asyncio.to_thread(materialize, manifest)
+        namespace, name = job["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            await self.api.create_child(namespace, manifest)
+            metrics.CHILDREN_CREATED.labels(kind.resource.kind, manifest["kind"]).inc()
+        except Exception as exc:
+            if status_of(exc) != 409:
+                raise
+            # AlreadyExists: ours (a lagging cache, another replica) is harmless; a foreign object
+            # holding the name is a fault the job cannot get past by itself.
+            existing = await self.api.read_child(namespace, manifest["kind"], name)
+            if controller_uid_of(existing) != job["metadata"]["uid"]:
+                raise ForeignChild(manifest["kind"], name, job) from exc
+        self._remember_unwatched(key, job, manifest)
+
+    def _remember_unwatched(self, key: JobKey, job: Body, manifest: Manifest) -> None:
+        if manifest["kind"] in self.indices:
+            return  # the watch shows it
+        uid = str(job["metadata"]["uid"])
+        known = self._unwatched.setdefault(uid, {}).setdefault(manifest["kind"], {})
+        known[manifest["metadata"]["name"]] = {
+            "apiVersion": manifest.get("apiVersion"),
+            "kind": manifest["kind"],
+            "metadata": {"name": manifest["metadata"]["name"], "namespace": job["metadata"]["namespace"]},
+        }
+        self.enqueue(key)  # no watch event will come: the core records it in status on the next pass
+
+    async def _delete(self, key: JobKey, job: Body, kind: JobKind, ref: ChildRef, child: Body | None) -> bool:
+        """Delete with the observed child's uid as precondition, so a newer object that took the same
+        name is never hit. Returns False when the delete failed and must be retried."""
         uid = (child or {}).get("metadata", {}).get("uid")
+        try:
+            await self.api.delete_child(job["metadata"]["namespace"], ref, uid=uid)
+            metrics.CHILDREN_DELETED.labels(kind.resource.kind, ref.kind).inc()
+        except Exception as exc:
+            # 404: already gone; 409: the uid precondition failed, the object we meant is gone.
+            if status_of(exc) not in (404, 409):
+                await self._child_failed(key, job, "Delete", ref.kind, ref.name, exc)
+                return False
+        self._clear_fault(key, "Delete", {"kind": ref.kind, "metadata": {"name": ref.name}})
         if uid:
             self._tombstones[uid] = time.monotonic() + TOMBSTONE_SECONDS
+        known = self._unwatched.get(str(job["metadata"]["uid"]), {}).get(ref.kind)
+        if known is not None:
+            known.pop(ref.name, None)
+        return True
 
-    async def _warn_child_failure(
-        self, job: Body, verb: str, child_kind: str, name: str, exc: Exception
+    async def _child_failed(
+        self, key: JobKey, job: Body, verb: str, child_kind: str, name: str, exc: Exception
     ) -> None:
-        """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, then retry later."""
-        logger.warning(
-            "%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason_of(exc)
-        )
-        message = f"{verb} {child_kind.lower()} {name} failed: {reason_of(exc)}"
-        await self._post_event(job, Event("Warning", f"Failed{verb}{child_kind}", message))
+        """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, and a retry
+        later. A refusal that will not go away by itself (see `is_refusal`) is also kept for the
+        job's status until the same write succeeds."""
+        reason = str(exc) if isinstance(exc, ForeignChild) else reason_of(exc)
+        logger.warning("%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason)
+        fault = ChildFault(verb, child_kind, name, reason)
+        if is_refusal(exc):
+            self._faults.setdefault(key, {})[(verb, child_kind, name)] = fault
+        message = f"{verb} {child_kind.lower()} {name} failed: {reason}"
+        await self._post_event(job, Event("Warning", fault.reason, message))
 
-    async def _write_status(self, key: JobKey, entry: _Entry, plan: Plan) -> bool:
-        assert plan.status is not None
+    def _clear_fault(self, key: JobKey, verb: str, manifest: Mapping[str, Any]) -> None:
+        found = self._faults.get(key)
+        if found is not None:
+            found.pop((verb, manifest["kind"], manifest["metadata"]["name"]), None)
+            if not found:
+                del self._faults[key]
+
+    async def _show_faults(self, key: JobKey, entry: _Entry, observed: Observed) -> None:
+        """When the set of refused child writes changed in this pass, write the status that shows it
+        now (a second plan of the same observation, only its status is used) rather than a backoff
+        period later."""
+        now_faults = tuple(self._faults.get(key, {}).values())
+        if now_faults == observed.faults or self.jobs.get(key) is not entry:
+            return
+        again = dataclasses.replace(observed, job=entry.body, faults=now_faults)
+        plan = await asyncio.to_thread(entry.kind.plan, again)
+        if plan.status is not None:
+            with contextlib.suppress(_Stale):  # the next pass shows them
+                await self._write_status(key, entry, plan.status)
+
+    # -- the job -------------------------------------------------------------------------------
+
+    async def _write_status(self, key: JobKey, entry: _Entry, status: Mapping[str, Any] | None) -> None:
+        """PUT /status fenced by the resourceVersion of the body the plan was computed from. Raises
+        `_Stale` when that write is refused, after which nothing else of the plan may happen."""
         try:
-            updated = await self.api.replace_status(entry.kind.resource, entry.body, plan.status)
+            updated = await self.api.replace_status(entry.kind.resource, entry.body, status or {})
         except Exception as exc:
             if status_of(exc) == 409:
                 # Computed from a stale object. The newer version is on its way through the watch and
                 # enqueues the job itself; the delayed pass is only a safety net, never a tight loop.
-                logger.debug("status write for %s conflicted; planning again", key)
                 self._retry_later(key, CONFLICT_DELAY_SECONDS)
-                return False
+                raise _Stale() from exc
             if status_of(exc) == 404:  # the job is gone
-                return False
+                raise _Stale() from exc
             raise
         # Keep the freshest body, so a pass racing the watch event does not recompute from stale
         # status, unless the watch delivered a newer version while the write was in flight.
         if self.jobs.get(key) is entry:
             entry.body = updated
-        return True
 
     async def _post_event(self, job: Body, event: Event) -> None:
         try:
@@ -297,7 +465,8 @@ class Controller:
                 "posting event %s for %s failed: %s", event.reason, job["metadata"]["name"], reason_of(exc)
             )
 
-    async def _delete_job(self, kind: JobKind, job: Body) -> None:
+    async def _delete_job(self, key: JobKey, kind: JobKind, job: Body) -> None:
+        """TTL expired: delete fenced by uid and resourceVersion (the TTL was read from this version)."""
         try:
             await self.api.delete_job(kind.resource, job)
             metrics.TTL_DELETIONS.labels(kind.resource.kind).inc()
@@ -308,8 +477,41 @@ class Controller:
                 job["metadata"]["name"],
             )
         except Exception as exc:
-            if status_of(exc) not in (404, 409):
+            if status_of(exc) == 409:  # changed since the plan (e.g. a new TTL): plan again
+                self._retry_later(key, CONFLICT_DELAY_SECONDS)
+            elif status_of(exc) != 404:
                 raise
+
+
+class ForeignChild(Exception):
+    """A child's name is taken by an object this job does not control."""
+
+    def __init__(self, child_kind: str, name: str, job: Body) -> None:
+        owner = f"{job.get('kind')} {job['metadata']['name']}"
+        super().__init__(f"409 AlreadyExists: {child_kind} {name} exists and is not controlled by {owner}")
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The apiserver said no for a reason a person must fix (422 invalid, 403 quota or RBAC, a name
+    taken by a foreign object), as opposed to a conflict, a timeout or a 5xx that a retry cures."""
+    if isinstance(exc, ForeignChild):
+        return True
+    status = status_of(exc)
+    return status is not None and 400 <= status < 500 and status not in (404, 409, 429)
+
+
+def _without_creates_if_finished(kind: JobKind, job: Body, plan: Plan) -> Plan:
+    """The last line of defence: a finished job never gets a child created again."""
+    if not plan.create or kind.phase(job.get("status")) not in FINISHED_PHASES:
+        return plan
+    logger.error(
+        "refusing to create %d children for finished %s %s/%s (a bug in the plan)",
+        len(plan.create),
+        kind.resource.kind,
+        job["metadata"]["namespace"],
+        job["metadata"]["name"],
+    )
+    return dataclasses.replace(plan, create=[])
 
 
 FINISHED = {

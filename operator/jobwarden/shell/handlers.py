@@ -1,6 +1,6 @@
-"""kopf wiring: which resources are watched and indexed, and what each handler does (read, hand to
-the controller, return). Handlers are registered into an explicit registry built at start-up, so
-optional resources (Volcano's PodGroup) are only watched when their CRD exists."""
+"""Wiring: kopf watches the job kinds and serves the webhook; the children (pods, services,
+configmaps, and Volcano's podgroups when their CRD exists) are watched by lean streams
+(shell/childwatch.py). Every handler only reads, hands to the controller and returns."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
+from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
 from jobwarden.core.plan import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
+from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
@@ -29,77 +31,47 @@ PODGROUP_RESOURCE = ("scheduling.volcano.sh/v1beta1", "podgroups")
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 
 
-def index_id(child_kind: str) -> str:
-    return f"{child_kind.lower()}s_by_owner"
+def child_resources(watch_podgroups: bool) -> list[ChildResource]:
+    children = dict(CHILD_RESOURCES)
+    if watch_podgroups:
+        children["PodGroup"] = PODGROUP_RESOURCE
+    return [ChildResource(kind, api_version, plural) for kind, (api_version, plural) in children.items()]
 
 
-def slim(body: kopf.Body) -> dict[str, Any]:
-    """What the core needs of a child, without managedFields (indices stay small)."""
-    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    kept = {k: body[k] for k in ("apiVersion", "kind", "spec", "status", "data") if k in body}
-    return plain_body({**kept, "metadata": meta})
-
-
-def controller_uid(body: kopf.Body) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref["uid"])
-    return None
+def child_watches(
+    api_client: ApiClient, controller: Controller, namespaces: tuple[str, ...], watch_podgroups: bool
+) -> list[ChildWatch]:
+    """One lean list+watch per child kind (and per namespace in the namespaced mode), feeding the
+    controller's indices; kopf is not involved (shell/childwatch.py says why)."""
+    watches = []
+    for resource in child_resources(watch_podgroups):
+        index = ChildIndex()
+        controller.indices = {**controller.indices, resource.kind: index}
+        for namespace in namespaces or (None,):
+            watches.append(
+                ChildWatch(api_client, resource, MANAGED_SELECTOR, namespace, index, controller.observe_child)
+            )
+    return watches
 
 
 def register(
     registry: kopf.OperatorRegistry,
-    settings: kopf.OperatorSettings,
     controller: Controller,
     *,
-    watch_podgroups: bool,
     admission: bool,
 ) -> None:
-    children = dict(CHILD_RESOURCES)
-    if watch_podgroups:
-        children["PodGroup"] = PODGROUP_RESOURCE
-    for child_kind, (api_version, plural) in children.items():
-        _register_child(registry, settings, controller, child_kind, api_version, plural)
     for kind in kinds.REGISTRY:
-        _register_kind(registry, controller, kind, list(children), admission)
-
-
-def _register_child(
-    registry: kopf.OperatorRegistry,
-    settings: kopf.OperatorSettings,
-    controller: Controller,
-    child_kind: str,
-    api_version: str,
-    plural: str,
-) -> None:
-    group, _, version = api_version.rpartition("/")
-    resource = (group, version, plural) if group else (version, plural)
-    # Server-side filtering: the watch stream only carries jobwarden's own children.
-    settings.watching.label_selectors[resource] = MANAGED_SELECTOR
-
-    async def index_by_owner(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-        uid = controller_uid(body)
-        # `{}`, not None: kopf keeps an object's old entries when an indexer returns None, so a child
-        # whose ownerReference was removed would stay counted under its former job.
-        return {uid: slim(body)} if uid else {}
-
-    async def on_child_event(body: kopf.Body, **_: Any) -> None:
-        controller.observe_child(body)
-
-    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-    kopf.index(*resource, id=index_id(child_kind), labels=labels, registry=registry)(index_by_owner)
-    kopf.on.event(*resource, id=f"{plural}-event", labels=labels, registry=registry)(on_child_event)
+        _register_kind(registry, controller, kind, admission)
 
 
 def _register_kind(
     registry: kopf.OperatorRegistry,
     controller: Controller,
     kind: JobKind,
-    child_kinds: list[str],
     admission: bool,
 ) -> None:
     r = kind.resource
-    on_job_event = _job_event_handler(controller, kind, child_kinds)
+    on_job_event = _job_event_handler(controller, kind)
     kopf.on.event(r.group, r.version, r.plural, id=f"{r.plural}.{r.group}-event", registry=registry)(
         on_job_event
     )
@@ -114,11 +86,8 @@ def _register_kind(
         )(cast(Any, webhook.validate))
 
 
-def _job_event_handler(controller: Controller, kind: JobKind, child_kinds: list[str]) -> Callable[..., Any]:
-    async def on_job_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
-        if not controller.indices:
-            # kopf fills every index before any other handler runs; keep live references to them.
-            controller.indices = {ck: kwargs[index_id(ck)] for ck in child_kinds}
+def _job_event_handler(controller: Controller, kind: JobKind) -> Callable[..., Any]:
+    async def on_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         controller.observe_job(kind, plain_body(body), type)
 
     return on_job_event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 JOBS_CREATED = Counter("jobwarden_jobs_created_total", "Jobs seen created (Created transition)", ["kind"])
 JOBS_SUCCEEDED = Counter("jobwarden_jobs_succeeded_total", "Jobs that succeeded/completed", ["kind"])
@@ -13,6 +13,12 @@ CHILDREN_DELETED = Counter("jobwarden_children_deleted_total", "Pods/Services/..
 TTL_DELETIONS = Counter("jobwarden_ttl_deletions_total", "Jobs deleted by ttlSecondsAfterFinished", ["kind"])
 DEADLINE_ACTIONS = Counter(
     "jobwarden_deadline_failures_total", "Jobs failed by activeDeadlineSeconds", ["kind"]
+)
+LEADER = Gauge("jobwarden_leader", "1 while this replica holds the leader Lease and reconciles")
+STALE_PLANS = Counter(
+    "jobwarden_stale_plans_total",
+    "Passes dropped because their fencing status write was refused (409)",
+    ["kind"],
 )
 RECONCILE_SECONDS = Histogram(
     "jobwarden_reconcile_seconds",

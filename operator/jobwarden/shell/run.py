@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ import kopf
 
 from jobwarden.core.plan import Settings
 from jobwarden.shell import api as kube
-from jobwarden.shell import handlers, metrics, webhook
+from jobwarden.shell import handlers, leader, metrics, sharedcert, webhook
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger("jobwarden")
@@ -26,11 +29,32 @@ class RunOptions:
     kubeconfig: str | None = None
     health_port: int = 8080
     metrics_port: int = 9090  # 0 disables
+    health_bind: str = "0.0.0.0"  # the kubelet probes the pod IP; 127.0.0.1 for a local run
+    metrics_bind: str = "0.0.0.0"
     log_format: str = "text"
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
     cluster_domain: str = ""
+    workers: int = 16
     webhook: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
+    webhook_cert_secret: str = "jobwarden-webhook-tls"  # self-signed mode: the CA every replica serves
+    leader_election: bool = True
+    lease: leader.LeaseOptions = field(default_factory=leader.LeaseOptions)
+
+
+def default_identity() -> str:
+    """client-go's choice: the pod (host) name plus a random suffix, unique across restarts."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+class Backoffs:
+    """kopf's API retry delays, capped at 2 s: after an apiserver outage the watches resume within
+    2 s of it coming back (kopf's default grows to 8 s and more). Re-iterable, as kopf iterates it
+    afresh for every request; after about 5 minutes of failures the error escalates as before."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (0.5, 1.0, 1.5)
+        yield from [2.0] * 150
 
 
 def configure_logging(options: RunOptions) -> None:
@@ -42,12 +66,17 @@ def configure_logging(options: RunOptions) -> None:
 
 
 def operator_settings(options: RunOptions, tls: tuple[Path, Path, Path] | None) -> kopf.OperatorSettings:
+    # kopf logs every handler run at INFO ("Handler ... succeeded"), once per job event and admission
+    # review: noise at the default level, and CPU in a burst. Warnings and errors still show.
+    if options.log_level.upper() != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # jobwarden posts its own, meaningful events
     settings.watching.server_timeout = 300
     settings.persistence.finalizer = "jobwarden.dev/finalizer"  # never added: no finalizer-needing handlers
     settings.admission.server = webhook.server(options.webhook, *tls) if tls else None
     settings.admission.managed = None  # jobwarden manages its own configuration (see webhook.register)
+    settings.networking.error_backoffs = Backoffs()
     return settings
 
 
@@ -65,17 +94,13 @@ async def run_operator(
         volcano_scheduler_installed=volcano_installed,
         volcano_fallback_to_default_scheduler=options.volcano_scheduler_fallback,
     )
-    controller = Controller(api, settings)
+    controller = Controller(api, settings, workers=options.workers)
     registry = kopf.OperatorRegistry()
-    tls = webhook.tls_files(options.webhook) if options.webhook.enabled else None
+    tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
-    handlers.register(
-        registry,
-        kopf_settings,
-        controller,
-        watch_podgroups=volcano_installed,
-        admission=options.webhook.enabled,
-    )
+    handlers.register(registry, controller, admission=options.webhook.enabled)
+    watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
+    streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -83,20 +108,45 @@ async def run_operator(
             return kopf.login_with_service_account(**kwargs)
         return kopf.login_with_kubeconfig(**kwargs)
 
+    elector = (
+        leader.LeaderElector(
+            api.api_client, options.lease, on_lead=_async(controller.start), on_follow=controller.stop
+        )
+        if options.leader_election
+        else None
+    )
+    election: asyncio.Task[None] | None = None
+
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
-        controller.start()
+        nonlocal election
+        if not streams:
+            streams.extend(asyncio.create_task(w.run(), name=f"watch-{w.resource.plural}") for w in watches)
+            # Plans need the children: no worker plans before every first list is in.
+            controller.caches_ready = asyncio.create_task(_all_ready(watches))
+        if elector is None:
+            controller.start()
+        elif election is None:
+            election = asyncio.create_task(elector.run(), name="leader-election")
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
         logger.info(
-            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s",
+            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s leader-election=%s",
             ",".join(options.namespaces) or "*",
             volcano_installed,
             options.volcano_scheduler_fallback,
+            f"{options.lease.namespace}/{options.lease.name} as {options.lease.identity}"
+            if elector
+            else "off",
         )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        for stream in streams:
+            await leader.cancel(stream)
+        await leader.cancel(election)
+        if elector is not None:
+            await elector.release()  # a standby takes over within its retry period
         await controller.stop()
         await api.close()
 
@@ -105,14 +155,47 @@ async def run_operator(
         return len(controller.jobs)
 
     if options.metrics_port:
-        metrics.serve(options.metrics_port)
+        metrics.serve(options.metrics_port, options.metrics_bind)
     await kopf.operator(
         registry=registry,
         settings=kopf_settings,
         standalone=True,
         clusterwide=not options.namespaces,
         namespaces=options.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None,
+        liveness_endpoint=f"http://{_host(options.health_bind)}:{options.health_port}/healthz"
+        if options.health_port
+        else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+def _async(action: Any) -> Any:
+    async def call() -> None:
+        action()
+
+    return call
+
+
+async def _tls_files(api: kube.KubeApi, options: RunOptions) -> tuple[Path, Path, Path]:
+    """In-cluster self-signed mode: one certificate shared by all replicas through a Secret.
+    Otherwise the mounted (cert-manager) files, or a fresh one for local development."""
+    hook = options.webhook
+    if hook.self_signed and not hook.url:
+        return await sharedcert.shared_files(
+            api.core,
+            options.webhook_cert_secret,
+            hook.service_namespace,
+            f"{hook.service_name}.{hook.service_namespace}.svc",
+            hook.hosts,
+            hook.work_dir,
+        )
+    return webhook.tls_files(hook)
+
+
+async def _all_ready(watches: list[Any]) -> None:
+    await asyncio.gather(*(w.ready.wait() for w in watches))
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address  # an IPv6 literal in a URL

@@ -1,0 +1,397 @@
+"""The shell's executor (shell/controller.py) against an API double that fails on purpose: 409s, 500s,
+timeouts, AlreadyExists of a foreign object, and a watch that lags the deletes. No cluster: these pin
+the order of writes that keeps a finished job finished (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from kubeflow_helpers import FakeCluster, kubeflow_job, later
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from jobwarden.core import faults
+from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan, Settings
+from jobwarden.kinds import pytorchjob
+from jobwarden.kinds.base import Resource
+from jobwarden.shell import controller as ctl
+from jobwarden.shell.controller import Controller, job_key
+
+KIND = pytorchjob.KIND
+
+
+def api_error(status: int, reason: str = "") -> ApiException:
+    return ApiException(
+        status=status, reason=reason or {409: "Conflict", 500: "Internal Server Error"}.get(status)
+    )
+
+
+class FakeApi:
+    """Records every write in order; raises what a test queued."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.status_errors: list[BaseException] = []
+        self.create_errors: dict[str, list[BaseException]] = {}
+        self.delete_errors: dict[str, list[BaseException]] = {}
+        self.existing: dict[str, dict[str, Any]] = {}
+        self.resource_version = 100
+
+    async def replace_status(self, resource: Resource, job: Body, status: Any) -> dict[str, Any]:
+        self.calls.append(("status", job["metadata"].get("resourceVersion"), copy.deepcopy(status)))
+        if self.status_errors:
+            raise self.status_errors.pop(0)
+        self.resource_version += 1
+        meta = {**job["metadata"], "resourceVersion": str(self.resource_version)}
+        return {**copy.deepcopy(dict(job)), "metadata": meta, "status": copy.deepcopy(dict(status))}
+
+    async def create_child(self, namespace: str, manifest: Manifest) -> None:
+        name = manifest["metadata"]["name"]
+        self.calls.append(("create", manifest["kind"], name))
+        queued = self.create_errors.get(name)
+        if queued:
+            raise queued.pop(0)
+
+    async def replace_child(self, namespace: str, manifest: Manifest) -> None:
+        self.calls.append(("replace", manifest["kind"], manifest["metadata"]["name"]))
+
+    async def delete_child(self, namespace: str, ref: ChildRef, uid: str | None = None) -> None:
+        self.calls.append(("delete", ref.kind, ref.name, uid))
+        queued = self.delete_errors.get(ref.name)
+        if queued:
+            raise queued.pop(0)
+
+    async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        return self.existing[name]
+
+    async def delete_job(self, resource: Resource, job: Body) -> None:
+        self.calls.append(("delete_job", job["metadata"]["name"]))
+
+    async def post_event(self, job: Body, event: Event) -> None:
+        self.calls.append(("event", event.reason, event.message))
+
+    def writes(self, *verbs: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] in verbs]
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+def running_job() -> FakeCluster:
+    """A PyTorchJob (1 Master, 2 Worker, cleanPodPolicy All) with every pod Running."""
+    job = kubeflow_job(KIND, {"Master": 1, "Worker": 2}, runPolicy={"cleanPodPolicy": "All"})
+    job["metadata"]["resourceVersion"] = "7"
+    cluster = FakeCluster(KIND, job)
+    cluster.step()
+    cluster.run_all()
+    cluster.step(later(5))
+    for name, pod in cluster.pods.items():
+        pod["metadata"]["uid"] = f"uid-{name}"
+    return cluster
+
+
+def controller_for(cluster: FakeCluster, api: FakeApi) -> tuple[Controller, ctl.JobKey]:
+    controller = Controller(api, Settings(), clock=lambda: later(10))  # type: ignore[arg-type]
+    job = cluster.job
+    uid = job["metadata"]["uid"]
+    controller.indices = {
+        "Pod": {uid: list(copy.deepcopy(cluster.pods).values())},
+        "Service": {uid: list(copy.deepcopy(cluster.services).values())},
+    }
+    key = job_key(KIND, job)
+    controller.jobs[key] = ctl._Entry(KIND, copy.deepcopy(job))
+    return controller, key
+
+
+def master_succeeded(cluster: FakeCluster) -> None:
+    cluster.set_phase("job-master-0", "Succeeded", exit_code=0)
+    cluster.pods["job-master-0"]["metadata"]["uid"] = "uid-job-master-0"
+
+
+# -- the order: terminal status first, then deletes ------------------------------------------------
+
+
+def test_the_terminal_status_is_written_before_any_cleanup_delete() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        await controller.reconcile(key)
+        writes = api.writes("status", "delete")
+        assert writes[0][0] == "status"
+        assert writes[0][2]["conditions"][-1]["type"] == "Succeeded"
+        assert {w[2] for w in writes[1:]} >= {"job-master-0", "job-worker-0", "job-worker-1"}
+
+    run(scenario)
+
+
+def test_a_refused_terminal_write_deletes_nothing_and_the_success_survives() -> None:
+    """The race of issue 10: the user patched a label while the master succeeded (409)."""
+
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        api.status_errors = [api_error(409)]
+        controller, key = controller_for(cluster, api)
+        await controller.reconcile(key)
+        assert api.writes("delete", "create") == []
+        assert key in controller._retries  # replanned soon, from the newer version
+        # The next pass (newer resourceVersion) still sees the succeeded pod and finishes the job.
+        controller.jobs[key].body["metadata"]["resourceVersion"] = "8"
+        await controller.reconcile(key)
+        assert api.writes("status")[-1][2]["conditions"][-1]["type"] == "Succeeded"
+        assert api.writes("create") == []
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "error", [api_error(500), TimeoutError("timed out"), ConnectionResetError("reset")], ids=str
+)
+def test_a_failed_terminal_write_of_any_kind_deletes_nothing(error: BaseException) -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        api.status_errors = [error]
+        controller, key = controller_for(cluster, api)
+        with pytest.raises(type(error)):
+            await controller.reconcile(key)  # the worker logs it and retries with backoff
+        assert api.writes("delete", "create") == []
+
+    run(scenario)
+
+
+def test_children_writes_without_a_status_change_are_fenced_by_an_unchanged_status_write() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        entry = controller.jobs[key]
+        pod = cluster.pods["job-worker-1"]
+        observed = controller.observed(entry, key)
+        await controller.execute(key, entry, Plan(delete=[ChildRef("Pod", "job-worker-1")]), observed)
+        assert api.calls[0][:2] == ("status", "7")
+        assert api.calls[0][2] == cluster.job["status"]  # the status it already had
+        assert api.calls[1] == ("delete", "Pod", "job-worker-1", pod["metadata"]["uid"])
+
+    run(scenario)
+
+
+def test_a_refused_fence_stops_the_plan() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        api.status_errors = [api_error(409)]
+        controller, key = controller_for(cluster, api)
+        entry = controller.jobs[key]
+        manifest = KIND.plan(controller.observed(entry, key))  # nothing to do for a running job
+        plan = Plan(create=[{"kind": "Pod", "metadata": {"name": "x"}}], events=[Event("Normal", "R", "m")])
+        await controller.execute(key, entry, plan, controller.observed(entry, key))
+        assert manifest.create == []
+        assert [c[0] for c in api.calls] == ["status"]
+
+    run(scenario)
+
+
+def test_a_job_finished_in_the_cache_never_gets_a_child_created() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        cluster.step(later(6))  # stores Succeeded
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        entry = controller.jobs[key]
+        bogus = Plan(create=[{"kind": "Pod", "metadata": {"name": "job-master-0"}}])
+        await controller.execute(key, entry, bogus, controller.observed(entry, key))
+        assert api.writes("create") == []
+
+    run(scenario)
+
+
+# -- children: uid preconditions, AlreadyExists, faults ---------------------------------------------
+
+
+def test_deletes_carry_the_observed_uid_and_a_precondition_conflict_counts_as_done() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        api.delete_errors = {"job-worker-0": [api_error(409)]}
+        controller, key = controller_for(cluster, api)
+        entry = controller.jobs[key]
+        plan = Plan(delete=[ChildRef("Pod", "job-worker-0")])
+        await controller.execute(key, entry, plan, controller.observed(entry, key))
+        assert api.writes("delete") == [("delete", "Pod", "job-worker-0", "uid-job-worker-0")]
+        assert key not in controller._retries and not controller._faults
+
+    run(scenario)
+
+
+def test_a_name_taken_by_a_foreign_object_is_a_fault_shown_in_status_and_an_event() -> None:
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1})
+        job["metadata"]["resourceVersion"] = "1"
+        api = FakeApi()
+        api.create_errors = {"job-master-0": [api_error(409, "AlreadyExists")]}
+        api.existing = {"job-master-0": {"metadata": {"name": "job-master-0", "ownerReferences": []}}}
+        controller, key = controller_for(FakeCluster(KIND, job), api)
+        await controller.reconcile(key)
+        events = [c for c in api.calls if c[0] == "event" and c[1] == "FailedCreatePod"]
+        assert events and "not controlled by PyTorchJob job" in events[0][2]
+        shown = api.writes("status")[-1][2]["conditions"][0]
+        assert shown["type"] == faults.FAILURE_CONDITION and shown["reason"] == "FailedCreatePod"
+        assert "job-master-0" in shown["message"] and "not controlled" in shown["message"]
+        assert api.writes("status")[-1][2]["conditions"][-1]["type"] == "Created"  # the STATE column
+        assert controller._failures[key] == 1 and key in controller._retries
+
+    run(scenario)
+
+
+def test_our_own_object_already_there_is_harmless() -> None:
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1})
+        api = FakeApi()
+        api.create_errors = {"job-master-0": [api_error(409, "AlreadyExists")]}
+        mine = {
+            "metadata": {"name": "job-master-0", "ownerReferences": [{"controller": True, "uid": "uid-1"}]}
+        }
+        api.existing = {"job-master-0": mine}
+        controller, key = controller_for(FakeCluster(KIND, job), api)
+        await controller.reconcile(key)
+        assert not controller._faults and key not in controller._retries
+
+    run(scenario)
+
+
+def test_a_fault_clears_from_status_once_the_create_succeeds() -> None:
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1})
+        api = FakeApi()
+        api.create_errors = {"job-master-0": [api_error(422, "Unprocessable Entity")]}
+        controller, key = controller_for(FakeCluster(KIND, job), api)
+        await controller.reconcile(key)
+        assert api.writes("status")[-1][2]["conditions"][0]["type"] == faults.FAILURE_CONDITION
+        await controller.reconcile(key)  # the retry: this time the apiserver takes it
+        assert not controller._faults
+        await controller.reconcile(key)  # the pod's ADDED event
+        types = [c["type"] for c in api.writes("status")[-1][2]["conditions"]]
+        assert faults.FAILURE_CONDITION not in types
+
+    run(scenario)
+
+
+def test_failing_creates_back_off_exponentially_however_many_events_arrive() -> None:
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1})
+        api = FakeApi()
+        api.create_errors = {"job-master-0": [api_error(500)] * 6}  # its pod and its service
+        controller, key = controller_for(FakeCluster(KIND, job), api)
+        loop = asyncio.get_running_loop()
+        delays = []
+        for _ in range(3):
+            await controller.reconcile(key)
+            delays.append(round(controller._retries[key].when() - loop.time()))
+        assert delays == [5, 10, 20]
+
+    run(scenario)
+
+
+# -- watch lag, plan errors, leadership ------------------------------------------------------------
+
+
+def test_a_deleted_pod_still_in_the_cache_is_seen_terminating_not_failed_again() -> None:
+    """Restart of a failed pod: the next pass (before the watch saw the delete) neither counts the
+    failure again nor creates the name while the old pod may still exist."""
+
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1}, restart_policy="OnFailure")
+        cluster = FakeCluster(KIND, job)
+        cluster.step()
+        cluster.run_all()
+        cluster.step(later(5))
+        cluster.set_phase("job-master-0", "Failed", exit_code=1)
+        cluster.pods["job-master-0"]["metadata"]["uid"] = "uid-m"
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        await controller.reconcile(key)
+        assert ("delete", "Pod", "job-master-0", "uid-m") in api.calls
+        assert api.writes("status")[-1][2]["restarts"] == 1
+        api.calls.clear()
+        await controller.reconcile(key)  # the index still holds the failed pod
+        assert api.writes("create") == []
+        assert all(c[2].get("restarts") == 1 for c in api.writes("status"))
+        seen = controller.children_of("uid-1")["Pod"]["job-master-0"]
+        assert seen["metadata"]["deletionTimestamp"]
+
+    run(scenario)
+
+
+def test_an_exception_in_plan_is_a_warning_event_on_the_job_and_a_retry() -> None:
+    class Broken:
+        resource = KIND.resource
+        job_name_label = KIND.job_name_label
+
+        def plan(self, observed: Observed) -> Plan:
+            raise KeyError("replicaSpecs")
+
+        def phase(self, status: Any) -> str:
+            return ""
+
+    async def scenario() -> None:
+        api = FakeApi()
+        controller, key = controller_for(FakeCluster(KIND, kubeflow_job(KIND, {"Master": 1})), api)
+        controller.jobs[key].kind = Broken()  # type: ignore[assignment]
+        await controller.reconcile(key)
+        assert [c[1] for c in api.calls] == ["ReconcileError"]
+        assert "KeyError" in api.calls[0][2]
+        assert key in controller._retries
+
+    run(scenario)
+
+
+def test_only_a_started_controller_works_and_stopping_cancels_at_once() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        controller, key = controller_for(FakeCluster(KIND, kubeflow_job(KIND, {"Master": 1})), api)
+        controller.enqueue(key)
+        await asyncio.sleep(0.05)
+        assert api.calls == []  # a follower keeps its caches but writes nothing
+        controller.start()
+        for _ in range(100):
+            if api.writes("create"):
+                break
+            await asyncio.sleep(0.01)
+        assert api.writes("create")
+        await controller.stop()
+        assert not controller.leading
+
+    run(scenario)
+
+
+def test_a_403_on_the_podgroup_crd_lookup_is_an_error_that_says_so_not_absent() -> None:
+    from jobwarden.shell.api import KubeApi
+
+    class Extensions:
+        def __init__(self, status: int) -> None:
+            self.status = status
+
+        async def read_custom_resource_definition(self, name: str) -> None:
+            raise api_error(self.status, "Forbidden" if self.status == 403 else "Not Found")
+
+    async def scenario() -> None:
+        api = KubeApi.__new__(KubeApi)
+        api.extensions = Extensions(404)  # type: ignore[assignment]
+        assert await api.crd_exists("podgroups.scheduling.volcano.sh") is False
+        api.extensions = Extensions(403)  # type: ignore[assignment]
+        with pytest.raises(
+            PermissionError, match=r"grant get on apiextensions\.k8s\.io/customresourcedefinitions"
+        ):
+            await api.crd_exists("podgroups.scheduling.volcano.sh")
+
+    run(scenario)

@@ -1,0 +1,35 @@
+"""packaging/image.sh (`make image`) where images cannot be built: it says why on stdout
+(`unavailable: <reason>`) and exits 3, which the image tests turn into a skip with that reason
+(tests/integration/image/conftest.py). Simulated with a PATH that has the script's basic tools but
+no podman, debootstrap or runc, and an `id` that answers a non-root user (so nothing is installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from testlib import ROOT
+
+TOOLS = ("bash", "dirname", "sed", "head", "mkdir", "cat")
+
+
+def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "JOBWARDEN_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [str(bin_dir / "bash"), str(ROOT / "packaging" / "image.sh")],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        "unavailable: podman debootstrap runc missing, and not root to apt-get install them"
+    )
+    assert not list((tmp_path / "cache").rglob("*.tar")), "nothing was built"
