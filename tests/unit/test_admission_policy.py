@@ -171,3 +171,23 @@ def test_the_namespaced_install_binds_the_policies_to_its_namespaces() -> None:
     for binding in bindings:
         [expression] = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
         assert expression["values"] == ["ml-team-a", "ml-team-b"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], None, True),
+        (["--no-admission-policy"], None, False),
+        ([], "false", False),
+        (["--admission-policy"], "false", True),  # a flag wins over the environment
+    ],
+)
+def test_the_local_run_installs_the_policies_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str | None, expected: bool
+) -> None:
+    if env is None:
+        monkeypatch.delenv("JOBWARDEN_ADMISSION_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("JOBWARDEN_ADMISSION_POLICY", env)
+    options = cli.run_options(cli.parser().parse_args(["run", *argv]))
+    assert options.webhook.admission_policy is expected
