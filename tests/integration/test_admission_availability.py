@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -29,6 +30,8 @@ from kubernetes import client
 from review_fuzz import fuzz_bodies
 
 from jobwarden.kinds import policy
+from jobwarden.shell import api as kube
+from jobwarden.shell import policy_install
 from testlib import creatable, load_seed, wait_for
 
 POLICY = policy.policy_name("kubeflow.org")
@@ -114,6 +117,39 @@ def test_with_the_operator_down_metadata_edits_work_and_spec_changes_are_refused
     # The restarted operator installed the bindings again.
     again = _create_tfjob(custom, namespace, _renamed(namespace))
     wait_for(lambda: _policy_refuses(custom, namespace, again), 30, what="the policy to be bound again")
+
+
+def _installed(cluster: Cluster) -> set[str]:
+    names = set()
+    for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding"):
+        listed = json.loads(
+            cluster.kubectl("get", kind, "-l", "app.kubernetes.io/name=jobwarden", "-o", "json").stdout
+        )
+        names |= {f"{kind}/{item['metadata']['name']}" for item in listed["items"]}
+    return names
+
+
+def test_the_local_run_installs_and_removes_the_policies(operator: LocalOperator, cluster: Cluster) -> None:
+    """What `jobwarden run --webhook-url ... --[no-]admission-policy` does at start (shell/policy_install)."""
+
+    async def sync(enabled: bool) -> None:
+        api = kube.KubeApi(await kube.load_config(str(cluster.kubeconfig)))
+        try:
+            await policy_install.sync(api, enabled, "jobwarden-system")
+        finally:
+            await api.close()
+
+    expected = {f"{o['kind'].lower()}/{o['metadata']['name']}" for o in policy.policy_objects()}
+    assert _installed(cluster) == expected, "the operator installed them at start"
+    try:
+        asyncio.run(sync(False))
+        assert _installed(cluster) == set()
+        asyncio.run(sync(False))  # idempotent
+    finally:
+        asyncio.run(sync(True))
+    assert _installed(cluster) == expected
+    asyncio.run(sync(True))  # replacing what exists works too
+    assert _installed(cluster) == expected
 
 
 def _renamed(namespace: str) -> Body:
