@@ -242,7 +242,7 @@ def bench_admission_modes(c: devcluster.Cluster, n: int) -> None:
     saved["jobwarden"] = _saved(c, "validatingwebhookconfiguration", "jobwarden")
     _replace_latency(c, namespace, 20)  # create the job, warm connections and caches
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
-    rounds = 5  # modes take turns, so a load change on this shared machine hits all of them alike
+    rounds = 10  # modes take turns, so a load change on this shared machine hits all of them alike
     try:
         for _ in range(rounds):
             for mode, (policy, webhook) in MODES.items():
