@@ -23,6 +23,7 @@ from typing import Any, Final
 import yaml
 
 from jobwarden import kinds
+from jobwarden.core.runpolicy import RUN_POLICY_FIELDS
 from jobwarden.kinds.base import JobKind, Resource
 
 CONTROLLER_SERVICE_ACCOUNT: Final = "jobwarden"
@@ -103,20 +104,53 @@ def _cel_list(values: Iterable[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in sorted(values)) + "]"
 
 
-def _changed_keys(new: str, old: str, path: str, node: _Node) -> str:
+def _changed_keys(new: str, old: str, path: str, node: _Node, moved: Layout | None = None) -> str:
     """CEL: the paths (strings) of the keys that differ between the maps `new` and `old`, except keys
-    allowed outright; keys with a subtree are compared below (a list of keys, concatenated)."""
+    allowed outright; keys with a subtree are compared below (a list of keys, concatenated). With a
+    layout, its fields whose value in force is the same on both sides are no change here, nor in the
+    layout's container below."""
     skip = _cel_list(node.allowed | set(node.children))
+    same = f" && !(k in {MOVED_UNCHANGED})" if moved else ""
     parts = [
-        f"{new}.filter(k, !(k in {skip}) && {old}[?k] != {new}[?k]).map(k, {path} + '.' + k)",
-        f"{old}.filter(k, !(k in {skip}) && !(k in {new})).map(k, {path} + '.' + k)",
+        f"{new}.filter(k, !(k in {skip}){same} && {old}[?k] != {new}[?k]).map(k, {path} + '.' + k)",
+        f"{old}.filter(k, !(k in {skip}){same} && !(k in {new})).map(k, {path} + '.' + k)",
     ]
     for key, child in sorted(node.children.items()):
         if child.items is not None:
             continue  # lists of named items get their own validations
         child_new, child_old = f"{new}[?'{key}'].orValue({{}})", f"{old}[?'{key}'].orValue({{}})"
-        parts.append(_changed_keys(child_new, child_old, f"{path} + '.{key}'", child))
+        child_moved = moved if moved and key == moved.container else None
+        parts.append(_changed_keys(child_new, child_old, f"{path} + '.{key}'", child, child_moved))
     return " + ".join(f"({p})" for p in parts)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Fields that may sit at `spec.<f>` or `spec.<container>.<f>` (Kubeflow's two run-policy layouts):
+    moved between the two with the same value in force, they are no change (check_kubeflow_update's
+    `_drop_moved_run_policy`). A field set in both places with different values is compared as is."""
+
+    container: str
+    fields: tuple[str, ...]
+
+    def variable(self) -> Json:
+        def in_force(spec: str) -> str:
+            return f"({spec}[?f].hasValue() ? {spec}[?f] : {spec}[?'{self.container}'].orValue({{}})[?f])"
+
+        def consistent(spec: str) -> str:
+            nested = f"{spec}[?'{self.container}'].orValue({{}})[?f]"
+            return f"(!{spec}[?f].hasValue() || !{nested}.hasValue() || {spec}[?f] == {nested})"
+
+        old, new = "variables.oldSpec", "variables.newSpec"
+        return {
+            "name": MOVED_UNCHANGED.removeprefix("variables."),
+            "expression": f"{_cel_list(self.fields)}.filter(f, {in_force(old)} == {in_force(new)} "
+            f"&& {consistent(old)} && {consistent(new)})",
+        }
+
+
+MOVED_UNCHANGED: Final = "variables.movedUnchanged"
+LAYOUTS: Final[Mapping[str, Layout]] = {"kubeflow.org": Layout("runPolicy", RUN_POLICY_FIELDS)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,8 +295,10 @@ _SPEC_VARIABLES: Final[list[Json]] = [
 ]
 
 
-def _spec_validation(tree: _Node, updatable: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-    changed = _changed_keys("variables.newSpec", "variables.oldSpec", "'spec'", tree)
+def _spec_validation(
+    tree: _Node, updatable: Sequence[str], layout: Layout | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    changed = _changed_keys("variables.newSpec", "variables.oldSpec", "'spec'", tree, layout)
     variable = {"name": "specChanges", "expression": changed}
     validation = {
         "expression": "size(variables.specChanges) == 0",
@@ -280,8 +316,10 @@ def _policy(
     group: str, resources: Sequence[Resource], updatable: Sequence[str], namespace: str
 ) -> dict[str, Any]:
     tree = _tree(updatable)
-    spec_variable, spec_validation = _spec_validation(tree, updatable)
-    variables, validations = [*_SPEC_VARIABLES, spec_variable], [spec_validation]
+    layout = LAYOUTS.get(group)
+    spec_variable, spec_validation = _spec_validation(tree, updatable, layout)
+    variables = [*_SPEC_VARIABLES, *([layout.variable()] if layout else []), spec_variable]
+    validations = [spec_validation]
     for key, child in sorted(tree.children.items()):
         if child.items is None:
             continue
