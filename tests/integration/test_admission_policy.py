@@ -163,6 +163,25 @@ def written_differently() -> list[Vector]:
     ]
 
 
+def _to_run_policy(body: Body) -> None:
+    spec = body["spec"]
+    spec["runPolicy"] = {f: spec.pop(f) for f in ("backoffLimit", "ttlSecondsAfterFinished")}
+
+
+def layout_moves() -> list[Vector]:
+    """The TF seed's run-policy fields (backoffLimit is not updatable) moved to spec.runPolicy with the
+    same values: no change to either (both know the two layouts)."""
+    moved = creatable(load_seed(TFJOBS.seed))
+    _to_run_policy(moved)
+    changed = creatable(load_seed(TFJOBS.seed))
+    _to_run_policy(changed)
+    changed["spec"]["runPolicy"]["backoffLimit"] += 1
+    return [
+        Vector(TFJOBS, "seed", "layout-move same value", moved),
+        Vector(TFJOBS, "seed", "kubeflow-forbidden layout-move new value", changed),
+    ]
+
+
 @pytest.fixture(scope="module")
 def stored(operator: LocalOperator, custom: client.CustomObjectsApi, core: client.CoreV1Api) -> Iterator[str]:
     """A namespace holding, per kind, the seed as created ("seed") and as it was before the seed's
@@ -252,7 +271,7 @@ def _kind_of_answer(outcome: Outcome) -> str:
 def test_the_policy_and_the_webhook_agree_on_the_update_contract(
     cluster: Cluster, custom: client.CustomObjectsApi, stored: str
 ) -> None:
-    vectors = seed_vectors() + written_differently() + random_vectors(VECTORS)
+    vectors = seed_vectors() + layout_moves() + written_differently() + random_vectors(VECTORS)
     with only_the_policy(cluster, custom, stored):
         by_policy = [_kind_of_answer(_dry_run(custom, stored, v)) for v in vectors]
     with only_the_webhook(cluster, custom, stored):
@@ -274,7 +293,7 @@ def test_the_policy_and_the_webhook_agree_on_the_update_contract(
     )
     assert not looser, f"the policy let through {len(looser)} updates the webhook refuses: {looser[:10]}"
     for origin, answer in zip((v.origin for v in vectors), by_policy, strict=True):
-        if origin.startswith("seed"):
+        if origin.startswith(("seed", "layout-move")):
             assert answer == "allowed", origin  # the seeds' updates pass the policy
         if origin.startswith(("kubeflow-forbidden", "volcano-forbidden")):
             assert answer != "allowed" or "zz-added" in origin, origin  # a pruned unknown key is no change
