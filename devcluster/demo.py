@@ -161,7 +161,10 @@ def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, fin
     worker = next(k for k in refused["spec"][specs_field] if k.lower() == "worker")
     refused["spec"][specs_field][worker]["replicas"] = 3
     out = c.kubectl("replace", "-f", "-", input=json.dumps(refused), check=False)
-    say(f"  replace with Worker replicas 3 -> refused: {out.stderr.strip()[:300]}")
+    # From the apiserver's own ValidatingAdmissionPolicy (evaluated first) or the webhook; show who
+    # refused and why, not kubectl's preamble.
+    who_and_why = out.stderr.strip().partition("forbidden: ")[2] or out.stderr.strip()
+    say(f"  replace with Worker replicas 3 -> refused: {who_and_why[:400]}")
     job["spec"]["ttlSecondsAfterFinished"] = 5
     c.kubectl("replace", "-f", "-", input=json.dumps(job))
     say("  replace with ttlSecondsAfterFinished 5 -> accepted (an updatable field)")

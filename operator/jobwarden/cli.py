@@ -2,6 +2,7 @@
 
     jobwarden run        the operator and the webhook server in one process
     jobwarden validate   the admission rules offline, for CI pipelines (see docs/admission.md)
+    jobwarden policy     print the update contract as ValidatingAdmissionPolicies (manifests/policy/)
 
 Every `run` flag has an environment variable (JOBWARDEN_*), so the Deployment can be configured
 from a ConfigMap without changing its arguments."""
@@ -100,6 +101,14 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     wh.add_argument(
         "--webhook-failure-policy", choices=["Fail", "Ignore"], default=_env("WEBHOOK_FAILURE_POLICY", "Fail")
+    )
+    wh.add_argument(
+        "--admission-policy",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("ADMISSION_POLICY", True),
+        help="local mode (--webhook-url): also install the update contract as ValidatingAdmissionPolicies, "
+        "which hold while the operator is down (env JOBWARDEN_ADMISSION_POLICY; in a cluster, "
+        "manifests/ ships them)",
     )
     wh.add_argument(
         "--webhook-work-dir",
@@ -215,6 +224,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             config_name=args.webhook_config_name,
             url=args.webhook_url,
             failure_policy=args.webhook_failure_policy,
+            admission_policy=args.admission_policy,
             work_dir=args.webhook_work_dir,
         ),
     )
@@ -238,7 +248,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "validate", help="check job manifests against the admission rules (see: jobwarden validate -h)"
     )
+    policy = sub.add_parser("policy", help="print the update contract as ValidatingAdmissionPolicy YAML")
+    policy.add_argument(
+        "--namespace",
+        default="jobwarden-system",
+        help="jobwarden's namespace: its ServiceAccount's own writes are exempt (default: jobwarden-system)",
+    )
     return parser
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from jobwarden.kinds.policy import render_yaml
+
+    sys.stdout.write(render_yaml(args.namespace))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         from jobwarden.shell.validate_cmd import main as validate_main
 
         return validate_main(argv[1:])
-    return _run(parser().parse_args(argv))
+    args = parser().parse_args(argv)
+    return _policy(args) if args.command == "policy" else _run(args)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ SCRIPT = HERE / "run-kind-e2e.sh"
 WORKLOAD_IMAGE = os.environ.get("JOBWARDEN_E2E_WORKLOAD_IMAGE", "busybox:1.37")
 TIMEOUT = float(os.environ.get("JOBWARDEN_E2E_TIMEOUT", "300"))
 WEBHOOK = "validate.jobwarden.dev"
+POLICY = "ValidatingAdmissionPolicy 'jobwarden-updates."
 
 # kind -> (group, version, plural)
 RESOURCES = {
@@ -260,12 +261,14 @@ def volcano_phase(job: dict[str, Any]) -> str | None:
 
 
 def denied(exc: Exception, status: int) -> None:
-    """The API server answered `status` because jobwarden's webhook denied the request."""
+    """The API server answered `status` because jobwarden denied the request: its webhook, or for a
+    forbidden update its ValidatingAdmissionPolicy (which the apiserver evaluates first)."""
     from kubernetes.client.exceptions import ApiException
 
     assert isinstance(exc, ApiException), exc
     assert exc.status == status, f"expected {status}, got {exc.status}: {exc.body}"
-    assert f'admission webhook "{WEBHOOK}" denied the request' in (exc.body or ""), exc.body
+    body = exc.body or ""
+    assert f'admission webhook "{WEBHOOK}" denied the request' in body or POLICY in body, body
 
 
 @pytest.fixture

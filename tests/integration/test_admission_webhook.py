@@ -27,6 +27,7 @@ from devcluster.cluster import Cluster
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from jobwarden.kinds import policy
 from testlib import creatable, load_seed, wait_for
 
 Body = dict[str, Any]
@@ -202,6 +203,45 @@ def containers(body: Body, kind: Kind, replica: str) -> list[Body]:
         return list(task["template"]["spec"]["containers"])
     field = {"tfjobs": "tfReplicaSpecs", "pytorchjobs": "pytorchReplicaSpecs", "mxjobs": "mxReplicaSpecs"}
     return list(spec[field[kind.plural]][replica]["template"]["spec"]["containers"])
+
+
+PROBE = "webhook-alone-probe"
+
+
+def _answer_to_a_forbidden_change(custom: client.CustomObjectsApi) -> str:
+    for _ in range(ATTEMPTS):
+        body = get(custom, TF, "default", PROBE)
+        body["spec"]["backoffLimit"] = 42
+        try:
+            custom.replace_namespaced_custom_object(
+                TF.group, TF.version, "default", TF.plural, PROBE, body, dry_run="All"
+            )
+            return ""
+        except ApiException as exc:
+            if not is_lock_conflict(exc):
+                return message_of(exc)
+    return ""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def webhook_alone(operator: Any, cluster: Cluster, custom: client.CustomObjectsApi) -> Iterator[None]:
+    """These tests are about the webhook's answers. The local run also binds the update contract as a
+    ValidatingAdmissionPolicy, which the apiserver evaluates first and which is stricter where the
+    webhook normalises (tests/integration/test_admission_policy.py compares the two), so it is
+    unbound for this module and bound again afterwards."""
+    bindings = [o for o in policy.policy_objects() if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    probe = creatable(seed(TF), "default")
+    probe["metadata"]["name"] = PROBE
+    custom.create_namespaced_custom_object(TF.group, TF.version, "default", TF.plural, probe)
+    for binding in bindings:
+        cluster.kubectl(
+            "delete", "validatingadmissionpolicybinding", binding["metadata"]["name"], check=False
+        )
+    wait_for(lambda: DENIED in _answer_to_a_forbidden_change(custom), 30, what="the policy to be unbound")
+    custom.delete_namespaced_custom_object(TF.group, TF.version, "default", TF.plural, PROBE)
+    yield
+    for binding in bindings:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(binding))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 }
 
 
@@ -383,9 +385,14 @@ def test_webhook_configuration(install: str) -> None:
         ("kubeflow.org", "v1", "mxjobs"),
         ("batch.volcano.sh", "v1alpha1", "jobs"),
     }
-    assert hook["matchConditions"] == [
-        {"name": "not-the-jobwarden-controller", "expression": f"request.userInfo.username != '{SA_USER}'"}
-    ]
+    [controller, gc, namespaces, unchanged] = hook["matchConditions"]
+    assert controller == {
+        "name": "not-the-jobwarden-controller",
+        "expression": f"request.userInfo.username != '{SA_USER}'",
+    }
+    assert "generic-garbage-collector" in gc["expression"]
+    assert "namespace-controller" in namespaces["expression"]
+    assert "object.?spec != oldObject.?spec" in unchanged["expression"]
 
 
 def test_cert_manager_overlay_wiring() -> None:

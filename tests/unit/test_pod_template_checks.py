@@ -75,3 +75,115 @@ def test_the_seed_bodies_pass_the_pod_checks() -> None:
     for seed, kind in (("tfjob-put.request.json", TF), ("volcanojob-put.request.json", VOLCANO)):
         assert kind is not None
         assert review(kind, "CREATE", None, creatable(load_seed(seed), "ns")).allowed
+
+
+# --------------------------------------------------------------------------------------------------
+# Pod-level checks (core/podspec.py): volumes, init containers, pod-level resources
+
+POD = "spec.tfReplicaSpecs.Worker.template.spec"
+
+
+def tf_pod(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    job = creatable(load_seed("tfjob-put.request.json"), "ns")
+    change(job["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"])
+    return job
+
+
+def _mount(pod: dict[str, Any], name: str, path: str = "/data") -> None:
+    pod["containers"][0].setdefault("volumeMounts", []).append({"name": name, "mountPath": path})
+
+
+def _declare(pod: dict[str, Any], name: str) -> None:
+    pod.setdefault("volumes", []).append({"name": name, "emptyDir": {}})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda p: _mount(p, "data"), f'{POD}.containers[0].volumeMounts[0].name: Not found: "data"'),
+        (
+            lambda p: (_declare(p, "data"), _declare(p, "data")),
+            f'{POD}.volumes[1].name: Duplicate value: "data"',
+        ),
+        (
+            lambda p: (_declare(p, "a"), _declare(p, "b"), _mount(p, "a"), _mount(p, "b")),
+            f'{POD}.containers[0].volumeMounts[1].mountPath: Invalid value: "/data": must be unique',
+        ),
+        (
+            lambda p: (
+                p.__setitem__("initContainers", [{"name": "init", "image": "busybox"}])
+                or _mount({"containers": p["initContainers"]}, "cache")
+            ),
+            f'{POD}.initContainers[0].volumeMounts[0].name: Not found: "cache"',
+        ),
+        (
+            lambda p: p.__setitem__("initContainers", [{"name": "tensorflow", "image": "busybox"}]),
+            f'{POD}.initContainers[0].name: Duplicate value: "tensorflow"',
+        ),
+        (
+            lambda p: p.__setitem__("initContainers", [{"name": "init"}]),
+            f"{POD}.initContainers[0].image: Required value",
+        ),
+        (
+            lambda p: p.__setitem__("resources", {"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}),
+            f'{POD}.resources.requests.cpu: Invalid value: "4": must be less than or equal to cpu limit of 2',
+        ),
+        (
+            lambda p: p.__setitem__("resources", {"limits": {"nvidia.com/gpu": "1"}}),
+            f'{POD}.resources.limits.nvidia.com/gpu: Unsupported value: "nvidia.com/gpu"',
+        ),
+        (
+            lambda p: p.__setitem__("resources", {"requests": {"memory": "lots"}}),
+            f'{POD}.resources.requests.memory: Invalid value: "lots": must be a quantity',
+        ),
+    ],
+    ids=[
+        "mount-undeclared",
+        "volume-twice",
+        "mount-path-twice",
+        "init-mount-undeclared",
+        "init-name-clash",
+        "init-image",
+        "pod-request-above-limit",
+        "pod-resource-kind",
+        "pod-quantity",
+    ],
+)
+def test_pod_level_problems_the_apiserver_would_refuse_are_refused_at_create(
+    change: Any, expected: str
+) -> None:
+    assert TF is not None
+    verdict = review(TF, "CREATE", None, tf_pod(change))
+    assert verdict.code == 400
+    assert expected in verdict.message, verdict.message
+
+
+def test_declared_volumes_pod_resources_within_limits_and_hugepages_are_fine() -> None:
+    def good(pod: dict[str, Any]) -> None:
+        _declare(pod, "data")
+        _mount(pod, "data")
+        pod["containers"][0]["volumeDevices"] = [{"name": "data", "devicePath": "/dev/x"}]
+        pod["resources"] = {"requests": {"cpu": "1", "hugepages-2Mi": "2Mi"}, "limits": {"cpu": "2000m"}}
+
+    assert TF is not None
+    verdict = review(TF, "CREATE", None, tf_pod(good))
+    assert verdict.allowed, verdict.message
+
+
+def test_volcano_templates_get_the_pod_checks_too() -> None:
+    assert VOLCANO is not None
+    job = creatable(load_seed("volcanojob-put.request.json"), "ns")
+    job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "scratch", "mountPath": "/scratch"}
+    ]
+    job["spec"]["tasks"][1]["template"]["spec"]["resources"] = {
+        "requests": {"memory": "2Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+    verdict = review(VOLCANO, "CREATE", None, job)
+    assert verdict.code == 400
+    assert (
+        'spec.tasks[0].template.spec.containers[0].volumeMounts[0].name: Not found: "scratch"'
+        in verdict.message
+    )
+    assert "spec.tasks[1].template.spec.resources.requests.memory" in verdict.message

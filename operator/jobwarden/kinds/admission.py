@@ -40,8 +40,10 @@ def review(kind: JobKind, operation: str, old: Body | None, new: Body | None) ->
 def update_errors(kind: JobKind, old: Body, new: Body) -> list[FieldError]:
     changes = kind.check_update(old, new)
     superseded = {e.path for e in changes if e.severity is Severity.INVALID}
-    pre_existing = set(kind.validate(old))
-    problems = [e for e in kind.validate(new) if e not in pre_existing and e.path not in superseded]
+    problems = kind.validate(new)
+    if problems:  # the old object is validated only when there is something to ratchet
+        pre_existing = set(kind.validate(old))
+        problems = [e for e in problems if e not in pre_existing and e.path not in superseded]
     return list(dict.fromkeys([*changes, *problems]))  # drop repeats, keep order
 
 

@@ -36,6 +36,7 @@ from jobwarden.core.admission import (
 )
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body
+from jobwarden.core.podspec import pod_spec_errors
 from jobwarden.core.runpolicy import CLEAN_POD_POLICIES, RUN_POLICY_FIELDS, layout_conflicts
 
 KUBEFLOW_UPDATABLE: Final[tuple[str, ...]] = (
@@ -180,6 +181,7 @@ def _template_errors(shape: KubeflowShape, path: str, template: Any) -> list[Fie
     if not isinstance(containers, list) or not containers:
         return [*errors, required(f"{path}.spec.containers", "must specify at least one container")]
     errors += container_errors(f"{path}.spec.containers", containers)
+    errors += pod_spec_errors(f"{path}.spec", pod_spec)
     if not any(as_mapping(c).get("name") == shape.container_name for c in containers):
         errors.append(
             required(

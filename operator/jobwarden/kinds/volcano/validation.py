@@ -27,6 +27,7 @@ from jobwarden.core.admission import (
 )
 from jobwarden.core.fielderrors import FieldError, invalid
 from jobwarden.core.plan import Body
+from jobwarden.core.podspec import pod_spec_errors
 from jobwarden.core.quantity import parse_quantity
 from jobwarden.kinds.volcano import defaults
 from jobwarden.plugins.registry import KNOWN_PLUGINS, argument_error, mpi_master
@@ -233,7 +234,8 @@ def _template_errors(path: str, template: Any) -> list[FieldError]:
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         return [*errors, required(f"{path}.spec.containers", "must specify at least one container")]
-    return errors + container_errors(f"{path}.spec.containers", containers)
+    errors += container_errors(f"{path}.spec.containers", containers)
+    return errors + pod_spec_errors(f"{path}.spec", pod_spec)
 
 
 def _pod_name_errors(path: str, pod_name: str) -> list[FieldError]:
