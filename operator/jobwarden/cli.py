@@ -102,6 +102,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--webhook-failure-policy", choices=["Fail", "Ignore"], default=_env("WEBHOOK_FAILURE_POLICY", "Fail")
     )
     wh.add_argument(
+        "--allow-suspend-updates",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("ALLOW_SUSPEND_UPDATES", False),
+        help="let an update change spec.runPolicy.suspend of a TFJob/PyTorchJob/MXJob (suspend and resume "
+        "running jobs); the seeds' contract allows it only at create (env JOBWARDEN_ALLOW_SUSPEND_UPDATES)",
+    )
+    wh.add_argument(
         "--webhook-work-dir",
         type=Path,
         default=Path(_env("WEBHOOK_WORK_DIR", "/tmp/jobwarden-webhook")),
@@ -192,6 +199,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
         cluster_domain=args.cluster_domain,
+        allow_suspend_updates=args.allow_suspend_updates,
         workers=args.workers,
         leader_election=args.leader_elect,
         lease=LeaseOptions(

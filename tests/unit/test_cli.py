@@ -34,3 +34,11 @@ def test_a_malformed_boolean_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_local_url_mode_generates_its_own_certificate() -> None:
     webhook = options(["--webhook-url", "https://127.0.0.1:9443"]).webhook
     assert webhook.self_signed and webhook.url == "https://127.0.0.1:9443"
+
+
+def test_suspend_updates_are_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert options([]).allow_suspend_updates is False
+    assert options(["--allow-suspend-updates"]).allow_suspend_updates is True
+    monkeypatch.setenv("JOBWARDEN_ALLOW_SUSPEND_UPDATES", "true")
+    assert options([]).allow_suspend_updates is True
+    assert options(["--no-allow-suspend-updates"]).allow_suspend_updates is False

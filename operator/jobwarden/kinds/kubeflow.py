@@ -52,6 +52,7 @@ Choices where upstream differs between versions, or is wrong (spec §8), made on
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,7 @@ from jobwarden.kinds.kubeflow_job import (
 from jobwarden.kinds.kubeflow_plan import plan_job
 from jobwarden.kinds.kubeflow_validation import (
     KUBEFLOW_UPDATABLE,
+    KUBEFLOW_UPDATABLE_WITH_SUSPEND,
     KubeflowShape,
     canonical_replica_type,
     check_kubeflow_update,
@@ -107,15 +109,22 @@ class KubeflowKind:
     build_env: EnvBuilder
     env_in_every_container: bool  # else only into the first container named after the framework
     job_name_label: str = JOB_NAME_LABEL
+    # The update contract's table: the seeds' (KUBEFLOW_UPDATABLE) unless the operator allows suspend
+    # updates (`allowing_suspend_updates`).
+    updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
 
     def validate(self, job: Body) -> list[FieldError]:
         return validate_kubeflow(self.shape, job)
 
     def check_update(self, old: Body, new: Body) -> list[FieldError]:
-        return check_kubeflow_update(self.shape, old, new)
+        return check_kubeflow_update(self.shape, old, new, self.updatable)
 
     def updatable_fields(self) -> list[str]:
-        return list(KUBEFLOW_UPDATABLE)
+        return list(self.updatable)
+
+    def allowing_suspend_updates(self) -> KubeflowKind:
+        """This kind with `spec.runPolicy.suspend` added to its update contract."""
+        return dataclasses.replace(self, updatable=KUBEFLOW_UPDATABLE_WITH_SUSPEND)
 
     def phase(self, status: Mapping[str, Any] | None) -> str:
         """The STATE printer column: the type of the last condition, if it holds."""

@@ -69,10 +69,13 @@ class _Pass:
 
     def run(self) -> Plan:
         self._transition(cond.CREATED, f"{self.title} is created.", "Normal")
-        self.status.setdefault("startTime", to_rfc3339(self.observed.now))
         if cond.is_finished(self.conditions):
             self._clean_up(stop_active=self._finished_past_deadline())
+        elif self.run_policy.suspend:
+            self._suspend()
         else:
+            self._resume()
+            self.status.setdefault("startTime", to_rfc3339(self.observed.now))
             self._reconcile()
         self._set_timers()
         self._surface_faults()
@@ -80,11 +83,48 @@ class _Pass:
         return self.plan
 
     def _surface_faults(self) -> None:
-        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py)."""
-        refused = () if cond.is_finished(self.conditions) else self.observed.faults
+        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py);
+        a suspended job writes no children, so an old refusal no longer applies."""
+        idle = cond.is_finished(self.conditions) or self.run_policy.suspend
+        refused = () if idle else self.observed.faults
         updated = faults.with_failure_condition(self.conditions, refused, self.observed.now)
         if updated != self.conditions:
             self.status["conditions"] = updated
+
+    # -- suspend and resume (training-operator v1.7+ `runPolicy.suspend`) ------------------------
+
+    def _suspend(self) -> None:
+        """Every pod and service goes whatever the cleanPodPolicy (the job is not finished), active
+        counts drop to 0, Running (or Restarting) stops holding, and `Suspended` holds."""
+        self.plan.delete.extend(
+            ChildRef(child_kind, name)
+            for child_kind, children in (("Pod", self.observed.pods), ("Service", self.observed.services))
+            for name, child in children.items()
+            if not is_terminating(child)
+        )
+        for counts in (self.status.get(self.kind.status_key) or {}).values():
+            counts.pop("active", None)
+        message = f"{self.title} is suspended."
+        reason = self._reason(cond.SUSPENDED)
+        if cond.holds(self.conditions, cond.RUNNING) or cond.holds(self.conditions, cond.RESTARTING):
+            self.status["conditions"] = cond.set_condition(
+                self.conditions, cond.RUNNING, reason, message, self.observed.now, status=cond.FALSE
+            )
+        if not cond.holds(self.conditions, cond.SUSPENDED):
+            self._transition(cond.SUSPENDED, message, "Normal")
+
+    def _resume(self) -> None:
+        """A suspended job runs again as if it had just started: `startTime` (and so the active
+        deadline) counts from now."""
+        if not cond.holds(self.conditions, cond.SUSPENDED):
+            return
+        message = f"{self.title} is resumed."
+        reason = self._reason("Resumed")
+        self.status["conditions"] = cond.set_condition(
+            self.conditions, cond.SUSPENDED, reason, message, self.observed.now, status=cond.FALSE
+        )
+        self.status["startTime"] = to_rfc3339(self.observed.now)
+        self.plan.events.append(Event("Normal", reason, message))
 
     # -- a job still running ------------------------------------------------------------------
 
@@ -239,7 +279,8 @@ class _Pass:
 
     def _set_timers(self) -> None:
         if not cond.is_finished(self.conditions):
-            self.plan.wake_at = self._deadline()
+            # A suspended job's clock stops: it restarts from the resume (upstream resets startTime).
+            self.plan.wake_at = None if self.run_policy.suspend else self._deadline()
             return
         finished = from_rfc3339(self.status.get("completionTime"))
         expiry = ttl_due(finished, self.run_policy.ttl_seconds_after_finished)

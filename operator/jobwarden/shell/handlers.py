@@ -58,8 +58,10 @@ def register(
     controller: Controller,
     *,
     admission: bool,
+    job_kinds: tuple[JobKind, ...] = kinds.REGISTRY,
 ) -> None:
-    for kind in kinds.REGISTRY:
+    """`job_kinds`: the registry as the settings shaped it (`kinds.registry`), e.g. with suspend updates."""
+    for kind in job_kinds:
         _register_kind(registry, controller, kind, admission)
 
 
@@ -82,7 +84,7 @@ def _register_kind(
             id=webhook.HANDLER_ID,
             operations=["CREATE", "UPDATE"],
             registry=registry,
-        )(cast(Any, webhook.validate))
+        )(cast(Any, webhook.validator(kind)))
 
 
 def _job_event_handler(controller: Controller, kind: JobKind) -> Callable[..., Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from jobwarden import kinds
 from jobwarden.core.plan import Settings
 from jobwarden.shell import api as kube
 from jobwarden.shell import handlers, leader, metrics, sharedcert, webhook
@@ -35,6 +36,7 @@ class RunOptions:
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
     cluster_domain: str = ""
+    allow_suspend_updates: bool = False  # spec.runPolicy.suspend joins the Kubeflow update contract
     workers: int = 16
     webhook: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     webhook_cert_secret: str = "jobwarden-webhook-tls"  # self-signed mode: the CA every replica serves
@@ -98,7 +100,8 @@ async def run_operator(
     registry = kopf.OperatorRegistry()
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
-    handlers.register(registry, controller, admission=options.webhook.enabled)
+    job_kinds = kinds.registry(allow_suspend_updates=options.allow_suspend_updates)
+    handlers.register(registry, controller, admission=options.webhook.enabled, job_kinds=job_kinds)
     watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
     streams: list[asyncio.Task[None]] = []
 
@@ -131,10 +134,12 @@ async def run_operator(
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
         logger.info(
-            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s leader-election=%s",
+            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s suspend-updates=%s "
+            "leader-election=%s",
             ",".join(options.namespaces) or "*",
             volcano_installed,
             options.volcano_scheduler_fallback,
+            options.allow_suspend_updates,
             f"{options.lease.namespace}/{options.lease.name} as {options.lease.identity}"
             if elector
             else "off",

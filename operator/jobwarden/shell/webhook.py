@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +17,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobwarden import kinds
 from jobwarden.kinds.admission import review
+from jobwarden.kinds.base import JobKind
 from jobwarden.shell import certs, metrics
 from jobwarden.shell.api import KubeApi
 from jobwarden.shell.bodies import plain
@@ -145,15 +147,19 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
         logger.info("patched the caBundle of ValidatingWebhookConfiguration %s", options.config_name)
 
 
-async def validate(operation: str | None, old: Any, new: Any, resource: kopf.Resource, **_: Any) -> None:
-    """The kopf admission handler: the pure engine decides; a denial becomes kopf.AdmissionError."""
-    started = time.perf_counter()
-    kind = kinds.by_plural(resource.group, resource.plural)
-    if kind is None or operation not in ("CREATE", "UPDATE"):
-        return
-    verdict = review(kind, operation, plain(old), plain(new))
-    metrics.ADMISSION_SECONDS.labels(kind.resource.kind, operation, str(verdict.allowed).lower()).observe(
-        time.perf_counter() - started
-    )
-    if not verdict.allowed:
-        raise kopf.AdmissionError(verdict.message, code=verdict.code)
+def validator(kind: JobKind) -> Callable[..., Awaitable[None]]:
+    """The kopf admission handler of one kind, whose update contract the operator's settings shaped
+    (`kinds.registry`): the pure engine decides; a denial becomes kopf.AdmissionError."""
+
+    async def validate(operation: str | None, old: Any, new: Any, **_: Any) -> None:
+        if operation not in ("CREATE", "UPDATE"):
+            return
+        started = time.perf_counter()
+        verdict = review(kind, operation, plain(old), plain(new))
+        metrics.ADMISSION_SECONDS.labels(kind.resource.kind, operation, str(verdict.allowed).lower()).observe(
+            time.perf_counter() - started
+        )
+        if not verdict.allowed:
+            raise kopf.AdmissionError(verdict.message, code=verdict.code)
+
+    return validate
