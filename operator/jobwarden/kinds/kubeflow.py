@@ -61,6 +61,7 @@ from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
+from jobwarden.kinds.kubeflow_gang import decorate_pod, gang_scheduled
 from jobwarden.kinds.kubeflow_job import (
     JOB_NAME_LABEL,
     JOB_ROLE_LABEL,
@@ -195,7 +196,10 @@ class KubeflowKind:
         metadata = child_metadata(slot.job.body, slot.name, labels, template_meta.get("annotations"))
         if template_meta.get("finalizers"):
             metadata["finalizers"] = template_meta["finalizers"]
-        return manifest("v1", "Pod", metadata, spec=spec)
+        pod = manifest("v1", "Pod", metadata, spec=spec)
+        if gang_scheduled(slot.settings):
+            decorate_pod(pod, slot.replica.type, slot.job)
+        return pod
 
     def service_manifest(self, slot: PodSlot) -> Manifest:
         labels = self.replica_labels(slot)

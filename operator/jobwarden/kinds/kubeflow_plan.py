@@ -21,6 +21,7 @@ from jobwarden.core.pods import (
 from jobwarden.core.runpolicy import read_run_policy
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import deadline_due, is_due, ttl_due
+from jobwarden.kinds import kubeflow_gang as gang
 from jobwarden.kinds.kubeflow_job import (
     RESTARTABLE_POLICIES,
     RETRYABLE_EXIT_CODE_MIN,
@@ -102,6 +103,7 @@ class _Pass:
             for name, child in children.items()
             if not is_terminating(child)
         )
+        self._delete_podgroup()
         for counts in (self.status.get(self.kind.status_key) or {}).values():
             counts.pop("active", None)
         message = f"{self.title} is suspended."
@@ -144,7 +146,8 @@ class _Pass:
             self.plan.deadline_exceeded = failure.deadline_exceeded
         else:
             self._restart(retrying)
-            self._create_missing()
+            if self._gang_admitted():
+                self._create_missing()
             self._delete_surplus()
             if progress is Progress.RUNNING and not retrying:
                 self._transition(cond.RUNNING, f"{self.title} is running.", "Normal")
@@ -209,6 +212,14 @@ class _Pass:
         # One event per restart (not per condition change): each is a new failure worth seeing.
         self.plan.events.append(Event("Warning", self._reason(cond.RESTARTING), message))
 
+    def _gang_admitted(self) -> bool:
+        """With gang scheduling, the PodGroup is made first and the pods only once Volcano admitted it."""
+        if not gang.gang_scheduled(self.observed.settings):
+            return True
+        if self.job.name not in self.observed.of_kind("PodGroup"):
+            self.plan.create.append(gang.podgroup_manifest(self.job))
+        return gang.podgroup_admitted(self.observed, self.job)
+
     def _create_missing(self) -> None:
         overridden = False
         for replica in self.job.replicas.values():
@@ -222,6 +233,15 @@ class _Pass:
         if overridden:
             message = "Restart policy in pod template will be overwritten by restart policy in replica spec"
             self.plan.events.append(Event("Warning", "SetPodTemplateRestartPolicy", message))
+        pods_made = any(m["kind"] == "Pod" for m in self.plan.create)
+        if (
+            pods_made
+            and gang.gang_scheduled(self.observed.settings)
+            and gang.names_another_scheduler(self.job)
+        ):
+            self.plan.events.append(
+                Event("Warning", gang.CUSTOM_SCHEDULER_REASON, gang.CUSTOM_SCHEDULER_MESSAGE)
+            )
 
     def _delete_surplus(self) -> None:
         for child_kind, children in (("Pod", self.observed.pods), ("Service", self.observed.services)):
@@ -261,6 +281,15 @@ class _Pass:
         ]
         self.plan.delete.extend(ChildRef("Pod", name) for name in doomed)
         self.plan.delete.extend(ChildRef("Service", name) for name in doomed_services)
+        self._delete_podgroup()
+
+    def _delete_podgroup(self) -> None:
+        """A finished or suspended job holds no place in Volcano's queue (upstream CleanUpResources)."""
+        self.plan.delete.extend(
+            ChildRef("PodGroup", name)
+            for name, group in self.observed.of_kind("PodGroup").items()
+            if not is_terminating(group)
+        )
 
     def _finished_past_deadline(self) -> bool:
         """Failed at or after its deadline: nothing of it may keep running. A job that Succeeded is
