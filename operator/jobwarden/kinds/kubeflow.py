@@ -69,6 +69,7 @@ from jobwarden.kinds.kubeflow_job import (
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
     EnvBuilder,
+    InitContainers,
     KubeflowJob,
     PodSlot,
     Port,
@@ -80,6 +81,7 @@ from jobwarden.kinds.kubeflow_job import (
     framework_container,
     leading_type,
     led_by,
+    no_init_containers,
     replica_progress,
 )
 from jobwarden.kinds.kubeflow_plan import plan_job
@@ -110,6 +112,8 @@ class KubeflowKind:
     build_env: EnvBuilder
     env_in_every_container: bool  # else only into the first container named after the framework
     job_name_label: str = JOB_NAME_LABEL
+    # Init containers the framework adds after the template's own (PyTorch's init-pytorch).
+    init_containers: InitContainers = no_init_containers
     # The update contract's table: the seeds' (KUBEFLOW_UPDATABLE) unless the operator allows suspend
     # updates (`allowing_suspend_updates`).
     updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
@@ -191,6 +195,9 @@ class KubeflowKind:
         if container is not None:
             container["ports"] = slot.job.ports(slot.replica.type)
         self._inject_env(slot, spec.get("containers") or [])
+        added = self.init_containers(slot)
+        if added:
+            spec["initContainers"] = [*(spec.get("initContainers") or []), *added]
         spec["restartPolicy"] = slot.replica.pod_restart_policy
         labels = {**(template_meta.get("labels") or {}), **self.pod_labels(slot)}
         metadata = child_metadata(slot.job.body, slot.name, labels, template_meta.get("annotations"))
