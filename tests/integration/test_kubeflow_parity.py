@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
-from kubeflow_steps import PYTORCH, TF, Job, KubeflowKind, condition, create
+from kubeflow_steps import PYTORCH, TF, Job, KubeflowKind, condition, create, env_of, replica_spec
 from kubernetes import client, config
 
 from testlib import ROOT, creatable, load_seed, wait_for
@@ -69,6 +69,64 @@ def test_a_job_created_suspended_makes_nothing_and_may_not_be_resumed_by_default
     assert "spec.runPolicy.suspend: field is not updatable" in answer
     assert job.body()["spec"]["runPolicy"]["suspend"] is True
     job.wait_events("PyTorchJobSuspended")
+
+
+def test_pytorch_elastic_env_and_workers_waiting_for_the_master(
+    cluster: devcluster.Cluster,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    operator: LocalOperator,
+    namespace: str,
+) -> None:
+    body = seed_body(PYTORCH, namespace)
+    replica_spec(body, PYTORCH, "Worker")["replicas"] = 2
+    body["spec"]["elasticPolicy"] = {"minReplicas": 1, "maxReplicas": 3, "maxRestarts": 2}
+    job = create(cluster, core, custom, operator.logs, PYTORCH, body)
+    pods = job.wait_pods_running(["master-0", "worker-0", "worker-1"])
+    worker = pods[job.pod_name("worker-1")]
+    env = env_of(worker, "pytorch")
+    assert {
+        k: env[k] for k in ("PET_RDZV_ENDPOINT", "PET_RDZV_BACKEND", "PET_NNODES", "PET_MAX_RESTARTS")
+    } == {
+        "PET_RDZV_ENDPOINT": f"{job.name}-worker-0:23456",
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_NNODES": "1:3",
+        "PET_MAX_RESTARTS": "2",
+    }
+    (init,) = worker.spec.init_containers
+    assert (init.name, init.image, init.command[:2]) == ("init-pytorch", "alpine:3.10", ["sh", "-c"])
+    assert f"nslookup {job.name}-master-0" in init.command[2]
+    assert init.resources.requests == {"cpu": "50m", "memory": "10Mi"}
+    assert not pods[job.pod_name("master-0")].spec.init_containers
+    job.wait_condition("Running")
+
+
+def test_tf_dynamic_worker_and_all_workers_success_policy(
+    cluster: devcluster.Cluster,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    operator: LocalOperator,
+    namespace: str,
+) -> None:
+    body = seed_body(TF, namespace)
+    replica_spec(body, TF, "Worker")["replicas"] = 2
+    body["spec"] |= {"enableDynamicWorker": True, "successPolicy": "AllWorkers"}
+    job = create(cluster, core, custom, operator.logs, TF, body)
+    pods = job.wait_pods_running(["ps-0", "worker-0", "worker-1"])
+    ps = f"{job.name}-ps-0.{namespace}.svc:2222"
+    assert json.loads(env_of(pods[job.pod_name("worker-1")], "tensorflow")["TF_CONFIG"]) == {
+        "cluster": {"worker": {"1": f"{job.name}-worker-1.{namespace}.svc:2222"}, "ps": [ps]},
+        "task": {"type": "worker", "index": 1},
+    }
+    job.wait_condition("Running")
+
+    job.finish("worker-0")
+    job.wait(lambda: job.pod_phases().get(job.pod_name("worker-0")) == "Succeeded", "worker-0 Succeeded")
+    time.sleep(2)  # worker 0 alone does not finish the job under AllWorkers
+    assert condition(job.body(), "Succeeded") is None
+    job.finish("worker-1")
+    done = job.wait_condition("Succeeded")
+    assert done["status"]["replicaStatuses"]["Worker"] == {"succeeded": 2}
 
 
 # ---------------------------------------------------------------------------------------------
