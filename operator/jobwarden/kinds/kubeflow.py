@@ -45,8 +45,12 @@ Choices where upstream differs between versions, or is wrong (spec §8), made on
   dropped on failure.
 - The replica-failure message is `<Kind> <name> has failed because <k> <Type> replica(s) failed.`
   for all three kinds; Running is `<Kind> <name> is running.` as in the seeds.
-- Not supported: `runPolicy.suspend`, gang scheduling, PyTorch `elasticPolicy` env and the
-  `init-pytorch` init container, TFJob `enableDynamicWorker`.
+- `runPolicy.suspend` (training-operator v1.7+): a suspended job has no pods, services or PodGroup
+  (whatever the cleanPodPolicy), its `active` counts are dropped, Running (or Restarting) stops
+  holding and `Suspended` holds; resuming sets `Suspended` False and resets `startTime`, so the active
+  deadline counts from the resume. The seeds' update contract does not let `suspend` change unless the
+  operator runs with `--allow-suspend-updates` (kubeflow_validation.py).
+- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `kubeflow_gang.py`.
 """
 
 from __future__ import annotations
