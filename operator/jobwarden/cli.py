@@ -40,6 +40,15 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SystemExit(f"jobwarden: JOBWARDEN_{name}={value!r} is not a boolean (use true or false)")
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """argparse does not check a default against `choices`: a misspelt variable must not silently
+    mean something else."""
+    value = _env(name, default).strip() or default
+    if value not in choices:
+        raise SystemExit(f"jobwarden: JOBWARDEN_{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def _resources(text: str) -> tuple[tuple[str, str], ...]:
     """`limits.cpu=100m,requests.memory=10Mi` -> (("limits.cpu", "100m"), ...); "" for none."""
     from jobwarden.core.quantity import is_quantity
@@ -54,6 +63,13 @@ def _resources(text: str) -> tuple[tuple[str, str], ...]:
             )
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
+
+
+def _env_resources(name: str, default: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return _resources(_env(name, default))
+    except argparse.ArgumentTypeError as error:
+        raise SystemExit(f"jobwarden: JOBWARDEN_{name}: {error}") from None
 
 
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -192,7 +208,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     jobs.add_argument(
         "--gang-scheduler",
         choices=["none", "volcano"],
-        default=_env("GANG_SCHEDULER", "none") or "none",
+        default=_env_choice("GANG_SCHEDULER", "none", ("none", "volcano")),
         help="gang-schedule TFJob/PyTorchJob/MXJob with Volcano (a PodGroup per job, schedulerName volcano) "
         "when its PodGroup CRD is installed, as training-operator's --gang-scheduler-name "
         "(env JOBWARDEN_GANG_SCHEDULER; default none)",
@@ -211,11 +227,9 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     jobs.add_argument(
         "--pytorch-init-container-resources",
         type=_resources,
-        default=_resources(
-            _env(
-                "PYTORCH_INIT_CONTAINER_RESOURCES",
-                "limits.cpu=100m,limits.memory=20Mi,requests.cpu=50m,requests.memory=10Mi",
-            )
+        default=_env_resources(
+            "PYTORCH_INIT_CONTAINER_RESOURCES",
+            "limits.cpu=100m,limits.memory=20Mi,requests.cpu=50m,requests.memory=10Mi",
         ),
         help="init-pytorch's resources as limits.<name>=<quantity>,requests.<name>=<quantity>,... "
         "(default upstream's: limits cpu 100m memory 20Mi, requests cpu 50m memory 10Mi)",

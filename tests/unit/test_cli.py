@@ -69,3 +69,17 @@ def test_malformed_init_container_resources_are_a_usage_error(capsys: pytest.Cap
     with pytest.raises(SystemExit):
         options(["--pytorch-init-container-resources", "cpu=100m"])
     assert "expected limits.<resource>=<quantity>" in capsys.readouterr().err
+
+
+def test_a_misspelt_gang_scheduler_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBWARDEN_GANG_SCHEDULER", "volcno")
+    with pytest.raises(SystemExit, match="JOBWARDEN_GANG_SCHEDULER='volcno' is not one of none, volcano"):
+        parser()
+
+
+def test_malformed_init_container_resources_in_the_environment_are_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES", "limits.cpu=lots")
+    with pytest.raises(SystemExit, match=r"JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES: 'limits\.cpu=lots'"):
+        parser()
