@@ -1,4 +1,4 @@
-"""Every Kubernetes write the operator makes, on kubernetes_asyncio.
+"""Every Kubernetes write the operator makes: raw JSON on kubernetes_asyncio's session (`KubeApi.send`).
 
 The operator's handlers are `async def` and share kopf's event loop with the watches and the webhook
 server, so a synchronous client here would stall all of them (see docs/benchmarks.md). Reads come
@@ -6,30 +6,26 @@ from kopf's watch streams and indices; this module only writes, plus two discove
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
 import socket
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 
-from jobwarden.core.plan import CHILD_KINDS, CHILD_KINDS_BY_NAME, Body, ChildRef, Event, Manifest
+from jobwarden.core.plan import CHILD_KINDS_BY_NAME, Body, ChildRef, Event, Manifest
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import Resource
 
 logger = logging.getLogger(__name__)
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
-# Child kinds in the core API group and the snake_case suffix of their generated client methods
-# (`ConfigMap` → `config_map`), and the others as custom objects; both from the core's table.
-_CORE_KINDS = {
-    c.kind: re.sub(r"(?<!^)(?=[A-Z])", "_", c.kind).lower() for c in CHILD_KINDS if c.api_version == "v1"
-}
-_CUSTOM_KINDS = {c.kind: (c.group, c.version, c.plural) for c in CHILD_KINDS if c.api_version != "v1"}
 PODGROUP_CRD = "{0.plural}.{0.group}".format(
     CHILD_KINDS_BY_NAME["PodGroup"]
 )  # podgroups.scheduling.volcano.sh
@@ -61,50 +57,28 @@ class KubeApi:
         self.extensions = client.ApiextensionsV1Api(api_client)
         self.admission = client.AdmissionregistrationV1Api(api_client)
         self.instance = socket.gethostname()
+        self.host = str(api_client.configuration.host).rstrip("/")
 
     async def close(self) -> None:
         await self.api_client.close()
 
     async def create_child(self, namespace: str, manifest: Manifest) -> None:
-        kind = manifest["kind"]
-        if kind in _CORE_KINDS:
-            method = getattr(self.core, f"create_namespaced_{_CORE_KINDS[kind]}")
-            await _unread(method(namespace, manifest, _preload_content=False))
-        else:
-            group, version, plural = _CUSTOM_KINDS[kind]
-            await self.custom.create_namespaced_custom_object(group, version, namespace, plural, manifest)
+        await self.send("POST", child_path(manifest["kind"], namespace), manifest)
 
     async def replace_child(self, namespace: str, manifest: Manifest) -> None:
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        if kind in _CORE_KINDS:
-            await getattr(self.core, f"replace_namespaced_{_CORE_KINDS[kind]}")(name, namespace, manifest)
-        else:
-            group, version, plural = _CUSTOM_KINDS[kind]
-            await self.custom.replace_namespaced_custom_object(
-                group, version, namespace, plural, name, manifest
-            )
+        name = manifest["metadata"]["name"]
+        await self.send("PUT", child_path(manifest["kind"], namespace, name), manifest)
 
     async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         """One child as plain JSON (only after a create answered AlreadyExists)."""
-        if kind in _CORE_KINDS:
-            method = getattr(self.core, f"read_namespaced_{_CORE_KINDS[kind]}")
-            found = await method(name, namespace)
-            return cast(dict[str, Any], self.api_client.sanitize_for_serialization(found))
-        group, version, plural = _CUSTOM_KINDS[kind]
-        result = await self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
-        return cast(dict[str, Any], result)
+        return cast(dict[str, Any], json.loads(await self.send("GET", child_path(kind, namespace, name))))
 
     async def delete_child(self, namespace: str, ref: ChildRef, uid: str | None = None) -> None:
         """Delete by name, and by uid when known: a newer object that took the name is never hit."""
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
-        if ref.kind in _CORE_KINDS:
-            method = getattr(self.core, f"delete_namespaced_{_CORE_KINDS[ref.kind]}")
-            await _unread(method(ref.name, namespace, body=options, _preload_content=False))
-        else:
-            group, version, plural = _CUSTOM_KINDS[ref.kind]
-            await self.custom.delete_namespaced_custom_object(
-                group, version, namespace, plural, ref.name, body=options
-            )
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        await self.send("DELETE", child_path(ref.kind, namespace, ref.name), options)
 
     async def replace_status(
         self, resource: Resource, job: Body, status: Mapping[str, Any]
@@ -112,21 +86,21 @@ class KubeApi:
         """PUT /status with the resourceVersion the plan was computed from: a 409 means the plan is stale."""
         meta = job["metadata"]
         body = {**job, "status": dict(status)}
-        result: dict[str, Any] = await self.custom.replace_namespaced_custom_object_status(
-            resource.group, resource.version, meta["namespace"], resource.plural, meta["name"], body
-        )
-        return result
+        path = job_path(resource, meta["namespace"], meta["name"]) + "/status"
+        return cast(dict[str, Any], json.loads(await self.send("PUT", path, body)))
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         """Delete a finished job; its children follow through ownerReferences (garbage collector).
         The uid precondition makes sure a job re-created under the same name is never hit, the
         resourceVersion one that the decision (its TTL, its finish time) was read from this version."""
         meta = job["metadata"]
-        preconditions = client.V1Preconditions(uid=meta["uid"], resource_version=meta.get("resourceVersion"))
-        options = client.V1DeleteOptions(propagation_policy="Background", preconditions=preconditions)
-        await self.custom.delete_namespaced_custom_object(
-            resource.group, resource.version, meta["namespace"], resource.plural, meta["name"], body=options
-        )
+        options = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
+        }
+        await self.send("DELETE", job_path(resource, meta["namespace"], meta["name"]), options)
 
     async def post_event(self, job: Body, event: Event) -> None:
         meta = job["metadata"]
@@ -151,9 +125,25 @@ class KubeApi:
             "lastTimestamp": to_rfc3339(now),
             "count": 1,
         }
-        await _unread(
-            self.core.create_namespaced_event(meta["namespace"], cast(Any, body), _preload_content=False)
-        )
+        await self.send("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
+
+    async def send(self, method: str, path: str, body: Any = None) -> bytes:
+        """One request as raw JSON on the client's own session (its TLS, credentials and connection
+        pool). The generated client's per-call machinery (walking every manifest to serialize it,
+        building model objects from the answer) was the largest part of the operator's CPU in a burst
+        (docs/benchmarks.md); the answer here is bytes, parsed only by callers that read it."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        session = self.api_client.rest_client.pool_manager
+        url = self.host + path
+        async with session.request(
+            method, url, data=data, headers=headers, timeout=REQUEST_TIMEOUT
+        ) as response:
+            payload = await response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(http_resp=cast(Any, RESTResponse(response, payload)))
+            return payload
 
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying
@@ -173,14 +163,15 @@ class KubeApi:
         return True
 
 
-async def _unread(call: Awaitable[Any]) -> None:
-    """Await a `_preload_content=False` call: raise ApiException on an error status, else drop the
-    body unread into model objects."""
-    response = await call
-    async with response:
-        data = await response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=cast(Any, RESTResponse(response, data)))
+def child_path(kind: str, namespace: str, name: str | None = None) -> str:
+    child = CHILD_KINDS_BY_NAME[kind]
+    base = "/api/v1" if child.api_version == "v1" else f"/apis/{child.api_version}"
+    path = f"{base}/namespaces/{namespace}/{child.plural}"
+    return f"{path}/{name}" if name else path
+
+
+def job_path(resource: Resource, namespace: str, name: str) -> str:
+    return f"/apis/{resource.group}/{resource.version}/namespaces/{namespace}/{resource.plural}/{name}"
 
 
 def controller_uid_of(body: Mapping[str, Any]) -> str | None:
