@@ -41,6 +41,38 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SystemExit(f"jobwarden: JOBWARDEN_{name}={value!r} is not a boolean (use true or false)")
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """argparse does not check a default against `choices`: a misspelt variable must not silently
+    mean something else."""
+    value = _env(name, default).strip() or default
+    if value not in choices:
+        raise SystemExit(f"jobwarden: JOBWARDEN_{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _resources(text: str) -> tuple[tuple[str, str], ...]:
+    """`limits.cpu=100m,requests.memory=10Mi` -> (("limits.cpu", "100m"), ...); "" for none."""
+    from jobwarden.core.quantity import is_quantity
+
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if section not in ("limits", "requests") or not name or not is_quantity(value.strip()):
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected limits.<resource>=<quantity> or requests.<resource>=<quantity>"
+            )
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _env_resources(name: str, default: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return _resources(_env(name, default))
+    except argparse.ArgumentTypeError as error:
+        raise SystemExit(f"jobwarden: JOBWARDEN_{name}: {error}") from None
+
+
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the operator and the admission webhook server")
     ns = run.add_argument_group("scope")
@@ -111,6 +143,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "manifests/ ships them)",
     )
     wh.add_argument(
+        "--allow-suspend-updates",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("ALLOW_SUSPEND_UPDATES", False),
+        help="let an update change spec.runPolicy.suspend of a TFJob/PyTorchJob/MXJob (suspend and resume "
+        "running jobs); the seeds' contract allows it only at create (env JOBWARDEN_ALLOW_SUSPEND_UPDATES)",
+    )
+    wh.add_argument(
         "--webhook-work-dir",
         type=Path,
         default=Path(_env("WEBHOOK_WORK_DIR", "/tmp/jobwarden-webhook")),
@@ -176,6 +215,35 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="run Volcano jobs with the default scheduler when Volcano's PodGroup CRD is absent",
     )
     jobs.add_argument(
+        "--gang-scheduler",
+        choices=["none", "volcano"],
+        default=_env_choice("GANG_SCHEDULER", "none", ("none", "volcano")),
+        help="gang-schedule TFJob/PyTorchJob/MXJob with Volcano (a PodGroup per job, schedulerName volcano) "
+        "when its PodGroup CRD is installed, as training-operator's --gang-scheduler-name "
+        "(env JOBWARDEN_GANG_SCHEDULER; default none)",
+    )
+    jobs.add_argument(
+        "--pytorch-init-container-image",
+        default=_env("PYTORCH_INIT_CONTAINER_IMAGE", "alpine:3.10"),
+        help="image of the init-pytorch container that makes a worker wait for its master's DNS name",
+    )
+    jobs.add_argument(
+        "--pytorch-init-container-max-tries",
+        type=int,
+        default=int(_env("PYTORCH_INIT_CONTAINER_MAX_TRIES", "100")),
+        help="lookups of the master's name (2 s apart) before init-pytorch gives up",
+    )
+    jobs.add_argument(
+        "--pytorch-init-container-resources",
+        type=_resources,
+        default=_env_resources(
+            "PYTORCH_INIT_CONTAINER_RESOURCES",
+            "limits.cpu=100m,limits.memory=20Mi,requests.cpu=50m,requests.memory=10Mi",
+        ),
+        help="init-pytorch's resources as limits.<name>=<quantity>,requests.<name>=<quantity>,... "
+        "(default upstream's: limits cpu 100m memory 20Mi, requests cpu 50m memory 10Mi)",
+    )
+    jobs.add_argument(
         "--cluster-domain",
         default=_env("CLUSTER_DOMAIN", os.environ.get("CUSTOM_CLUSTER_DOMAIN", "")),
         help="cluster domain appended to service hosts in TF_CONFIG (e.g. cluster.local)",
@@ -201,6 +269,11 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
         cluster_domain=args.cluster_domain,
+        allow_suspend_updates=args.allow_suspend_updates,
+        gang_scheduler="" if args.gang_scheduler == "none" else args.gang_scheduler,
+        pytorch_init_image=args.pytorch_init_container_image,
+        pytorch_init_max_tries=args.pytorch_init_container_max_tries,
+        pytorch_init_resources=args.pytorch_init_container_resources,
         workers=args.workers,
         leader_election=args.leader_elect,
         lease=LeaseOptions(

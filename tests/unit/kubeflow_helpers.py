@@ -84,9 +84,14 @@ class FakeCluster:
         self.settings = settings or Settings()
         self.pods: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
+        self.podgroups: dict[str, dict[str, Any]] = {}
 
     def observe(self, now: datetime = NOW) -> Observed:
-        children = {"Pod": copy.deepcopy(self.pods), "Service": copy.deepcopy(self.services)}
+        children = {
+            "Pod": copy.deepcopy(self.pods),
+            "Service": copy.deepcopy(self.services),
+            "PodGroup": copy.deepcopy(self.podgroups),
+        }
         return Observed(copy.deepcopy(self.job), children, now, self.settings)
 
     def step(self, now: datetime = NOW) -> Plan:
@@ -114,7 +119,7 @@ class FakeCluster:
         return next((c for c in self.status.get("conditions") or [] if c["type"] == type_), None)
 
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {"Pod": self.pods, "Service": self.services}[kind]
+        return {"Pod": self.pods, "Service": self.services, "PodGroup": self.podgroups}[kind]
 
 
 def running(kind: KubeflowKind, job: Mapping[str, Any]) -> FakeCluster:

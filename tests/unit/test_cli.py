@@ -34,3 +34,52 @@ def test_a_malformed_boolean_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_local_url_mode_generates_its_own_certificate() -> None:
     webhook = options(["--webhook-url", "https://127.0.0.1:9443"]).webhook
     assert webhook.self_signed and webhook.url == "https://127.0.0.1:9443"
+
+
+def test_suspend_updates_are_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert options([]).allow_suspend_updates is False
+    assert options(["--allow-suspend-updates"]).allow_suspend_updates is True
+    monkeypatch.setenv("JOBWARDEN_ALLOW_SUSPEND_UPDATES", "true")
+    assert options([]).allow_suspend_updates is True
+    assert options(["--no-allow-suspend-updates"]).allow_suspend_updates is False
+
+
+def test_gang_scheduler_and_pytorch_init_container_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = options([])
+    assert (defaults.gang_scheduler, defaults.pytorch_init_image, defaults.pytorch_init_max_tries) == (
+        "",
+        "alpine:3.10",
+        100,
+    )
+    assert dict(defaults.pytorch_init_resources) == {
+        "limits.cpu": "100m",
+        "limits.memory": "20Mi",
+        "requests.cpu": "50m",
+        "requests.memory": "10Mi",
+    }
+    monkeypatch.setenv("JOBWARDEN_GANG_SCHEDULER", "volcano")
+    monkeypatch.setenv("JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES", "requests.cpu=10m")
+    changed = options(["--pytorch-init-container-image", "busybox:1.36"])
+    assert (changed.gang_scheduler, changed.pytorch_init_image) == ("volcano", "busybox:1.36")
+    assert changed.pytorch_init_resources == (("requests.cpu", "10m"),)
+    assert options(["--gang-scheduler", "none"]).gang_scheduler == ""
+
+
+def test_malformed_init_container_resources_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        options(["--pytorch-init-container-resources", "cpu=100m"])
+    assert "expected limits.<resource>=<quantity>" in capsys.readouterr().err
+
+
+def test_a_misspelt_gang_scheduler_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBWARDEN_GANG_SCHEDULER", "volcno")
+    with pytest.raises(SystemExit, match="JOBWARDEN_GANG_SCHEDULER='volcno' is not one of none, volcano"):
+        parser()
+
+
+def test_malformed_init_container_resources_in_the_environment_are_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES", "limits.cpu=lots")
+    with pytest.raises(SystemExit, match=r"JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES: 'limits\.cpu=lots'"):
+        parser()

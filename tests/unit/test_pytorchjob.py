@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubeflow_helpers import FakeCluster, created, deleted, env_of, fresh, kubeflow_job, later, seed
 
-from jobwarden.core.plan import ChildRef, Event
+from jobwarden.core.plan import ChildRef, Event, Settings
 from jobwarden.kinds import pytorchjob
 
 TORCH = pytorchjob.KIND
@@ -128,3 +128,101 @@ def test_seed_worker_restarts_but_a_failed_master_fails_the_job() -> None:
     assert plan.events == [Event("Warning", "PyTorchJobFailed", message)]
     assert deleted(plan, "Pod") == set()
     assert cluster.status["replicaStatuses"] == {"Master": {"failed": 1}, "Worker": {}}
+
+
+# --- elasticPolicy and init-pytorch (issue 14) --------------------------------------------------
+
+
+def test_elastic_policy_env_as_upstream_writes_it() -> None:
+    """training-operator release-1.9 `pkg/controller.v1/pytorch/elastic.go` (ElasticEnvVarGenerator:
+    PET_RDZV_ENDPOINT `<host>:<port>`, PET_RDZV_BACKEND, PET_NNODES `min:max`, PET_MAX_RESTARTS,
+    PET_NPROC_PER_NODE, PET_RDZV_ID, PET_RDZV_CONF `k=v,k=v`, PET_STANDALONE "") and `envvar.go`
+    (the elastic PET_NNODES replaces the plain one)."""
+    elastic = {
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "rdzvBackend": "etcd-v2",
+        "rdzvHost": "etcd.infra",
+        "rdzvPort": 2379,
+        "rdzvId": "run-7",
+        "rdzvConf": [{"key": "timeout", "value": "900"}, {"key": "last_call_timeout", "value": "30"}],
+        "maxRestarts": 3,
+        "nProcPerNode": 8,
+        "standalone": True,
+    }
+    job = kubeflow_job(TORCH, {"Worker": 2}, elasticPolicy=elastic)
+    env = env_of(created(FakeCluster(TORCH, job).step(), "Pod")["job-worker-1"]["spec"]["containers"][0])
+    assert env == {
+        "PYTHONUNBUFFERED": "1",
+        "PET_RDZV_ENDPOINT": "etcd.infra:2379",
+        "PET_RDZV_BACKEND": "etcd-v2",
+        "PET_NNODES": "1:4",
+        "PET_MAX_RESTARTS": "3",
+        "PET_NPROC_PER_NODE": "8",
+        "PET_RDZV_ID": "run-7",
+        "PET_RDZV_CONF": "timeout=900,last_call_timeout=30",
+        "PET_STANDALONE": "",
+    }
+
+
+def test_elastic_policy_defaults() -> None:
+    """`elastic.go`: endpoint `<job>-worker-0:<the Worker's pytorchjob-port>`, backend c10d;
+    `pkg/apis/kubeflow.org/v1/pytorch_defaults.go` setElasticPolicy: a missing bound takes the other's
+    value, both missing the Worker replicas."""
+    job = kubeflow_job(TORCH, {"Master": 1, "Worker": 3}, elasticPolicy={})
+    pods = created(FakeCluster(TORCH, job).step(), "Pod")
+    env = env_of(pods["job-worker-0"]["spec"]["containers"][0])
+    assert {k: env[k] for k in ("PET_RDZV_ENDPOINT", "PET_RDZV_BACKEND", "PET_NNODES")} == {
+        "PET_RDZV_ENDPOINT": "job-worker-0:23456",
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_NNODES": "3:3",
+    }
+    assert "PET_MAX_RESTARTS" not in env and "PET_STANDALONE" not in env
+    assert env["MASTER_ADDR"] == "job-master-0"  # the master's env is kept beside the elastic one
+    only_max = kubeflow_job(TORCH, {"Worker": 2}, elasticPolicy={"maxReplicas": 5})
+    env = env_of(created(FakeCluster(TORCH, only_max).step(), "Pod")["job-worker-0"]["spec"]["containers"][0])
+    assert env["PET_NNODES"] == "5:5"
+
+
+def test_workers_wait_for_the_master_in_init_pytorch() -> None:
+    """training-operator release-1.9 `pkg/controller.v1/pytorch/initcontainer.go`: only Workers of a job
+    with a Master, image `alpine:3.10` (`pkg/config/config.go`), 100 tries 2 s apart, limits cpu 100m
+    memory 20Mi, requests cpu 50m memory 10Mi, after the template's own init containers."""
+    job = kubeflow_job(TORCH, {"Master": 1, "Worker": 2})
+    own = {"name": "fetch-data", "image": "busybox"}
+    job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["initContainers"] = [own]
+    pods = created(FakeCluster(TORCH, job).step(), "Pod")
+    assert "initContainers" not in pods["job-master-0"]["spec"]
+    first, init = pods["job-worker-1"]["spec"]["initContainers"]
+    assert first == own
+    assert init == {
+        "name": "init-pytorch",
+        "image": "alpine:3.10",
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {
+            "limits": {"cpu": "100m", "memory": "20Mi"},
+            "requests": {"cpu": "50m", "memory": "10Mi"},
+        },
+        "command": [
+            "sh",
+            "-c",
+            "err=1;for i in $(seq 100); do if nslookup job-master-0; then err=0 && break; fi;"
+            "echo waiting for master; sleep 2; done; exit $err",
+        ],
+    }
+    workers_only = created(FakeCluster(TORCH, kubeflow_job(TORCH, {"Worker": 2})).step(), "Pod")
+    assert all("initContainers" not in pod["spec"] for pod in workers_only.values())
+
+
+def test_init_pytorch_image_tries_and_resources_are_settings() -> None:
+    settings = Settings(
+        pytorch_init_image="registry.local/busybox:1.36",
+        pytorch_init_max_tries=5,
+        pytorch_init_resources=(("requests.cpu", "10m"),),
+    )
+    job = kubeflow_job(TORCH, {"Master": 1, "Worker": 1})
+    (init,) = created(FakeCluster(TORCH, job, settings).step(), "Pod")["job-worker-0"]["spec"][
+        "initContainers"
+    ]
+    assert (init["image"], init["resources"]) == ("registry.local/busybox:1.36", {"requests": {"cpu": "10m"}})
+    assert "$(seq 5)" in init["command"][2]

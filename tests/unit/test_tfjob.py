@@ -134,6 +134,9 @@ def test_running_follows_the_chief() -> None:
 
 
 def test_without_a_chief_worker_zero_decides_unless_all_workers_must_finish() -> None:
+    """training-operator release-1.9 `pkg/controller.v1/tensorflow/tfjob_controller.go` UpdateJobStatus:
+    without Chief/Master, Succeeded when worker 0 completed, or under `successPolicy: AllWorkers` only
+    when every worker succeeded."""
     default = running(TF, kubeflow_job(TF, {"PS": 1, "Worker": 2}))
     default.set_phase("job-worker-0", "Succeeded", exit_code=0)
     default.step(later(10))
@@ -156,3 +159,36 @@ def test_a_failed_evaluator_fails_the_job() -> None:
     failed = cluster.condition("Failed")
     assert failed is not None
     assert failed["message"] == "TFJob job has failed because 1 Evaluator replica(s) failed."
+
+
+def test_dynamic_worker_tf_config_is_sparse() -> None:
+    """training-operator release-1.9 `pkg/controller.v1/tensorflow/tensorflow.go` (genTFConfigJSONStr
+    with EnableDynamicWorker, convertClusterSpecToSparseClusterSpec): a Worker sees itself keyed by
+    its index and every PS, a PS only itself, other types an empty cluster; keys `worker` then `ps`,
+    no `environment`."""
+    job = kubeflow_job(TF, {"Chief": 1, "PS": 2, "Worker": 3}, enableDynamicWorker=True)
+    pods = created(FakeCluster(TF, job).step(), "Pod")
+    assert env_of(pods["job-worker-2"]["spec"]["containers"][0])["TF_CONFIG"] == (
+        '{"cluster":{"worker":{"2":"job-worker-2.ns.svc:2222"},'
+        '"ps":["job-ps-0.ns.svc:2222","job-ps-1.ns.svc:2222"]},'
+        '"task":{"type":"worker","index":2}}'
+    )
+    assert tf_config(pods["job-ps-1"]) == {
+        "cluster": {"worker": {}, "ps": ["job-ps-1.ns.svc:2222"]},
+        "task": {"type": "ps", "index": 1},
+    }
+    assert tf_config(pods["job-chief-0"])["cluster"] == {"worker": {}, "ps": []}
+
+
+def test_a_dynamic_worker_without_ps_gets_an_empty_ps_list_not_null() -> None:
+    """Upstream marshals a nil slice (`"ps":null`), which TensorFlow's ClusterSpec refuses."""
+    pods = created(FakeCluster(TF, kubeflow_job(TF, {"Worker": 2}, enableDynamicWorker=True)).step(), "Pod")
+    assert tf_config(pods["job-worker-1"])["cluster"] == {
+        "worker": {"1": "job-worker-1.ns.svc:2222"},
+        "ps": [],
+    }
+
+
+def test_enable_dynamic_worker_false_keeps_the_normal_form() -> None:
+    pods = created(FakeCluster(TF, kubeflow_job(TF, {"Worker": 2}, enableDynamicWorker=False)).step(), "Pod")
+    assert tf_config(pods["job-worker-1"])["environment"] == "cloud"

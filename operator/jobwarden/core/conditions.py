@@ -28,6 +28,7 @@ Condition = dict[str, Any]
 CREATED = "Created"
 RUNNING = "Running"
 RESTARTING = "Restarting"
+SUSPENDED = "Suspended"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 

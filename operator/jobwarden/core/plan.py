@@ -64,6 +64,19 @@ class Settings:
     cluster_domain: str = ""  # appended to `<svc>.<ns>.svc` in TF_CONFIG when set (CUSTOM_CLUSTER_DOMAIN)
     volcano_scheduler_installed: bool = False  # PodGroup CRD present
     volcano_fallback_to_default_scheduler: bool = True  # run Volcano jobs without Volcano's scheduler
+    # "volcano": Kubeflow jobs are gang-scheduled by Volcano (a PodGroup each) when the PodGroup CRD is
+    # installed, as training-operator's `--gang-scheduler-name=volcano`; "" (default): not at all.
+    gang_scheduler: str = ""
+    # PyTorch workers' `init-pytorch` container, which waits for the master's DNS name (upstream's
+    # `--pytorch-init-container-image`, `-max-tries` and its template's resources).
+    pytorch_init_image: str = "alpine:3.10"
+    pytorch_init_max_tries: int = 100
+    pytorch_init_resources: tuple[tuple[str, str], ...] = (
+        ("limits.cpu", "100m"),
+        ("limits.memory", "20Mi"),
+        ("requests.cpu", "50m"),
+        ("requests.memory", "10Mi"),
+    )
 
 
 @dataclass(frozen=True)

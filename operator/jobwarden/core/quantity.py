@@ -80,3 +80,21 @@ def quantities_equal(a: object, b: object) -> bool:
         return parse_quantity(a) == parse_quantity(b)
     except ValueError:
         return type(a) is type(b) and a == b
+
+
+_BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2))
+
+
+def format_quantity(value: Fraction) -> str:
+    """A short exact quantity: `3`, `750m`, `3Gi` (binary suffixes from Mi up), else plain units;
+    finer than 1m, nanos rounded down. (kinds/volcano/podgroup.py has the same rule for its PodGroup.)"""
+    if value.denominator == 1:
+        number = value.numerator
+        for suffix, unit in _BINARY_SUFFIXES:
+            if number and number % unit == 0:
+                return f"{number // unit}{suffix}"
+        return str(number)
+    millis = value * 1000
+    if millis.denominator == 1:
+        return f"{millis.numerator}m"
+    return f"{millis.numerator * 1_000_000 // millis.denominator}n"

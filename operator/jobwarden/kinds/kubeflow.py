@@ -45,13 +45,18 @@ Choices where upstream differs between versions, or is wrong (spec §8), made on
   dropped on failure.
 - The replica-failure message is `<Kind> <name> has failed because <k> <Type> replica(s) failed.`
   for all three kinds; Running is `<Kind> <name> is running.` as in the seeds.
-- Not supported: `runPolicy.suspend`, gang scheduling, PyTorch `elasticPolicy` env and the
-  `init-pytorch` init container, TFJob `enableDynamicWorker`.
+- `runPolicy.suspend` (training-operator v1.7+): a suspended job has no pods, services or PodGroup
+  (whatever the cleanPodPolicy), its `active` counts are dropped, Running (or Restarting) stops
+  holding and `Suspended` holds; resuming sets `Suspended` False and resets `startTime`, so the active
+  deadline counts from the resume. The seeds' update contract does not let `suspend` change unless the
+  operator runs with `--allow-suspend-updates` (kubeflow_validation.py).
+- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `kubeflow_gang.py`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +65,7 @@ from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
+from jobwarden.kinds.kubeflow_gang import decorate_pod, gang_scheduled
 from jobwarden.kinds.kubeflow_job import (
     JOB_NAME_LABEL,
     JOB_ROLE_LABEL,
@@ -67,6 +73,7 @@ from jobwarden.kinds.kubeflow_job import (
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
     EnvBuilder,
+    InitContainers,
     KubeflowJob,
     PodSlot,
     Port,
@@ -78,11 +85,13 @@ from jobwarden.kinds.kubeflow_job import (
     framework_container,
     leading_type,
     led_by,
+    no_init_containers,
     replica_progress,
 )
 from jobwarden.kinds.kubeflow_plan import plan_job
 from jobwarden.kinds.kubeflow_validation import (
     KUBEFLOW_UPDATABLE,
+    KUBEFLOW_UPDATABLE_WITH_SUSPEND,
     KubeflowShape,
     canonical_replica_type,
     check_kubeflow_update,
@@ -107,15 +116,24 @@ class KubeflowKind:
     build_env: EnvBuilder
     env_in_every_container: bool  # else only into the first container named after the framework
     job_name_label: str = JOB_NAME_LABEL
+    # Init containers the framework adds after the template's own (PyTorch's init-pytorch).
+    init_containers: InitContainers = no_init_containers
+    # The update contract's table: the seeds' (KUBEFLOW_UPDATABLE) unless the operator allows suspend
+    # updates (`allowing_suspend_updates`).
+    updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
 
     def validate(self, job: Body) -> list[FieldError]:
         return validate_kubeflow(self.shape, job)
 
     def check_update(self, old: Body, new: Body) -> list[FieldError]:
-        return check_kubeflow_update(self.shape, old, new)
+        return check_kubeflow_update(self.shape, old, new, self.updatable)
 
     def updatable_fields(self) -> list[str]:
-        return list(KUBEFLOW_UPDATABLE)
+        return list(self.updatable)
+
+    def allowing_suspend_updates(self) -> KubeflowKind:
+        """This kind with `spec.runPolicy.suspend` added to its update contract."""
+        return dataclasses.replace(self, updatable=KUBEFLOW_UPDATABLE_WITH_SUSPEND)
 
     def phase(self, status: Mapping[str, Any] | None) -> str:
         """The STATE printer column: the type of the last condition, if it holds."""
@@ -181,12 +199,18 @@ class KubeflowKind:
         if container is not None:
             container["ports"] = slot.job.ports(slot.replica.type)
         self._inject_env(slot, spec.get("containers") or [])
+        added = self.init_containers(slot)
+        if added:
+            spec["initContainers"] = [*(spec.get("initContainers") or []), *added]
         spec["restartPolicy"] = slot.replica.pod_restart_policy
         labels = {**(template_meta.get("labels") or {}), **self.pod_labels(slot)}
         metadata = child_metadata(slot.job.body, slot.name, labels, template_meta.get("annotations"))
         if template_meta.get("finalizers"):
             metadata["finalizers"] = template_meta["finalizers"]
-        return manifest("v1", "Pod", metadata, spec=spec)
+        pod = manifest("v1", "Pod", metadata, spec=spec)
+        if gang_scheduled(slot.settings):
+            decorate_pod(pod, slot.replica.type, slot.job)
+        return pod
 
     def service_manifest(self, slot: PodSlot) -> Manifest:
         labels = self.replica_labels(slot)

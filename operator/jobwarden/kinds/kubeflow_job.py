@@ -218,6 +218,12 @@ class Progress(Enum):
 
 ProgressRule = Callable[[KubeflowJob, Tally], Progress]
 EnvBuilder = Callable[[PodSlot], Mapping[str, str]]
+InitContainers = Callable[[PodSlot], list[dict[str, Any]]]
+
+
+def no_init_containers(slot: PodSlot) -> list[dict[str, Any]]:
+    del slot
+    return []
 
 
 def leading_type(job: KubeflowJob, candidates: Iterable[str]) -> str | None:

@@ -21,6 +21,7 @@ from jobwarden.core.pods import (
 from jobwarden.core.runpolicy import read_run_policy
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import deadline_due, is_due, ttl_due
+from jobwarden.kinds import kubeflow_gang as gang
 from jobwarden.kinds.kubeflow_job import (
     RESTARTABLE_POLICIES,
     RETRYABLE_EXIT_CODE_MIN,
@@ -69,10 +70,13 @@ class _Pass:
 
     def run(self) -> Plan:
         self._transition(cond.CREATED, f"{self.title} is created.", "Normal")
-        self.status.setdefault("startTime", to_rfc3339(self.observed.now))
         if cond.is_finished(self.conditions):
             self._clean_up(stop_active=self._finished_past_deadline())
+        elif self.run_policy.suspend:
+            self._suspend()
         else:
+            self._resume()
+            self.status.setdefault("startTime", to_rfc3339(self.observed.now))
             self._reconcile()
         self._set_timers()
         self._surface_faults()
@@ -80,11 +84,49 @@ class _Pass:
         return self.plan
 
     def _surface_faults(self) -> None:
-        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py)."""
-        refused = () if cond.is_finished(self.conditions) else self.observed.faults
+        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py);
+        a suspended job writes no children, so an old refusal no longer applies."""
+        idle = cond.is_finished(self.conditions) or self.run_policy.suspend
+        refused = () if idle else self.observed.faults
         updated = faults.with_failure_condition(self.conditions, refused, self.observed.now)
         if updated != self.conditions:
             self.status["conditions"] = updated
+
+    # -- suspend and resume (training-operator v1.7+ `runPolicy.suspend`) ------------------------
+
+    def _suspend(self) -> None:
+        """Every pod and service goes whatever the cleanPodPolicy (the job is not finished), active
+        counts drop to 0, Running (or Restarting) stops holding, and `Suspended` holds."""
+        self.plan.delete.extend(
+            ChildRef(child_kind, name)
+            for child_kind, children in (("Pod", self.observed.pods), ("Service", self.observed.services))
+            for name, child in children.items()
+            if not is_terminating(child)
+        )
+        self._delete_podgroup()
+        for counts in (self.status.get(self.kind.status_key) or {}).values():
+            counts.pop("active", None)
+        message = f"{self.title} is suspended."
+        reason = self._reason(cond.SUSPENDED)
+        if cond.holds(self.conditions, cond.RUNNING) or cond.holds(self.conditions, cond.RESTARTING):
+            self.status["conditions"] = cond.set_condition(
+                self.conditions, cond.RUNNING, reason, message, self.observed.now, status=cond.FALSE
+            )
+        if not cond.holds(self.conditions, cond.SUSPENDED):
+            self._transition(cond.SUSPENDED, message, "Normal")
+
+    def _resume(self) -> None:
+        """A suspended job runs again as if it had just started: `startTime` (and so the active
+        deadline) counts from now."""
+        if not cond.holds(self.conditions, cond.SUSPENDED):
+            return
+        message = f"{self.title} is resumed."
+        reason = self._reason("Resumed")
+        self.status["conditions"] = cond.set_condition(
+            self.conditions, cond.SUSPENDED, reason, message, self.observed.now, status=cond.FALSE
+        )
+        self.status["startTime"] = to_rfc3339(self.observed.now)
+        self.plan.events.append(Event("Normal", reason, message))
 
     # -- a job still running ------------------------------------------------------------------
 
@@ -104,7 +146,8 @@ class _Pass:
             self.plan.deadline_exceeded = failure.deadline_exceeded
         else:
             self._restart(retrying)
-            self._create_missing()
+            if self._gang_admitted():
+                self._create_missing()
             self._delete_surplus()
             if progress is Progress.RUNNING and not retrying:
                 self._transition(cond.RUNNING, f"{self.title} is running.", "Normal")
@@ -169,6 +212,14 @@ class _Pass:
         # One event per restart (not per condition change): each is a new failure worth seeing.
         self.plan.events.append(Event("Warning", self._reason(cond.RESTARTING), message))
 
+    def _gang_admitted(self) -> bool:
+        """With gang scheduling, the PodGroup is made first and the pods only once Volcano admitted it."""
+        if not gang.gang_scheduled(self.observed.settings):
+            return True
+        if self.job.name not in self.observed.of_kind("PodGroup"):
+            self.plan.create.append(gang.podgroup_manifest(self.job))
+        return gang.podgroup_admitted(self.observed, self.job)
+
     def _create_missing(self) -> None:
         overridden = False
         for replica in self.job.replicas.values():
@@ -182,6 +233,15 @@ class _Pass:
         if overridden:
             message = "Restart policy in pod template will be overwritten by restart policy in replica spec"
             self.plan.events.append(Event("Warning", "SetPodTemplateRestartPolicy", message))
+        pods_made = any(m["kind"] == "Pod" for m in self.plan.create)
+        if (
+            pods_made
+            and gang.gang_scheduled(self.observed.settings)
+            and gang.names_another_scheduler(self.job)
+        ):
+            self.plan.events.append(
+                Event("Warning", gang.CUSTOM_SCHEDULER_REASON, gang.CUSTOM_SCHEDULER_MESSAGE)
+            )
 
     def _delete_surplus(self) -> None:
         for child_kind, children in (("Pod", self.observed.pods), ("Service", self.observed.services)):
@@ -221,6 +281,15 @@ class _Pass:
         ]
         self.plan.delete.extend(ChildRef("Pod", name) for name in doomed)
         self.plan.delete.extend(ChildRef("Service", name) for name in doomed_services)
+        self._delete_podgroup()
+
+    def _delete_podgroup(self) -> None:
+        """A finished or suspended job holds no place in Volcano's queue (upstream CleanUpResources)."""
+        self.plan.delete.extend(
+            ChildRef("PodGroup", name)
+            for name, group in self.observed.of_kind("PodGroup").items()
+            if not is_terminating(group)
+        )
 
     def _finished_past_deadline(self) -> bool:
         """Failed at or after its deadline: nothing of it may keep running. A job that Succeeded is
@@ -239,7 +308,8 @@ class _Pass:
 
     def _set_timers(self) -> None:
         if not cond.is_finished(self.conditions):
-            self.plan.wake_at = self._deadline()
+            # A suspended job's clock stops: it restarts from the resume (upstream resets startTime).
+            self.plan.wake_at = None if self.run_policy.suspend else self._deadline()
             return
         finished = from_rfc3339(self.status.get("completionTime"))
         expiry = ttl_due(finished, self.run_policy.ttl_seconds_after_finished)

@@ -7,7 +7,10 @@ and restart policies, and names that make valid pods and Services.
 
 Update: the seeds' contract. Only labels, annotations and the three run-policy fields
 `activeDeadlineSeconds`, `ttlSecondsAfterFinished`, `cleanPodPolicy` (in either layout) may change;
-every other path under `spec` is immutable. Values that differ only by defaulting or spelling
+every other path under `spec` is immutable. The seeds do not list `runPolicy.suspend`, so by default
+only a create can suspend a job; the operator's `--allow-suspend-updates` adds `SUSPEND_PATH` to the
+table (`KUBEFLOW_UPDATABLE_WITH_SUSPEND`), the one source both the webhook and the generated
+admission policy read. Values that differ only by defaulting or spelling
 (replicas absent vs 1, `Ps` vs `PS`, `cpu: 2` vs `"2000m"`, a run-policy field moved between the two
 layouts with the same value) are not changes.
 """
@@ -49,6 +52,11 @@ KUBEFLOW_UPDATABLE: Final[tuple[str, ...]] = (
     "spec.runPolicy.ttlSecondsAfterFinished",
     "spec.runPolicy.cleanPodPolicy",
 )
+
+# Suspending and resuming a running job (training-operator v1.7+): updatable only when the operator
+# is started with `--allow-suspend-updates` (JOBWARDEN_ALLOW_SUSPEND_UPDATES).
+SUSPEND_PATH: Final = "spec.runPolicy.suspend"
+KUBEFLOW_UPDATABLE_WITH_SUSPEND: Final[tuple[str, ...]] = (*KUBEFLOW_UPDATABLE, SUSPEND_PATH)
 
 REPLICA_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never", "ExitCode")
 POD_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
@@ -223,15 +231,17 @@ def _master_count_errors(
 # UPDATE
 
 
-def check_kubeflow_update(shape: KubeflowShape, old: Body, new: Body) -> list[FieldError]:
-    """Severity FORBIDDEN for every changed path outside `KUBEFLOW_UPDATABLE`, deepest path first in
+def check_kubeflow_update(
+    shape: KubeflowShape, old: Body, new: Body, updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
+) -> list[FieldError]:
+    """Severity FORBIDDEN for every changed path outside `updatable`, deepest path first in
     document order. Metadata other than labels/annotations is server-managed (or cannot change on
     UPDATE) and `status` is never compared."""
     old_spec = _normalised_spec(shape, old.get("spec"))
     new_spec = _normalised_spec(shape, new.get("spec"))
     _drop_moved_run_policy(old_spec, new_spec, as_mapping(old.get("spec")), as_mapping(new.get("spec")))
     _drop_implicit_restart_policies(shape, old_spec, new_spec, old.get("spec"), new.get("spec"))
-    errors = forbidden_changes({"spec": old_spec}, {"spec": new_spec}, KUBEFLOW_UPDATABLE)
+    errors = forbidden_changes({"spec": old_spec}, {"spec": new_spec}, updatable)
     spelling = {**_key_spelling(shape, old.get("spec")), **_key_spelling(shape, new.get("spec"))}
     return [_respelled(shape, error, spelling) for error in errors]
 

@@ -4,6 +4,16 @@
   with a Master, `MASTER_ADDR` (`<job>-master-0`, the Service of the master pod), `MASTER_PORT`,
   `WORLD_SIZE` (all replicas times processes per node), `RANK` (master 0, worker i → i+1) and their
   `PET_*` twins for torchrun; `PET_NNODES`; `PET_NPROC_PER_NODE` when `spec.nprocPerNode` is set.
+- With `elasticPolicy` (upstream `elastic.go`): `PET_RDZV_ENDPOINT` (`rdzvHost`, else `<job>-worker-0`;
+  `rdzvPort`, else the Worker's port), `PET_RDZV_BACKEND` (default `c10d`), `PET_NNODES` as `min:max`
+  (a missing bound takes the other's value, both missing the Worker count, as upstream's defaulting),
+  and when set `PET_MAX_RESTARTS`, `PET_NPROC_PER_NODE` (`nProcPerNode`), `PET_RDZV_ID`,
+  `PET_RDZV_CONF` (`k=v,k=v`), `PET_STANDALONE`. No HorizontalPodAutoscaler is made for
+  `elasticPolicy.metrics`: it would scale through a `scale` subresource the seeds' CRD and update
+  contract do not have (replicas are immutable), and there is no metrics pipeline here to test it.
+- Workers of a job with a Master get the `init-pytorch` init container (upstream `initcontainer.go`):
+  `nslookup <job>-master-0` every 2 s until it resolves, at most `--pytorch-init-container-max-tries`
+  times; image and resources are operator settings (defaults `alpine:3.10`, upstream's resources).
 - Success and Running follow the Master, else all the Workers.
 - Default cleanPodPolicy `None` (every version).
 """
@@ -79,8 +89,71 @@ def torch_env(slot: PodSlot) -> dict[str, str]:
         env |= _rendezvous_env(slot)
     if job.spec.get("nprocPerNode") is not None:
         env["PET_NPROC_PER_NODE"] = str(job.spec["nprocPerNode"])
-    env["PET_NNODES"] = str(job.total_replicas)
+    elastic = job.spec.get("elasticPolicy")
+    if isinstance(elastic, Mapping):
+        env |= elastic_env(job, elastic)
+    else:
+        env["PET_NNODES"] = str(job.total_replicas)
     return env
+
+
+def elastic_env(job: KubeflowJob, elastic: Mapping[str, Any]) -> dict[str, str]:
+    """torchrun's elastic settings (upstream `elastic.go`, on the defaulted elastic policy)."""
+    host = elastic.get("rdzvHost") or job.pod_name("Worker", 0)
+    port = elastic.get("rdzvPort")
+    port = job.port("Worker") if port is None else port
+    low, high = _elastic_bounds(job, elastic)
+    env = {
+        "PET_RDZV_ENDPOINT": f"{host}:{port}",
+        "PET_RDZV_BACKEND": str(elastic.get("rdzvBackend") or "c10d"),
+        "PET_NNODES": f"{low}:{high}",
+    }
+    if elastic.get("maxRestarts") is not None:
+        env["PET_MAX_RESTARTS"] = str(elastic["maxRestarts"])
+    if elastic.get("nProcPerNode") is not None:
+        env["PET_NPROC_PER_NODE"] = str(elastic["nProcPerNode"])
+    if elastic.get("rdzvId") is not None:
+        env["PET_RDZV_ID"] = str(elastic["rdzvId"])
+    if elastic.get("rdzvConf"):
+        env["PET_RDZV_CONF"] = ",".join(f"{c.get('key')}={c.get('value')}" for c in elastic["rdzvConf"])
+    if elastic.get("standalone"):
+        env["PET_STANDALONE"] = ""
+    return env
+
+
+def _elastic_bounds(job: KubeflowJob, elastic: Mapping[str, Any]) -> tuple[int, int]:
+    """Upstream's defaulting: a missing bound takes the other's value, both missing the Worker count."""
+    low, high = elastic.get("minReplicas"), elastic.get("maxReplicas")
+    workers = job.count("Worker")
+    low = low if low is not None else high if high is not None else workers
+    high = high if high is not None else low
+    return int(low), int(high)
+
+
+def init_pytorch(slot: PodSlot) -> list[dict[str, Any]]:
+    """A Worker of a job with a Master waits in `init-pytorch` until the master's Service name
+    resolves (upstream `initcontainer.go`; image, tries and resources are operator settings)."""
+    if slot.replica.type != "Worker" or not slot.job.has("Master"):
+        return []
+    settings = slot.settings
+    master = slot.job.pod_name("Master", 0)
+    script = (
+        f"err=1;for i in $(seq {settings.pytorch_init_max_tries}); do if nslookup {master}; "
+        "then err=0 && break; fi;echo waiting for master; sleep 2; done; exit $err"
+    )
+    resources: dict[str, dict[str, str]] = {}
+    for key, value in settings.pytorch_init_resources:
+        section, _, name = key.partition(".")
+        resources.setdefault(section, {})[name] = value
+    return [
+        {
+            "name": "init-pytorch",
+            "image": settings.pytorch_init_image,
+            "imagePullPolicy": "IfNotPresent",
+            "resources": resources,
+            "command": ["sh", "-c", script],
+        }
+    ]
 
 
 def _rendezvous_env(slot: PodSlot) -> dict[str, str]:
@@ -115,4 +188,5 @@ KIND = KubeflowKind(
     progress=led_by("Master", "Worker"),
     build_env=torch_env,
     env_in_every_container=True,
+    init_containers=init_pytorch,
 )

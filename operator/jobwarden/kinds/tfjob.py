@@ -2,6 +2,9 @@
 
 - `TF_CONFIG` in the normal form of spec §4.1 (Evaluator included, as upstream since v1.0.1), only for
   a distributed job (more than one replica in all) and only into the first `tensorflow` container.
+  With `enableDynamicWorker: true` the sparse form (training-operator `tensorflow.go`
+  SparseTFConfig): `{"cluster":{"worker":{"<i>":"<own address>"},"ps":[every PS]},"task":…}` for a
+  Worker, only its own address for a PS, an empty cluster for the other types; no `environment`.
 - Success: with a Chief or Master, when all of its replicas succeeded; otherwise when Worker-0
   succeeded (or every worker did, under `successPolicy: AllWorkers`). Running likewise follows the
   Chief/Master, else the workers.
@@ -54,13 +57,25 @@ def tf_config_env(slot: PodSlot) -> dict[str, str]:
         return {}
     replicas = sorted((r for r in job.replicas.values() if r.count), key=lambda r: r.slug)
     cluster = {r.slug: [_address(slot, r.type, index) for index in range(r.count)] for r in replicas}
+    task = {"type": slot.replica.slug, "index": slot.index}
+    if job.spec.get("enableDynamicWorker") is True:
+        return {"TF_CONFIG": compact_json({"cluster": _sparse(cluster, slot), "task": task})}
     # Key order is the Go struct's (cluster, task, environment); the cluster map's keys are sorted.
-    config = {
-        "cluster": cluster,
-        "task": {"type": slot.replica.slug, "index": slot.index},
-        "environment": "cloud",
-    }
-    return {"TF_CONFIG": compact_json(config)}
+    return {"TF_CONFIG": compact_json({"cluster": cluster, "task": task, "environment": "cloud"})}
+
+
+def _sparse(cluster: Mapping[str, list[str]], slot: PodSlot) -> dict[str, Any]:
+    """The sparse cluster a dynamic worker sees (upstream SparseClusterSpec): a PS knows only itself,
+    a Worker itself (keyed by its index) and every PS, any other type nothing. Upstream writes
+    `"ps": null` for a worker of a job without PS, which TensorFlow's ClusterSpec refuses; `[]` here."""
+    workers: dict[str, str] = {}
+    ps: list[str] = []
+    if slot.replica.type == "PS":
+        ps = [cluster["ps"][slot.index]]
+    elif slot.replica.type == "Worker":
+        ps = list(cluster.get("ps", []))
+        workers = {str(slot.index): cluster["worker"][slot.index]}
+    return {"worker": workers, "ps": ps}  # the Go struct's key order
 
 
 def _address(slot: PodSlot, rtype: str, index: int) -> str:

@@ -58,8 +58,10 @@ def register(
     controller: Controller,
     *,
     admission: bool,
+    job_kinds: tuple[JobKind, ...] = kinds.REGISTRY,
 ) -> None:
-    for kind in kinds.REGISTRY:
+    """`job_kinds`: the registry as the settings shaped it (`kinds.registry`), e.g. with suspend updates."""
+    for kind in job_kinds:
         _register_kind(registry, controller, kind, admission)
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobwarden.kinds import policy
+from jobwarden.kinds.base import JobKind
 from jobwarden.shell.api import KubeApi
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,13 @@ async def _delete(api: KubeApi, obj: dict[str, Any]) -> None:
             raise
 
 
-async def sync(api: KubeApi, enabled: bool, namespace: str) -> None:
+async def sync(
+    api: KubeApi, enabled: bool, namespace: str, job_kinds: tuple[JobKind, ...] | None = None
+) -> None:
     """Make the policies and bindings exist (enabled) or not exist (disabled); bindings are removed
-    before their policies and created after them."""
-    objects = policy.policy_objects(namespace)
+    before their policies and created after them. `job_kinds`: the contract as the settings shaped it
+    (`kinds.registry`), so `--allow-suspend-updates` lets the policy allow a resume too."""
+    objects = policy.policy_objects(namespace, job_kinds)
     if enabled:
         for obj in objects:
             await _apply(api, obj)

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from jobwarden import kinds
 from jobwarden.core.plan import Settings
 from jobwarden.shell import api as kube
 from jobwarden.shell import handlers, leader, metrics, sharedcert, webhook
@@ -35,6 +36,11 @@ class RunOptions:
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
     cluster_domain: str = ""
+    allow_suspend_updates: bool = False  # spec.runPolicy.suspend joins the Kubeflow update contract
+    gang_scheduler: str = ""  # "volcano": Kubeflow jobs get a PodGroup when Volcano's CRD is installed
+    pytorch_init_image: str = Settings.pytorch_init_image
+    pytorch_init_max_tries: int = Settings.pytorch_init_max_tries
+    pytorch_init_resources: tuple[tuple[str, str], ...] = Settings.pytorch_init_resources
     workers: int = 16
     webhook: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     webhook_cert_secret: str = "jobwarden-webhook-tls"  # self-signed mode: the CA every replica serves
@@ -93,12 +99,24 @@ async def run_operator(
         cluster_domain=options.cluster_domain,
         volcano_scheduler_installed=volcano_installed,
         volcano_fallback_to_default_scheduler=options.volcano_scheduler_fallback,
+        gang_scheduler=options.gang_scheduler,
+        pytorch_init_image=options.pytorch_init_image,
+        pytorch_init_max_tries=options.pytorch_init_max_tries,
+        pytorch_init_resources=options.pytorch_init_resources,
     )
+    if options.gang_scheduler and not volcano_installed:
+        logger.warning(
+            "--gang-scheduler=%s but Volcano's PodGroup CRD is not installed: Kubeflow jobs run without "
+            "gang scheduling (restart the operator once Volcano is installed)",
+            options.gang_scheduler,
+        )
     controller = Controller(api, settings, workers=options.workers)
     registry = kopf.OperatorRegistry()
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
-    handlers.register(registry, controller, admission=options.webhook.enabled)
+    job_kinds = kinds.registry(allow_suspend_updates=options.allow_suspend_updates)
+    webhook.serve(job_kinds)
+    handlers.register(registry, controller, admission=options.webhook.enabled, job_kinds=job_kinds)
     watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
     streams: list[asyncio.Task[None]] = []
 
@@ -131,10 +149,13 @@ async def run_operator(
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
         logger.info(
-            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s leader-election=%s",
+            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s suspend-updates=%s "
+            "gang-scheduler=%s leader-election=%s",
             ",".join(options.namespaces) or "*",
             volcano_installed,
             options.volcano_scheduler_fallback,
+            options.allow_suspend_updates,
+            options.gang_scheduler or "none",
             f"{options.lease.namespace}/{options.lease.name} as {options.lease.identity}"
             if elector
             else "off",

@@ -3,6 +3,7 @@
     jobwarden validate FILE...                 CREATE rules for every document
     jobwarden validate --old OLD.yaml NEW.yaml  UPDATE rules: each NEW document against the OLD
                                                document with the same apiVersion/kind/namespace/name
+    --allow-suspend-updates                    the contract of `jobwarden run --allow-suspend-updates`
 
 Files hold YAML (several documents separated by `---`) or JSON; `-` reads standard input; a `kind:
 List` is expanded into its items. One line per document:
@@ -49,7 +50,7 @@ def main(argv: list[str], lookup: KindLookup | None = None) -> int:
     if not new_docs:
         print("jobwarden validate: no documents to validate", file=sys.stderr)
         return EXIT_USAGE
-    results = review_documents(new_docs, old_docs, lookup or _registry_lookup())
+    results = review_documents(new_docs, old_docs, lookup or _registry_lookup(args.allow_suspend_updates))
     for result in results:
         print(format_result(result))
     return EXIT_ALLOWED if all(r.allowed for r in results) else EXIT_DENIED
@@ -61,15 +62,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Check job manifests against jobwarden's admission rules, without a cluster.",
     )
     parser.add_argument("--old", metavar="OLD", help="the stored objects: check FILEs as updates of these")
+    parser.add_argument(
+        "--allow-suspend-updates",
+        action="store_true",
+        help="judge updates as `run --allow-suspend-updates` does: spec.runPolicy.suspend may change",
+    )
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON manifests, '-' for stdin")
     return parser
 
 
-def _registry_lookup() -> KindLookup:
+def _registry_lookup(allow_suspend_updates: bool) -> KindLookup:
     # Imported here so that `--help` and usage errors work even without the kind modules.
-    from jobwarden.kinds import by_kind
+    from jobwarden.kinds import by_kind, registry
 
-    return by_kind
+    job_kinds = registry(allow_suspend_updates)
+    return lambda api_version, kind: by_kind(api_version, kind, job_kinds)
 
 
 def format_result(result: DocumentReview) -> str:

@@ -19,6 +19,7 @@ from jobwarden import kinds
 from jobwarden.core.admission import ALLOWED, Verdict
 from jobwarden.kinds import policy
 from jobwarden.kinds.admission import review
+from jobwarden.kinds.base import JobKind
 from jobwarden.shell import certs, metrics, policy_install
 from jobwarden.shell.api import KubeApi
 from jobwarden.shell.bodies import plain
@@ -163,7 +164,7 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
                 raise
             await api.admission.create_validating_webhook_configuration(cast(Any, desired))
         logger.info("registered ValidatingWebhookConfiguration %s -> %s", options.config_name, options.url)
-        await policy_install.sync(api, options.admission_policy, options.service_namespace)
+        await policy_install.sync(api, options.admission_policy, options.service_namespace, _served)
     elif options.self_signed:
         bundle = desired["webhooks"][0]["clientConfig"]["caBundle"]
         patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
@@ -171,11 +172,21 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
         logger.info("patched the caBundle of ValidatingWebhookConfiguration %s", options.config_name)
 
 
+# The kinds as the operator's settings shaped their update contract (`kinds.registry`, e.g. with
+# `--allow-suspend-updates`); `serve` sets it at start-up.
+_served: tuple[JobKind, ...] = kinds.REGISTRY
+
+
+def serve(job_kinds: tuple[JobKind, ...]) -> None:
+    global _served
+    _served = job_kinds
+
+
 def judge(group: str, plural: str, operation: str | None, old: Any, new: Any) -> Verdict:
     """The pure engine's verdict, timed for the metrics. Anything but CREATE/UPDATE of a served kind
     is allowed."""
     started = time.perf_counter()
-    kind = kinds.by_plural(group, plural)
+    kind = kinds.by_plural(group, plural, among=_served)
     if kind is None or operation not in ("CREATE", "UPDATE"):
         return ALLOWED
     verdict = review(kind, operation, old, new)
