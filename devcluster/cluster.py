@@ -405,14 +405,21 @@ def start_component(cluster: Cluster, component: str) -> None:
         _wait("kube-apiserver /readyz", cluster._ready, 90, cluster, component)
 
 
-def _stop_operator(root: Path) -> None:
-    """The demo leaves `jobwarden run` running next to the cluster; stop it too."""
+def _stop_operator(root: Path, grace: float = 10) -> None:
+    """The demo leaves `jobwarden run` running next to the cluster; stop it too (SIGTERM, then SIGKILL
+    after `grace` seconds: its graceful stop talks to the apiserver, which may already be gone)."""
     try:
         pid = int((root / "operator.pid").read_text())
-        if b"jobwarden" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.killpg(pid, signal.SIGTERM)
+        if b"jobwarden" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+        os.killpg(pid, signal.SIGTERM)
     except (OSError, ValueError):
-        pass
+        return
+    deadline = time.monotonic() + grace
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def down(name: str = "default") -> None:

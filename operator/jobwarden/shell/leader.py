@@ -32,6 +32,7 @@ from jobwarden.shell.api import reason_of
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[], Awaitable[None]]
+RELEASE_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,12 @@ class LeaderElector:
         await self._lose("stopping")
         record = self._observation.record if self._observation else Record()
         try:
-            await self._write(released(record, datetime.now(UTC)))
+            # Bounded: with the apiserver gone, a stop must not hang on the hand-over (the standby
+            # then takes the Lease when it expires instead).
+            await asyncio.wait_for(self._write(released(record, datetime.now(UTC))), RELEASE_TIMEOUT_SECONDS)
             logger.info("released lease %s/%s", self.options.namespace, self.options.name)
-        except ApiException as exc:
-            logger.warning("could not release lease %s: %s", self.options.name, reason_of(exc))
+        except (ApiException, OSError, TimeoutError) as exc:
+            logger.warning("could not release lease %s: %r", self.options.name, exc)
 
     async def _become_leader(self) -> None:
         self.leading = True
