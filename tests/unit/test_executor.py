@@ -395,3 +395,19 @@ def test_a_403_on_the_podgroup_crd_lookup_is_an_error_that_says_so_not_absent() 
             await api.crd_exists("podgroups.scheduling.volcano.sh")
 
     run(scenario)
+
+
+def test_a_lagging_watch_event_never_rolls_the_cached_job_back() -> None:
+    """Our status write returned version 12; the watch then delivers version 11 (written before it):
+    planning from 11 would only earn a 409, so the cache keeps 12."""
+    controller, key = controller_for(running_job(), FakeApi())
+    newer = controller.jobs[key].body
+    newer["metadata"]["resourceVersion"] = "12"
+    stale = copy.deepcopy(newer)
+    stale["metadata"]["resourceVersion"] = "11"
+    controller.observe_job(KIND, stale, "MODIFIED")
+    assert controller.jobs[key].body["metadata"]["resourceVersion"] == "12"
+    recreated = copy.deepcopy(stale)
+    recreated["metadata"]["uid"] = "another-uid"  # deleted and created again under the same name
+    controller.observe_job(KIND, recreated, "ADDED")
+    assert controller.jobs[key].body["metadata"]["uid"] == "another-uid"

@@ -157,6 +157,11 @@ class Controller:
             self._cancel_timer(key)
             metrics.JOBS_DELETED.labels(kind.resource.kind).inc()
             return
+        cached = self.jobs.get(key)
+        if cached is not None and _older(body, cached.body):
+            # The watch delivering a version older than the one our own status write returned: planning
+            # from it would only earn a 409. The newer version's own event follows.
+            return
         self.jobs[key] = _Entry(kind, dict(body))
         self.enqueue(key)
 
@@ -508,6 +513,19 @@ class ForeignChild(Exception):
     def __init__(self, child_kind: str, name: str, job: Body) -> None:
         owner = f"{job.get('kind')} {job['metadata']['name']}"
         super().__init__(f"409 AlreadyExists: {child_kind} {name} exists and is not controlled by {owner}")
+
+
+def _older(incoming: Body, cached: Body) -> bool:
+    """Whether `incoming` is an older version of the same object than `cached`. resourceVersions are
+    opaque to clients in general; with etcd (every apiserver here) they are increasing integers, and
+    anything else (or another uid: a job re-created under the same name) is never called older."""
+    old_meta, new_meta = cached.get("metadata") or {}, incoming.get("metadata") or {}
+    if old_meta.get("uid") != new_meta.get("uid"):
+        return False
+    try:
+        return int(str(new_meta.get("resourceVersion"))) < int(str(old_meta.get("resourceVersion")))
+    except (TypeError, ValueError):
+        return False
 
 
 def is_refusal(exc: BaseException) -> bool:
