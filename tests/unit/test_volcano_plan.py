@@ -678,14 +678,18 @@ def test_depends_on_creates_a_task_once_its_dependency_is_ready() -> None:
 
 
 def test_unsupported_plugins_warn_on_the_first_plan_only() -> None:
-    cluster = FakeCluster(vcjob(task("worker"), plugins={"env": [], "pytorch": ["--master=m"]}))
+    cluster = FakeCluster(vcjob(task("worker"), plugins={"env": [], "ray": ["--head=h"]}))
     plan = cluster.step()
 
     assert (
-        Event("Warning", "PluginError", "plugin pytorch is not supported by jobwarden and is ignored")
+        Event("Warning", "PluginError", "plugin ray is not supported by jobwarden and is ignored")
         in plan.events
     )
-    assert plan.status is not None and plan.status["controlledResources"] == {"plugin-env": "env"}
+    # ray implies svc, as Volcano's mutating webhook adds it
+    assert plan.status is not None and plan.status["controlledResources"] == {
+        "plugin-env": "env",
+        "plugin-svc": "svc",
+    }
     cluster.run_all()
     assert cluster.step(later(1)).events == []
 

@@ -120,21 +120,22 @@ def test_go_flag_syntax_for_plugin_arguments() -> None:
 def test_registry_checks_the_arguments_of_the_plugins_it_implements_only() -> None:
     assert argument_error("ssh", ["--ssh-port=2222"]) is None
     assert argument_error("ssh", ["--ssh-port=x"]) == 'invalid value "x" for flag -ssh-port'
-    assert argument_error("mpi", ["--anything"]) is None  # accepted by name, not implemented
+    assert argument_error("mpi", ["--anything"]) == "flag provided but not defined: -anything"
+    assert argument_error("ray", ["--anything"]) is None  # accepted by name, not implemented
 
 
 def test_registry_builds_known_plugins_in_name_order_and_reports_the_rest() -> None:
     plugins = build_plugins(
-        {"svc": ["--inject-hosts-env=false"], "mpi": [], "env": None, "ssh": ["--ssh-port=x"]}
+        {"svc": ["--inject-hosts-env=false"], "ray": [], "env": None, "ssh": ["--ssh-port=x"], "hcclrank": []}
     )
 
-    assert [p.name for p in plugins.plugins] == ["env", "ssh", "svc"]
+    assert [p.name for p in plugins.plugins] == ["env", "ssh", "svc", "hcclrank"]  # hcclrank runs last
     assert plugins.problems == (
-        "plugin mpi is not supported by jobwarden and is ignored",
+        "plugin ray is not supported by jobwarden and is ignored",
         'plugin ssh: invalid value "x" for flag -ssh-port',
     )
     assert plugins.plugins[2] == SvcPlugin(inject_hosts_env=False)
-    assert [p.controlled_key for p in plugins.plugins] == ["plugin-env", "plugin-ssh", "plugin-svc"]
+    assert [p.controlled_key for p in plugins.plugins][:3] == ["plugin-env", "plugin-ssh", "plugin-svc"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def ensure_plugin_children(situation: Situation, decision: Decision) -> Decision
             elif not recorded and child.name not in observed.of_kind(child.kind):
                 create.append(child.build())
                 missing = True
-        if not missing:
+        if not missing and plugin.records_itself:
             controlled[plugin.controlled_key] = plugin.name
     return decision.changed(controlled=controlled).adding(create=create, replace=replace)
 

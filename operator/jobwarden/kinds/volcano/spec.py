@@ -150,6 +150,12 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
     )
 
 
+def _with_implied_plugins(raw: Any) -> dict[str, Any]:
+    plugins = dict(raw) if isinstance(raw, Mapping) else {}
+    defaults.default_plugins(plugins)
+    return plugins
+
+
 def read_job(body: Body) -> VolcanoJob:
     spec = body.get("spec") or {}
     tasks = tuple(read_task(raw, i) for i, raw in enumerate(spec.get("tasks") or []))
@@ -174,6 +180,6 @@ def read_job(body: Body) -> VolcanoJob:
         policies=read_policies(spec.get("policies")),
         ttl_seconds_after_finished=int(ttl) if ttl is not None else None,
         claims=claims,
-        plugins=build_plugins(spec.get("plugins") or {}),
+        plugins=build_plugins(_with_implied_plugins(spec.get("plugins"))),
         context=JobContext.of(body),
     )
