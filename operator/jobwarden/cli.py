@@ -2,6 +2,7 @@
 
     jobwarden run        the operator and the webhook server in one process
     jobwarden validate   the admission rules offline, for CI pipelines (see docs/admission.md)
+    jobwarden job        suspend | resume | restart | abort a Volcano job (vcctl's verbs: a Command)
 
 Every `run` flag has an environment variable (JOBWARDEN_*), so the Deployment can be configured
 from a ConfigMap without changing its arguments."""
@@ -238,6 +239,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "validate", help="check job manifests against the admission rules (see: jobwarden validate -h)"
     )
+    sub.add_parser(
+        "job", help="suspend, resume, restart or abort a Volcano job (a Command; see: jobwarden job -h)"
+    )
     return parser
 
 
@@ -247,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         from jobwarden.shell.validate_cmd import main as validate_main
 
         return validate_main(argv[1:])
+    if argv[:1] == ["job"]:
+        from jobwarden.shell.job_cmd import main as job_main
+
+        return job_main(argv[1:])
     return _run(parser().parse_args(argv))
 
 

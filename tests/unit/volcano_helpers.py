@@ -122,6 +122,7 @@ class FakeCluster:
             "Secret": {},
         }
         self.events: list[Event] = []
+        self.commands: list[dict[str, Any]] = []  # Volcano Commands aimed at the job, oldest first
         self._serial = 0
 
     # -- what the shell sees and does ------------------------------------------------------------
@@ -132,7 +133,13 @@ class FakeCluster:
             ["PodGroup"] if self.settings.volcano_scheduler_installed else []
         )
         children = {kind: copy.deepcopy(self.children[kind]) for kind in watched}
-        return Observed(copy.deepcopy(self.job), children, now, self.settings)
+        return Observed(
+            copy.deepcopy(self.job),
+            children,
+            now,
+            self.settings,
+            commands=tuple(copy.deepcopy(self.commands)),
+        )
 
     def plan(self, now: datetime = NOW) -> Plan:
         return KIND.plan(self.observe(now))
@@ -171,6 +178,7 @@ class FakeCluster:
                 store.pop(ref.name, None)
         if plan.status is not None:
             self.job["status"] = copy.deepcopy(plan.status)
+        self.commands = [c for c in self.commands if c["metadata"]["name"] not in plan.consumed_commands]
         self.events += plan.events
 
     def _admitted(self, manifest: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -188,6 +196,20 @@ class FakeCluster:
         pods = self.children["Pod"]
         for name in [n for n, p in pods.items() if p["metadata"].get("deletionTimestamp")]:
             del pods[name]
+
+    def command(self, action: str, name: str = "") -> None:
+        """A Command aimed at the job, as `jobwarden job` or vcctl makes it."""
+        name = name or f"{self.job['metadata']['name']}-{action.lower()}-{len(self.commands)}"
+        meta = self.job["metadata"]
+        target = {
+            "apiVersion": self.job["apiVersion"],
+            "kind": "Job",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+        self.commands.append(
+            {"metadata": {"name": name, "uid": f"uid-{name}"}, "action": action, "target": target}
+        )
 
     # -- kubelet and scheduler -------------------------------------------------------------------
 

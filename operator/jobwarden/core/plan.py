@@ -49,6 +49,11 @@ CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
 # The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.
 WATCHED_CHILD_KINDS: tuple[str, ...] = tuple(c.kind for c in CHILD_KINDS if c.watched and not c.needs_crd)
 
+# Volcano's Command (`bus.volcano.sh/v1alpha1`): not a child, an order aimed at a job through its
+# `target` (vcctl job suspend/resume). The shell watches them (when the CRD is installed), hands a
+# job's pending ones to the core in `Observed.commands`, and deletes those a plan consumed.
+COMMAND_KIND = ChildKind("Command", "bus.volcano.sh/v1alpha1", "commands", watched=True, needs_crd=True)
+
 # A manifest in `Plan.create` carrying this annotation is only a request: `JobKind.materialize` fills
 # it in (e.g. an ssh key pair) before it is created; the shell runs that in a worker thread.
 GENERATE_ANNOTATION = "jobwarden.dev/generate"
@@ -93,6 +98,8 @@ class Observed:
     now: datetime
     settings: Settings = Settings()
     faults: tuple[ChildFault, ...] = ()
+    # Commands whose `target.uid` is this job's, not yet consumed, oldest first.
+    commands: tuple[Body, ...] = ()
 
     def of_kind(self, kind: str) -> Mapping[str, Body]:
         return self.children.get(kind, {})
@@ -129,8 +136,8 @@ class ChildRef:
 class Plan:
     """What the shell must do for one job, in this order: write `status` (the full new status) if not
     None, fenced by the job's resourceVersion, and stop there if that write is refused; create,
-    replace, delete children; post events; delete the job if `delete_job`; reconcile again at
-    `wake_at` even if no watch event arrives (deadlines, TTL).
+    replace, delete children; delete the consumed Commands; post events; delete the job if
+    `delete_job`; reconcile again at `wake_at` even if no watch event arrives (deadlines, TTL).
 
     The status goes first because it records the decision that the child writes act on (a terminal
     state, a restart count): a delete must never destroy the evidence of a decision that was not
@@ -146,9 +153,11 @@ class Plan:
     # The decision this plan carries out is failing the job for its active deadline (for metrics: the
     # shell counts from this, never from message text). Set only by the plan that makes the transition.
     deadline_exceeded: bool = False
+    # Names of the `Observed.commands` this plan carried out (or found nothing to do for): the shell
+    # deletes them after the status recording the action is written, never before.
+    consumed_commands: list[str] = field(default_factory=list)
 
     @property
     def is_noop(self) -> bool:
-        return not (self.create or self.replace or self.delete or self.events or self.delete_job) and (
-            self.status is None
-        )
+        writes = self.create or self.replace or self.delete or self.events or self.consumed_commands
+        return not (writes or self.delete_job) and self.status is None

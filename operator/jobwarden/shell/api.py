@@ -18,7 +18,15 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 
-from jobwarden.core.plan import CHILD_KINDS, CHILD_KINDS_BY_NAME, Body, ChildRef, Event, Manifest
+from jobwarden.core.plan import (
+    CHILD_KINDS,
+    CHILD_KINDS_BY_NAME,
+    COMMAND_KIND,
+    Body,
+    ChildRef,
+    Event,
+    Manifest,
+)
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import Resource
 
@@ -33,6 +41,7 @@ _CUSTOM_KINDS = {c.kind: (c.group, c.version, c.plural) for c in CHILD_KINDS if 
 PODGROUP_CRD = "{0.plural}.{0.group}".format(
     CHILD_KINDS_BY_NAME["PodGroup"]
 )  # podgroups.scheduling.volcano.sh
+COMMAND_CRD = f"{COMMAND_KIND.plural}.{COMMAND_KIND.group}"  # commands.bus.volcano.sh
 
 
 async def load_config(kubeconfig: str | None) -> client.ApiClient:
@@ -105,6 +114,13 @@ class KubeApi:
             await self.custom.delete_namespaced_custom_object(
                 group, version, namespace, plural, ref.name, body=options
             )
+
+    async def delete_command(self, namespace: str, name: str, uid: str | None) -> None:
+        """Delete a consumed Command, by uid when known (a new Command that took the name survives)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        await self.custom.delete_namespaced_custom_object(
+            COMMAND_KIND.group, COMMAND_KIND.version, namespace, COMMAND_KIND.plural, name, body=options
+        )
 
     async def replace_status(
         self, resource: Resource, job: Body, status: Mapping[str, Any]

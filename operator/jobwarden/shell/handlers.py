@@ -12,11 +12,11 @@ import kopf
 from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
-from jobwarden.core.plan import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from jobwarden.core.plan import CHILD_KINDS, COMMAND_KIND, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
-from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch
+from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch, target_uid
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,19 @@ def child_watches(
                 ChildWatch(api_client, resource, MANAGED_SELECTOR, namespace, index, controller.observe_child)
             )
     return watches
+
+
+def command_watches(
+    api_client: ApiClient, controller: Controller, namespaces: tuple[str, ...]
+) -> list[ChildWatch]:
+    """Volcano's Commands (only when their CRD is installed), indexed by their target job's uid. They
+    carry no label of ours (vcctl or a user makes them): every Command is listed."""
+    resource = ChildResource(COMMAND_KIND.kind, COMMAND_KIND.api_version, COMMAND_KIND.plural)
+    index = controller.commands = ChildIndex(owner_of=target_uid)
+    return [
+        ChildWatch(api_client, resource, "", namespace, index, controller.observe_command)
+        for namespace in namespaces or (None,)
+    ]
 
 
 def register(

@@ -89,6 +89,7 @@ async def run_operator(
         os.environ["KUBECONFIG"] = options.kubeconfig
     api = kube.KubeApi(await kube.load_config(options.kubeconfig))
     volcano_installed = await api.crd_exists(kube.PODGROUP_CRD)
+    commands_installed = await api.crd_exists(kube.COMMAND_CRD)
     settings = Settings(
         cluster_domain=options.cluster_domain,
         volcano_scheduler_installed=volcano_installed,
@@ -100,6 +101,8 @@ async def run_operator(
     kopf_settings = operator_settings(options, tls)
     handlers.register(registry, controller, admission=options.webhook.enabled)
     watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
+    if commands_installed:
+        watches += handlers.command_watches(api.api_client, controller, options.namespaces)
     streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
@@ -131,9 +134,11 @@ async def run_operator(
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
         logger.info(
-            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s leader-election=%s",
+            "jobwarden started: namespaces=%s volcano-scheduler=%s volcano-commands=%s fallback=%s "
+            "leader-election=%s",
             ",".join(options.namespaces) or "*",
             volcano_installed,
+            commands_installed,
             options.volcano_scheduler_fallback,
             f"{options.lease.namespace}/{options.lease.name} as {options.lease.identity}"
             if elector

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from jobwarden.core.plan import Event, Plan
 from jobwarden.kinds.volcano import podgroup
 from jobwarden.kinds.volcano.children import ensure_plugin_children, remove_job_children
+from jobwarden.kinds.volcano.commands import RESUME_JOB, Command, first_command
 from jobwarden.kinds.volcano.decision import Decision, Situation, live_pods
 from jobwarden.kinds.volcano.podgroup import Gate
 from jobwarden.kinds.volcano.pods import (
@@ -67,10 +68,19 @@ def plan(situation: Situation) -> Plan:
     decision = Decision.start(situation)
     if not decision.phase:  # a new job (or an unknown phase): Pending
         decision = report_unsupported(situation, decision).move(PENDING)
-    decision = HANDLERS[decision.phase](situation, decision)
+    command = first_command(situation.observed.commands)
+    acted = command is not None and _commanded(command, decision.phase)
+    if command is not None:
+        decision = decision.adding(events=[command.issued])
+    if acted:
+        assert command is not None
+        decision = _carry_out(situation, decision, command)
+    else:
+        decision = HANDLERS[decision.phase](situation, decision)
     status = new_status(situation, decision)
     delete_job, wake_at = timers(situation, decision, status)
     return Plan(
+        consumed_commands=[command.name] if command is not None else [],
         create=list(decision.create),
         replace=list(decision.replace),
         delete=list(decision.delete),
@@ -162,15 +172,21 @@ def _act_or_sync(situation: Situation, decision: Decision, next_phase: NextPhase
 
 
 def _execute(situation: Situation, decision: Decision, trigger: Trigger) -> Decision:
-    """The whole-job actions bump `status.version`: pods of an older version never trigger a policy."""
-    action, description = trigger.action, trigger.occurrence.description
+    return _run_action(situation, decision, trigger.action, trigger.occurrence.description, trigger)
+
+
+def _run_action(
+    situation: Situation, decision: Decision, action: str, description: str, trigger: Trigger | None = None
+) -> Decision:
+    """The whole-job actions bump `status.version`: pods of an older version never trigger a policy.
+    A partial restart needs the `trigger` that names its pods."""
     decision = decision.adding(
         events=[Event("Normal", "ExecuteAction", f"Start to execute action {action} ")]
     )
     if action == RESTART_JOB:
         decision = decision.changed(retry_count=decision.retry_count + 1, version=decision.version + 1)
         return _restart_kill(situation, decision.move(RESTARTING, action, description))
-    if action in PARTIAL_RESTARTS:
+    if action in PARTIAL_RESTARTS and trigger is not None:
         decision = decision.changed(retry_count=decision.retry_count + 1).move(
             RESTARTING, action, description
         )
@@ -197,6 +213,25 @@ def _kill(situation: Situation, decision: Decision) -> Decision:
     plugins' children and the PodGroup with them."""
     decision = decision.deleting_pods(p for p in situation.pods if p.phase not in FINISHED_POD_PHASES)
     return remove_job_children(situation, decision)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands (commands.py): carried out instead of the phase's handler when the phase takes them.
+
+COMMANDED_ACTIONS = frozenset({RESTART_JOB, *ENDING_ACTIONS})
+
+
+def _commanded(command: Command, phase: str) -> bool:
+    if phase in (PENDING, INQUEUE, RUNNING):
+        return command.action in COMMANDED_ACTIONS
+    return phase in (ABORTING, ABORTED) and command.action == RESUME_JOB
+
+
+def _carry_out(situation: Situation, decision: Decision, command: Command) -> Decision:
+    if command.action != RESUME_JOB:
+        return _run_action(situation, decision, command.action, command.description)
+    decision = decision.changed(retry_count=decision.retry_count + 1, version=decision.version + 1)
+    return _restart_kill(situation, decision.move(RESTARTING, RESUME_JOB, command.description))
 
 
 # ---------------------------------------------------------------------------------------------

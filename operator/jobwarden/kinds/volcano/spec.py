@@ -36,7 +36,7 @@ RESTART_JOB, RESTART_TASK, RESTART_POD = "RestartJob", "RestartTask", "RestartPo
 RESTART_PARTITION = "RestartPartition"
 PARTIAL_RESTARTS = frozenset({RESTART_TASK, RESTART_POD, RESTART_PARTITION})
 ENDING_ACTIONS = {"AbortJob": ABORTING, "CompleteJob": COMPLETING, "TerminateJob": TERMINATING}
-# ResumeJob only acts in Aborting/Aborted, where policies are not consulted: it never runs here.
+# ResumeJob only acts in Aborting/Aborted, where policies are not consulted: only a Command runs it.
 EXECUTABLE_ACTIONS = frozenset({RESTART_JOB, *PARTIAL_RESTARTS, *ENDING_ACTIONS})
 
 
