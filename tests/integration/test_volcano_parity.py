@@ -172,3 +172,50 @@ def test_suspend_and_resume_commands(
     versions = {p.metadata.annotations[JOB_VERSION_KEY] for p in job.pods().values()}
     assert versions == {"2"}
     job.wait(lambda: not commands(custom, namespace), "the ResumeJob Command deleted")
+
+
+def test_network_policy_and_volume_claims(
+    new_job: NewJob, namespace: str, core: client.CoreV1Api, api_client: client.ApiClient
+) -> None:
+    """The svc plugin's NetworkPolicy (upstream svc.go) and a PVC made from `volumes[].volumeClaim`
+    (upstream job_controller_actions.go createPVC), both owned by the job; `--disable-network-policy`
+    makes none."""
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    body = small_job(namespace, "guarded", 1)
+    body["spec"]["volumes"] = [{"mountPath": "/scratch", "volumeClaim": claim}]
+    job = new_job(body)
+    open_body = small_job(namespace, "open", 1)
+    open_body["spec"]["plugins"]["svc"] = ["--disable-network-policy"]
+    unguarded = new_job(open_body)
+    networking = client.NetworkingV1Api(api_client)
+
+    def policy(name: str) -> Any:
+        found = networking.list_namespaced_network_policy(namespace).items
+        return next((p for p in found if p.metadata.name == name), None)
+
+    made = job.wait(lambda: policy("guarded"), "the NetworkPolicy")
+    uid = job.body()["metadata"]["uid"]
+    assert made.metadata.owner_references[0].uid == uid
+    own = {"volcano.sh/job-name": "guarded", "volcano.sh/job-namespace": namespace}
+    assert made.spec.pod_selector.match_labels == own
+    assert made.spec.ingress[0]._from[0].pod_selector.match_labels == own
+    assert made.spec.policy_types == ["Ingress"]
+
+    pvc = job.wait(
+        lambda: next(iter(core.list_namespaced_persistent_volume_claim(namespace).items), None), "PVC"
+    )
+    assert pvc.metadata.name.startswith("guarded-pvc-") and len(pvc.metadata.name) == len("guarded-pvc-") + 12
+    assert pvc.metadata.owner_references[0].uid == uid
+    assert pvc.spec.resources.requests == {"storage": "1Gi"}
+    pod = job.wait(lambda: job.pods().get(job.pod_name("worker", 0)), "the pod")
+    claims = [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim]
+    assert claims == [pvc.metadata.name]
+    job.wait_status(
+        lambda s: (
+            (s.get("controlledResources") or {}).get(f"volume-pvc-{pvc.metadata.name}") == pvc.metadata.name
+        ),
+        "the claim recorded",
+    )
+
+    unguarded.wait_pods_running(unguarded.pod_name("worker", 0))
+    assert unguarded.service() is not None and policy("open") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -43,6 +44,7 @@ def test_seed_job_first_plan_creates_pods_plugin_children_and_admits_the_job() -
         ("Secret", f"{SEED_JOB}-ssh"),
         ("ConfigMap", f"{SEED_JOB}-svc"),
         ("Service", SEED_JOB),
+        ("NetworkPolicy", SEED_JOB),  # the svc plugin's, as upstream svc.go
         ("Pod", MASTER),
         ("Pod", WORKER),
     ]
@@ -528,7 +530,14 @@ def test_whole_job_restart_recreates_the_plugin_children_with_a_new_key() -> Non
 
     cluster.set_phase("job-worker-0", "Failed", exit_code=1)
     plan = cluster.step(later(10))
-    assert sorted(ref.kind for ref in plan.delete) == ["ConfigMap", "Pod", "Pod", "Secret", "Service"]
+    assert sorted(ref.kind for ref in plan.delete) == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "Pod",
+        "Pod",
+        "Secret",
+        "Service",
+    ]
     cluster.settle(later(11))
 
     assert cluster.status["controlledResources"] == {"plugin-ssh": "ssh", "plugin-svc": "svc"}
@@ -701,18 +710,46 @@ def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
     assert FakeCluster(job).step().is_noop
 
 
-def test_job_volumes_with_a_claim_name_are_mounted_and_pvc_creation_is_reported() -> None:
-    volumes = [{"mountPath": "/data", "volumeClaimName": "shared"}, {"mountPath": "/new", "volumeClaim": {}}]
-    plan = FakeCluster(vcjob(task("worker"), volumes=volumes)).step()
-    pod = created(plan, "Pod")["job-worker-0"]
-
-    message = "creating PVCs is not supported: the volume at /new is not mounted"
-    assert Event("Warning", "PVCError", message) in plan.events
-
-    assert {"name": "volcano-pvc-0", "persistentVolumeClaim": {"claimName": "shared"}} in pod["spec"][
-        "volumes"
+def test_job_volumes_are_mounted_and_claims_from_volume_claim_are_created() -> None:
+    """Upstream `pkg/controllers/job/job_controller_actions.go` createJobIOIfNotExist and createPVC: a
+    `volumeClaim` becomes the PVC `<job>-pvc-<12 [0-9a-z]>` (helpers.go GenPVCName), owned by the job;
+    every claim is recorded as `volume-pvc-<name>` and mounted into every container."""
+    claim_spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    volumes = [
+        {"mountPath": "/data", "volumeClaimName": "shared"},
+        {"mountPath": "/new", "volumeClaim": claim_spec},
     ]
-    assert pod["spec"]["containers"][0]["volumeMounts"] == [{"name": "volcano-pvc-0", "mountPath": "/data"}]
+    cluster = FakeCluster(vcjob(task("worker"), volumes=volumes))
+    plan = cluster.step()
+    pod = created(plan, "Pod")["job-worker-0"]
+    ((name, pvc),) = created(plan, "PersistentVolumeClaim").items()
+
+    assert re.fullmatch(r"job-pvc-[0-9a-z]{12}", name)
+    assert pvc["spec"] == claim_spec and pvc["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert not [e for e in plan.events if e.reason == "PVCError"]
+    assert pod["spec"]["volumes"][-2:] == [
+        {"name": "volcano-pvc-0", "persistentVolumeClaim": {"claimName": "shared"}},
+        {"name": "volcano-pvc-1", "persistentVolumeClaim": {"claimName": name}},
+    ]
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "volcano-pvc-0", "mountPath": "/data"},
+        {"name": "volcano-pvc-1", "mountPath": "/new"},
+    ]
+    assert plan.status is not None and plan.status["controlledResources"] == {"volume-pvc-shared": "shared"}
+    # Recorded once it is there; the same name on every plan, never created twice.
+    second = cluster.step(later(1))
+    assert created(second, "PersistentVolumeClaim") == {}
+    assert cluster.status["controlledResources"][f"volume-pvc-{name}"] == name
+    other = vcjob(task("worker"), volumes=volumes)
+    other["metadata"]["uid"] = "uid-2"
+    assert list(created(FakeCluster(other).step(), "PersistentVolumeClaim")) != [name]
+
+
+def test_a_volume_without_any_claim_is_reported() -> None:
+    plan = FakeCluster(vcjob(task("worker"), volumes=[{"mountPath": "/x"}])).step()
+
+    message = "the volume at /x has neither volumeClaimName nor volumeClaim: not mounted"
+    assert Event("Warning", "PVCError", message) in plan.events
 
 
 def test_kind_metadata_and_admission_delegation() -> None:

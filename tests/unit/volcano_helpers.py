@@ -120,6 +120,8 @@ class FakeCluster:
             "ConfigMap": {},
             "PodGroup": {},
             "Secret": {},
+            "NetworkPolicy": {},
+            "PersistentVolumeClaim": {},
         }
         self.events: list[Event] = []
         self.commands: list[dict[str, Any]] = []  # Volcano Commands aimed at the job, oldest first
@@ -129,7 +131,7 @@ class FakeCluster:
 
     def observe(self, now: datetime = NOW) -> Observed:
         # Secrets are never watched: the shell reports the ones it created (or found existing).
-        watched = ["Pod", "Service", "ConfigMap", "Secret"] + (
+        watched = ["Pod", "Service", "ConfigMap", "Secret", "NetworkPolicy", "PersistentVolumeClaim"] + (
             ["PodGroup"] if self.settings.volcano_scheduler_installed else []
         )
         children = {kind: copy.deepcopy(self.children[kind]) for kind in watched}

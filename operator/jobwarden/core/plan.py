@@ -44,6 +44,8 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("ConfigMap", "v1", "configmaps", watched=True),
     ChildKind("Secret", "v1", "secrets", watched=False),
     ChildKind("PodGroup", "scheduling.volcano.sh/v1beta1", "podgroups", watched=True, needs_crd=True),
+    ChildKind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", watched=True),
+    ChildKind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", watched=True),
 )
 CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
 # The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 from jobwarden.core.plan import Event, Plan
 from jobwarden.kinds.volcano import podgroup
-from jobwarden.kinds.volcano.children import ensure_plugin_children, remove_job_children
+from jobwarden.kinds.volcano.children import ensure_plugin_children, ensure_volume_claims, remove_job_children
 from jobwarden.kinds.volcano.commands import RESUME_JOB, Command, first_command
 from jobwarden.kinds.volcano.decision import Decision, Situation, live_pods
 from jobwarden.kinds.volcano.podgroup import Gate
@@ -247,7 +247,7 @@ def _sync(situation: Situation, decision: Decision, next_phase: NextPhase) -> De
     phase = next_phase(situation, tally(situation, decision.deleted, missing), gate)
     if phase in FINISHED_PHASES:
         return _kill(situation, decision.move(phase))
-    decision = ensure_plugin_children(situation, decision)
+    decision = ensure_volume_claims(situation, ensure_plugin_children(situation, decision))
     made, replaced = podgroup.podgroup_changes(situation.observed, job)
     new_pods = [
         pod_manifest(job, task, index, _identity(situation, decision, task)) for task, index in missing
@@ -352,9 +352,8 @@ def report_unsupported(situation: Situation, decision: Decision) -> Decision:
     """Once, on the job's first plan: what jobwarden ignores in this spec."""
     events = [Event("Warning", "PluginError", problem) for problem in situation.job.plugins.problems]
     for volume in (situation.job.body.get("spec") or {}).get("volumes") or []:
-        if not volume.get("volumeClaimName"):
-            message = (
-                f"creating PVCs is not supported: the volume at {volume.get('mountPath')} is not mounted"
-            )
+        if not volume.get("volumeClaimName") and volume.get("volumeClaim") is None:
+            where = volume.get("mountPath")
+            message = f"the volume at {where} has neither volumeClaimName nor volumeClaim: not mounted"
             events.append(Event("Warning", "PVCError", message))
     return decision.adding(events=events)

@@ -4,6 +4,7 @@ and the job in its defaulted view (Volcano's mutating-webhook defaults, applied 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,6 +71,16 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A PersistentVolumeClaim mounted into every container: named by the user (`volumeClaimName`),
+    or made by the job from `volumeClaim` (`spec` is then the claim's spec)."""
+
+    name: str
+    mount_path: str
+    spec: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
 class VolcanoJob:
     body: Body
     tasks: tuple[Task, ...]
@@ -81,7 +92,7 @@ class VolcanoJob:
     priority_class_name: str
     policies: tuple[Policy, ...]
     ttl_seconds_after_finished: int | None
-    claims: tuple[tuple[str, str], ...]  # (volumeClaimName, mountPath)
+    claims: tuple[Claim, ...]
     plugins: PluginSet
     context: JobContext
 
@@ -150,6 +161,29 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
     )
 
 
+def generated_claim_name(body: Body, index: int) -> str:
+    """Upstream's `<job>-pvc-<12 random [0-9a-z]>` (helpers.GenPVCName), written back into the job's
+    spec there. A plan writes only status, so the 12 characters come from the job's uid and the
+    volume's index instead: the same name on every plan and after a restart, a new one per job."""
+    digest = int(hashlib.sha256(f"{body['metadata']['uid']}/{index}".encode()).hexdigest(), 16)
+    alphabet, suffix = "0123456789abcdefghijklmnopqrstuvwxyz", ""
+    for _ in range(12):
+        digest, position = divmod(digest, 36)
+        suffix += alphabet[position]
+    return f"{body['metadata']['name']}-pvc-{suffix}"
+
+
+def read_claims(body: Body) -> tuple[Claim, ...]:
+    claims = []
+    for index, volume in enumerate((body.get("spec") or {}).get("volumes") or []):
+        mount_path = str(volume.get("mountPath") or "")
+        if volume.get("volumeClaimName"):
+            claims.append(Claim(str(volume["volumeClaimName"]), mount_path, None))
+        elif volume.get("volumeClaim") is not None:
+            claims.append(Claim(generated_claim_name(body, index), mount_path, volume["volumeClaim"]))
+    return tuple(claims)
+
+
 def _with_implied_plugins(raw: Any) -> dict[str, Any]:
     plugins = dict(raw) if isinstance(raw, Mapping) else {}
     defaults.default_plugins(plugins)
@@ -161,11 +195,7 @@ def read_job(body: Body) -> VolcanoJob:
     tasks = tuple(read_task(raw, i) for i, raw in enumerate(spec.get("tasks") or []))
     min_success = spec.get("minSuccess")
     ttl = spec.get("ttlSecondsAfterFinished")
-    claims = tuple(
-        (str(v["volumeClaimName"]), str(v.get("mountPath") or ""))
-        for v in spec.get("volumes") or []
-        if v.get("volumeClaimName")
-    )
+    claims = read_claims(body)
     return VolcanoJob(
         body=body,
         tasks=tasks,
