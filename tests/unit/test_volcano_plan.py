@@ -663,8 +663,16 @@ def test_with_volcano_a_scale_updates_the_podgroup_and_a_kill_deletes_it() -> No
     cluster.job["spec"]["tasks"][0]["replicas"] = 3
 
     plan = cluster.step(later(2))
-    (group,) = plan.replace
-    assert group["spec"]["minMember"] == 3 and group["status"] == {"phase": "Inqueue"}
+    (group,) = plan.patch  # a merge patch of the spec jobwarden owns: the scheduler's status is untouched
+    assert (
+        plan.replace == []
+        and "status" not in group
+        and group["metadata"] == {"name": "job-uid-1", "namespace": "ns"}
+    )
+    assert group["spec"]["minMember"] == 3
+    # minTaskMember defaulted from replicas keeps its value at creation, as upstream stores the default
+    assert group["spec"]["minTaskMember"] == {"worker": 2}
+    assert cluster.children["PodGroup"]["job-uid-1"]["status"] == {"phase": "Inqueue"}
 
     cluster.set_phase("job-worker-0", "Failed", exit_code=1)
     plan = cluster.step(later(3))

@@ -103,6 +103,17 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
 
 
+def merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, in place, as the apiserver applies `application/merge-patch+json`."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 class FakeCluster:
     """One job and its children. `step()` plans, then applies the plan like the shell (materializing
     each created manifest, and reporting the Secrets it created in `Observed.children`). With `graceful`,
@@ -172,6 +183,11 @@ class FakeCluster:
             replacement = copy.deepcopy(manifest)
             replacement["metadata"]["resourceVersion"] = str(self._serial)
             self.children[manifest["kind"]][manifest["metadata"]["name"]] = replacement
+        for patch in plan.patch:
+            self._serial += 1
+            live = self.children[patch["kind"]][patch["metadata"]["name"]]
+            merge_patch(live, {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")})
+            live["metadata"]["resourceVersion"] = str(self._serial)
         for ref in plan.delete:
             store = self.children[ref.kind]
             if ref.name in store and self.graceful and ref.kind == "Pod":

@@ -138,7 +138,7 @@ class ChildRef:
 class Plan:
     """What the shell must do for one job, in this order: write `status` (the full new status) if not
     None, fenced by the job's resourceVersion, and stop there if that write is refused; create,
-    replace, delete children; delete the consumed Commands; post events; delete the job if
+    replace, patch, delete children; delete the consumed Commands; post events; delete the job if
     `delete_job`; reconcile again at `wake_at` even if no watch event arrives (deadlines, TTL).
 
     The status goes first because it records the decision that the child writes act on (a terminal
@@ -147,6 +147,10 @@ class Plan:
 
     create: list[Manifest] = field(default_factory=list)
     replace: list[Manifest] = field(default_factory=list)
+    # JSON merge patches (RFC 7386) of children others write too (Volcano's PodGroup, whose status the
+    # scheduler writes): `apiVersion`, `kind` and `metadata.name` say which, the rest is the patch.
+    # No resourceVersion: only the fields jobwarden owns change, so a racing writer is no conflict.
+    patch: list[Manifest] = field(default_factory=list)
     delete: list[ChildRef] = field(default_factory=list)
     status: dict[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
@@ -161,5 +165,7 @@ class Plan:
 
     @property
     def is_noop(self) -> bool:
-        writes = self.create or self.replace or self.delete or self.events or self.consumed_commands
+        writes = (
+            self.create or self.replace or self.patch or self.delete or self.events or self.consumed_commands
+        )
         return not (writes or self.delete_job) and self.status is None

@@ -93,6 +93,21 @@ class KubeApi:
                 group, version, namespace, plural, name, manifest
             )
 
+    async def patch_child(self, namespace: str, patch: Manifest) -> None:
+        """A JSON merge patch (`Plan.patch`): everything but apiVersion, kind and metadata.name."""
+        kind, name = patch["kind"], patch["metadata"]["name"]
+        body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
+        merge = "application/merge-patch+json"
+        if kind in _CORE_KINDS:
+            method = getattr(self.core, f"patch_namespaced_{_CORE_KINDS[kind]}")
+            await _unread(method(name, namespace, body, _content_type=merge, _preload_content=False))
+        else:
+            group, version, plural = _CUSTOM_KINDS[kind]
+            custom: Any = self.custom  # the stubs omit `_content_type`, which the client accepts
+            await custom.patch_namespaced_custom_object(
+                group, version, namespace, plural, name, body, _content_type=merge
+            )
+
     async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         """One child as plain JSON (only after a create answered AlreadyExists)."""
         if kind in _CORE_KINDS:

@@ -293,7 +293,8 @@ class Controller:
     async def execute(self, key: JobKey, entry: _Entry, plan: Plan, observed: Observed) -> None:
         job, kind = entry.body, entry.kind
         plan = _without_creates_if_finished(kind, job, plan)
-        if plan.status is not None or plan.create or plan.replace or plan.delete or plan.consumed_commands:
+        children_writes = plan.create or plan.replace or plan.patch or plan.delete
+        if plan.status is not None or children_writes or plan.consumed_commands:
             fence = plan.status if plan.status is not None else job.get("status")
             try:
                 await self._write_status(key, entry, fence)
@@ -348,7 +349,8 @@ class Controller:
         if "terminating" in created:  # the job itself goes with the namespace: nothing to retry
             return False
         replaced = await asyncio.gather(
-            *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace)
+            *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace),
+            *(self._bounded(self._patch_one(key, job, m)) for m in plan.patch),
         )
         deleted = await asyncio.gather(
             *(
@@ -387,6 +389,15 @@ class Controller:
             await self._child_failed(key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc)
             return False
         self._clear_fault(key, "Update", manifest)
+        return True
+
+    async def _patch_one(self, key: JobKey, job: Body, patch: Manifest) -> bool:
+        try:
+            await self.api.patch_child(job["metadata"]["namespace"], patch)
+        except Exception as exc:
+            await self._child_failed(key, job, "Update", patch["kind"], patch["metadata"]["name"], exc)
+            return False
+        self._clear_fault(key, "Update", patch)
         return True
 
     async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:

@@ -83,6 +83,7 @@ def plan(situation: Situation) -> Plan:
         consumed_commands=[command.name] if command is not None else [],
         create=list(decision.create),
         replace=list(decision.replace),
+        patch=list(decision.patch),
         delete=list(decision.delete),
         status=status if status != situation.before else None,
         events=list(decision.events),
@@ -248,11 +249,11 @@ def _sync(situation: Situation, decision: Decision, next_phase: NextPhase) -> De
     if phase in FINISHED_PHASES:
         return _kill(situation, decision.move(phase))
     decision = ensure_volume_claims(situation, ensure_plugin_children(situation, decision))
-    made, replaced = podgroup.podgroup_changes(situation.observed, job)
+    made, patched = podgroup.podgroup_changes(situation.observed, job)
     new_pods = [
         pod_manifest(job, task, index, _identity(situation, decision, task)) for task, index in missing
     ]
-    decision = decision.adding(create=[*made, *new_pods], replace=replaced).changed(created=tuple(missing))
+    decision = decision.adding(create=[*made, *new_pods], patch=patched).changed(created=tuple(missing))
     decision = _announce(situation, decision, phase, gate)
     # Only Pending has a reason to give; admitted phases clear the last one.
     return decision.move(phase, *((gate.reason, gate.message) if phase == PENDING else ("", "")))

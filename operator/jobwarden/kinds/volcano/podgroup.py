@@ -100,26 +100,46 @@ def scheduler_for(observed: Observed, job: VolcanoJob, task: Task) -> str:
 
 
 def podgroup_changes(observed: Observed, job: VolcanoJob) -> tuple[list[Manifest], list[Manifest]]:
-    """(create, replace): the PodGroup when Volcano is installed and it is missing or out of date."""
+    """(create, patch): the PodGroup when Volcano is installed and it is missing or out of date. An
+    out-of-date one gets a merge patch of only the spec fields jobwarden writes: the scheduler writes
+    the PodGroup's status (and other controllers may add fields), and a replace raced those writes."""
     if not observed.settings.volcano_scheduler_installed:
         return [], []
-    desired = podgroup_spec(job)
     live = observed.of_kind("PodGroup").get(job.podgroup_name)
     if live is None:
         meta = job.body.get("metadata") or {}
         metadata = child_metadata(job.body, job.podgroup_name, meta.get("labels"), meta.get("annotations"))
-        return [manifest(PODGROUP_API_VERSION, "PodGroup", metadata, spec=desired)], []
-    if not _same_podgroup_spec(live.get("spec") or {}, desired):
-        replacement = copy.deepcopy(dict(live))
-        replacement["spec"] = {**(live.get("spec") or {}), **desired}
-        return [], [replacement]
-    return [], []
+        return [manifest(PODGROUP_API_VERSION, "PodGroup", metadata, spec=podgroup_spec(job))], []
+    live_spec = live.get("spec") or {}
+    desired = podgroup_spec(job, live_spec.get("minTaskMember") or {})
+    if _same_podgroup_spec(live_spec, desired):
+        return [], []
+    patch = {key: _merge_value(live_spec.get(key), value) for key, value in desired.items()}
+    for key in ("priorityClassName", "networkTopology"):
+        if key in live_spec and key not in desired:
+            patch[key] = None  # a merge patch removes a key by setting it to null
+    name = {"name": job.podgroup_name, "namespace": job.namespace}
+    return [], [manifest(PODGROUP_API_VERSION, "PodGroup", name, spec=patch)]
 
 
-def podgroup_spec(job: VolcanoJob) -> dict[str, Any]:
+def _merge_value(live: Any, desired: Any) -> Any:
+    """A map in a merge patch merges key by key: keys only the live map has are set to null."""
+    if isinstance(desired, dict) and isinstance(live, Mapping):
+        return {**{key: None for key in live if key not in desired}, **desired}
+    return desired
+
+
+def podgroup_spec(job: VolcanoJob, created_task_members: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The spec jobwarden owns. `created_task_members` is the live PodGroup's `minTaskMember`: a task
+    whose `minAvailable` Volcano's webhook defaulted keeps the value it had at creation (the replicas
+    then), as upstream, where the default is stored in the job."""
+    created = created_task_members or {}
     spec: dict[str, Any] = {
         "minMember": job.min_available,
-        "minTaskMember": {t.name: t.min_available for t in job.tasks},
+        "minTaskMember": {
+            t.name: t.min_available if t.min_available_given or t.name not in created else created[t.name]
+            for t in job.tasks
+        },
         "queue": job.queue,
         "minResources": _min_resources(job),
     }

@@ -61,6 +61,7 @@ class Task:
     name: str
     replicas: int
     min_available: int
+    min_available_given: bool  # False: Volcano's default, fixed at creation upstream (replicas then)
     template: Mapping[str, Any]
     policies: tuple[Policy, ...]
     max_retry: int
@@ -151,6 +152,7 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
         name=str(raw.get("name") or f"default{position}"),
         replicas=replicas,
         min_available=int(defaults.task_min_available(raw, replicas)),
+        min_available_given=raw.get("minAvailable") is not None,
         template=raw.get("template") or {},
         policies=read_policies(raw.get("policies")),
         max_retry=int(defaults.max_retry(raw.get("maxRetry"))),
