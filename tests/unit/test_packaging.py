@@ -164,7 +164,11 @@ def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
 NAMESPACED_GRANTS = _expected_namespaced_grants()
 CLUSTER_SCOPE_GRANTS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v, "") for v in ("get", "list", "watch")
-} | {("", "namespaces", v, "") for v in ("get", "list", "watch")}
+} | {
+    (g, r, v, "")
+    for g, r in (("", "namespaces"), ("scheduling.volcano.sh", "queues"))
+    for v in ("get", "list", "watch")
+}
 CABUNDLE_GRANTS = {
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations", v, "jobwarden")
     for v in ("get", "patch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from typing import Any
 
@@ -806,3 +807,61 @@ def test_every_known_phase_has_one_handler() -> None:
     from jobwarden.kinds.volcano.spec import KNOWN_PHASES
 
     assert set(HANDLERS) == KNOWN_PHASES
+
+
+# ---------------------------------------------------------------------------------------------
+# Queues (issue 14, 4b): a PodGroup Pending because of its queue says which queue and its state.
+
+
+def queue(name: str, state: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": name}, **({"status": {"state": state}} if state else {})}
+
+
+@pytest.mark.parametrize(
+    ("queues", "reason", "message"),
+    [
+        (
+            {},
+            "QueueNotFound",
+            "Queue default does not exist: PodGroup job-uid-1 stays Pending until it is created",
+        ),
+        (
+            {"default": queue("default", "Closed")},
+            "QueueNotOpen",
+            "Queue default is Closed: PodGroup job-uid-1 stays Pending until it is Open",
+        ),
+        (
+            {"default": queue("default", None)},
+            "QueueNotOpen",
+            "Queue default has no state yet (not opened by Volcano's queue controller): "
+            "PodGroup job-uid-1 stays Pending until it is Open",
+        ),
+    ],
+)
+def test_a_pending_podgroup_names_its_queue_and_state(
+    queues: dict[str, Any], reason: str, message: str
+) -> None:
+    """vc-scheduler admits nothing from a queue that is not Open (volcano `pkg/scheduler/actions/enqueue`
+    skips closed queues; `pkg/controllers/queue` opens a new one): status and a Warning say why."""
+    cluster = FakeCluster(vcjob(task("worker")), VOLCANO)
+    cluster.step()
+    observed = cluster.observe(later(1))
+    plan = KIND.plan(dataclasses.replace(observed, queues=queues))
+
+    assert plan.status is not None
+    assert plan.status["state"]["phase"] == "Pending"
+    assert (plan.status["state"]["reason"], plan.status["state"]["message"]) == (reason, message)
+    assert Event("Warning", reason, message) in plan.events
+    assert created(plan, "Pod") == {}
+
+
+def test_an_open_queue_or_an_admitted_podgroup_is_no_reason_to_wait() -> None:
+    cluster = FakeCluster(vcjob(task("worker")), VOLCANO)
+    cluster.step()
+    open_queue = dataclasses.replace(cluster.observe(later(1)), queues={"default": queue("default", "Open")})
+    plan = KIND.plan(open_queue)
+    assert plan.status is None or plan.status["state"].get("reason", "") == ""
+
+    cluster.set_podgroup_phase("Inqueue")
+    closed = dataclasses.replace(cluster.observe(later(2)), queues={"default": queue("default", "Closed")})
+    assert list(created(KIND.plan(closed), "Pod")) == ["job-worker-0"]  # admitted before it closed

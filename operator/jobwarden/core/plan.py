@@ -55,6 +55,8 @@ WATCHED_CHILD_KINDS: tuple[str, ...] = tuple(c.kind for c in CHILD_KINDS if c.wa
 # `target` (vcctl job suspend/resume). The shell watches them (when the CRD is installed), hands a
 # job's pending ones to the core in `Observed.commands`, and deletes those a plan consumed.
 COMMAND_KIND = ChildKind("Command", "bus.volcano.sh/v1alpha1", "commands", watched=True, needs_crd=True)
+# Volcano's Queue (cluster-scoped): read so a job whose PodGroup waits on a missing or closed queue says so.
+QUEUE_KIND = ChildKind("Queue", "scheduling.volcano.sh/v1beta1", "queues", watched=True, needs_crd=True)
 
 # A manifest in `Plan.create` carrying this annotation is only a request: `JobKind.materialize` fills
 # it in (e.g. an ssh key pair) before it is created; the shell runs that in a worker thread.
@@ -102,6 +104,8 @@ class Observed:
     faults: tuple[ChildFault, ...] = ()
     # Commands whose `target.uid` is this job's, not yet consumed, oldest first.
     commands: tuple[Body, ...] = ()
+    # Volcano's Queues by name (cluster-scoped); None when their CRD is not installed.
+    queues: Mapping[str, Body] | None = None
 
     def of_kind(self, kind: str) -> Mapping[str, Body]:
         return self.children.get(kind, {})

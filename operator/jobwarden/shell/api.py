@@ -22,6 +22,7 @@ from jobwarden.core.plan import (
     CHILD_KINDS,
     CHILD_KINDS_BY_NAME,
     COMMAND_KIND,
+    QUEUE_KIND,
     Body,
     ChildRef,
     Event,
@@ -42,6 +43,7 @@ PODGROUP_CRD = "{0.plural}.{0.group}".format(
     CHILD_KINDS_BY_NAME["PodGroup"]
 )  # podgroups.scheduling.volcano.sh
 COMMAND_CRD = f"{COMMAND_KIND.plural}.{COMMAND_KIND.group}"  # commands.bus.volcano.sh
+QUEUE_CRD = f"{QUEUE_KIND.plural}.{QUEUE_KIND.group}"  # queues.scheduling.volcano.sh
 
 
 async def load_config(kubeconfig: str | None) -> client.ApiClient:

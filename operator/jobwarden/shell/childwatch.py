@@ -102,6 +102,28 @@ class ChildIndex:
         return iter(list(self._owner_of))
 
 
+class NameIndex:
+    """Cluster-scoped objects by name (Volcano's Queues), for `ChildWatch`."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self._name_of: dict[str, str] = {}  # uid -> name
+
+    def put(self, body: Body) -> None:
+        meta = body["metadata"]
+        self.remove(str(meta["uid"]))
+        self.by_name[str(meta["name"])] = slim(body)
+        self._name_of[str(meta["uid"])] = str(meta["name"])
+
+    def remove(self, uid: str) -> None:
+        name = self._name_of.pop(uid, None)
+        if name is not None:
+            self.by_name.pop(name, None)
+
+    def uids(self) -> Iterator[str]:
+        return iter(list(self._name_of))
+
+
 class ChildWatch:
     """One list+watch stream; `ready` is set once the first list is in the index."""
 
@@ -111,7 +133,7 @@ class ChildWatch:
         resource: ChildResource,
         selector: str,
         namespace: str | None,
-        index: ChildIndex,
+        index: ChildIndex | NameIndex,
         on_event: Callable[[Body], None],
     ) -> None:
         self.api_client = api_client

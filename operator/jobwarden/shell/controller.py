@@ -97,6 +97,8 @@ class Controller:
         self.indices: ChildIndices = {}
         # Volcano Commands by their target job's uid (None: the Command CRD is not installed).
         self.commands: Any = None
+        # Volcano Queues by name (`by_name`; None: the Queue CRD is not installed).
+        self.queues: Any = None
         self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
         self._queued: set[JobKey] = set()
         self._busy: set[JobKey] = set()
@@ -180,6 +182,15 @@ class Controller:
             namespace = str((body.get("metadata") or {}).get("namespace", ""))
             self.enqueue((kind.resource.group, kind.resource.plural, namespace, str(target["name"])))
 
+    def observe_queue(self, body: Body) -> None:
+        """A Volcano Queue changed: reconcile the Volcano jobs that name it (the default queue when
+        they name none)."""
+        name = (body.get("metadata") or {}).get("name")
+        for key, entry in list(self.jobs.items()):
+            queue = (entry.body.get("spec") or {}).get("queue") or "default"
+            if entry.kind.resource.group == "batch.volcano.sh" and queue == name:
+                self.enqueue(key)
+
     def enqueue(self, key: JobKey) -> None:
         if key in self._busy:
             self._again.add(key)
@@ -261,6 +272,7 @@ class Controller:
             settings=self.settings,
             faults=tuple(self._faults.get(key, {}).values()),
             commands=self.commands_of(uid),
+            queues=dict(self.queues.by_name) if self.queues is not None else None,
         )
 
     async def reconcile(self, key: JobKey) -> None:

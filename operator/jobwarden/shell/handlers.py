@@ -12,11 +12,11 @@ import kopf
 from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
-from jobwarden.core.plan import CHILD_KINDS, COMMAND_KIND, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from jobwarden.core.plan import CHILD_KINDS, COMMAND_KIND, MANAGED_BY_LABEL, MANAGED_BY_VALUE, QUEUE_KIND
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
-from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch, target_uid
+from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch, NameIndex, target_uid
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,13 @@ def command_watches(
         ChildWatch(api_client, resource, "", namespace, index, controller.observe_command)
         for namespace in namespaces or (None,)
     ]
+
+
+def queue_watch(api_client: ApiClient, controller: Controller) -> ChildWatch:
+    """Volcano's Queues (cluster-scoped; only when their CRD is installed), by name."""
+    resource = ChildResource(QUEUE_KIND.kind, QUEUE_KIND.api_version, QUEUE_KIND.plural)
+    index = controller.queues = NameIndex()
+    return ChildWatch(api_client, resource, "", None, index, controller.observe_queue)
 
 
 def register(

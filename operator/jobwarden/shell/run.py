@@ -90,6 +90,7 @@ async def run_operator(
     api = kube.KubeApi(await kube.load_config(options.kubeconfig))
     volcano_installed = await api.crd_exists(kube.PODGROUP_CRD)
     commands_installed = await api.crd_exists(kube.COMMAND_CRD)
+    queues_installed = await api.crd_exists(kube.QUEUE_CRD)
     settings = Settings(
         cluster_domain=options.cluster_domain,
         volcano_scheduler_installed=volcano_installed,
@@ -103,6 +104,8 @@ async def run_operator(
     watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
     if commands_installed:
         watches += handlers.command_watches(api.api_client, controller, options.namespaces)
+    if queues_installed:
+        watches.append(handlers.queue_watch(api.api_client, controller))
     streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)

@@ -61,6 +61,9 @@ def _podgroup_gate(observed: Observed, job: VolcanoJob) -> Gate:
     status = group.get("status") or {}
     if status.get("phase") not in (None, "", "Pending"):
         return Gate(True)
+    queue_gate = _queue_gate(observed, job)
+    if queue_gate is not None:
+        return queue_gate
     held = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
     newest = max(held, key=lambda c: str(c.get("lastTransitionTime") or ""), default=None)
     if newest is None or newest.get("type") == "Scheduled":
@@ -68,6 +71,28 @@ def _podgroup_gate(observed: Observed, job: VolcanoJob) -> Gate:
     what = str(newest.get("type") or "").lower()
     message = f"PodGroup {job.namespace}:{job.name} {what}, reason: {newest.get('message') or ''}"
     return Gate(False, "PodGroupPending", message)
+
+
+OPEN_QUEUE = "Open"
+
+
+def _queue_gate(observed: Observed, job: VolcanoJob) -> Gate | None:
+    """Volcano's scheduler admits nothing from a queue that is missing or not `Open` (only Volcano's
+    queue controller opens a new one): name the queue and its state. None when the queue is open or
+    Queues are not known (their CRD is absent)."""
+    if observed.queues is None:
+        return None
+    queue = observed.queues.get(job.queue)
+    waiting = f"PodGroup {job.podgroup_name} stays Pending"
+    if queue is None:
+        return Gate(
+            False, "QueueNotFound", f"Queue {job.queue} does not exist: {waiting} until it is created"
+        )
+    state = str((queue.get("status") or {}).get("state") or "")
+    if state == OPEN_QUEUE:
+        return None
+    shown = f"is {state}" if state else "has no state yet (not opened by Volcano's queue controller)"
+    return Gate(False, "QueueNotOpen", f"Queue {job.queue} {shown}: {waiting} until it is Open")
 
 
 def falls_back(observed: Observed, job: VolcanoJob) -> bool:
