@@ -28,6 +28,7 @@ from volcano_helpers import (
 from jobwarden.core.plan import Event, Observed
 from jobwarden.kinds import by_kind
 from jobwarden.kinds.volcano import KIND, format_quantity, parse_duration
+from jobwarden.kinds.volcano.status import go_duration
 
 MASTER, WORKER = f"{SEED_JOB}-mpimaster-0", f"{SEED_JOB}-mpiworker-0"
 RESTART_ON_FAILURE = [{"event": "PodFailed", "action": "RestartJob"}]
@@ -631,7 +632,17 @@ def test_with_volcano_a_podgroup_is_created_and_pods_wait_for_it_to_be_inqueue()
         "minTaskMember": {"master": 1, "worker": 1},
         "queue": "default",
         "priorityClassName": "high",
-        "minResources": {"cpu": "1250m", "memory": "1536Mi"},  # one master (its limits) and one worker
+        # upstream's keys (GetPodQuotaUsage): one master (limits only: no request) and one worker
+        "minResources": {
+            "count/pods": "2",
+            "pods": "2",
+            "cpu": "250m",
+            "requests.cpu": "250m",
+            "memory": "1Gi",
+            "requests.memory": "1Gi",
+            "limits.cpu": "1",
+            "limits.memory": "512Mi",
+        },
     }
     assert cluster.plan(later(1)).is_noop
 
@@ -865,3 +876,52 @@ def test_an_open_queue_or_an_admitted_podgroup_is_no_reason_to_wait() -> None:
     cluster.set_podgroup_phase("Inqueue")
     closed = dataclasses.replace(cluster.observe(later(2)), queues={"default": queue("default", "Closed")})
     assert list(created(KIND.plan(closed), "Pod")) == ["job-worker-0"]  # admitted before it closed
+
+
+def test_podgroup_min_resources_keys_as_upstream_quota_usage() -> None:
+    """volcano `pkg/controllers/util/util.go` GetPodQuotaUsage on Kubernetes' `pkg/quota/v1/evaluator/
+    core/pods.go` PodUsageFunc: containers summed, init containers as a maximum, overhead added;
+    extended resources and hugepages as `requests.<name>` and bare."""
+    worker = task("worker", 2)
+    spec = worker["template"]["spec"]
+    spec["containers"][0]["resources"] = {
+        "requests": {"cpu": "1", "nvidia.com/gpu": 1, "hugepages-2Mi": "4Mi"},
+        "limits": {"cpu": "2", "nvidia.com/gpu": 1},
+    }
+    spec["containers"].append({"name": "side", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}})
+    spec["initContainers"] = [{"name": "init", "resources": {"requests": {"cpu": "3"}}}]
+    spec["overhead"] = {"memory": "64Mi"}
+    plan = FakeCluster(vcjob(worker), VOLCANO).step()
+
+    assert created(plan, "PodGroup")["job-uid-1"]["spec"]["minResources"] == {
+        "count/pods": "2",
+        "pods": "2",
+        "cpu": "6",  # max(1 + 0.5, 3) per pod
+        "requests.cpu": "6",
+        "limits.cpu": "4",
+        "memory": "2176Mi",  # (1Gi + 64Mi) per pod
+        "requests.memory": "2176Mi",
+        "limits.memory": "128Mi",  # the overhead counts toward limits too
+        "hugepages-2Mi": "8Mi",
+        "requests.hugepages-2Mi": "8Mi",
+        "nvidia.com/gpu": "2",
+        "requests.nvidia.com/gpu": "2",
+    }
+
+
+def test_running_duration_is_written_when_the_job_is_killed_as_upstream() -> None:
+    """volcano `pkg/controllers/job/job_controller_actions.go` killJob: runningDuration = the state's
+    lastTransitionTime - creationTimestamp (metav1.Duration, Go's duration text), kept afterwards."""
+    cluster = running(vcjob(task("worker")))
+    assert "runningDuration" not in cluster.status
+    cluster.set_phase("job-worker-0", "Succeeded", exit_code=0)
+    cluster.settle(later(95))
+
+    assert cluster.phase == "Completed"
+    assert cluster.status["runningDuration"] == "1m35s"
+    assert cluster.plan(later(4000)).is_noop
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (7205, "2h0m5s")])
+def test_go_duration_text(seconds: int, text: str) -> None:
+    assert go_duration(seconds) == text

@@ -179,7 +179,7 @@ def podgroup_spec(job: VolcanoJob, created_task_members: Mapping[str, Any] | Non
 def _min_resources(job: VolcanoJob) -> dict[str, str]:
     total: dict[str, Fraction] = {}
     for task, count in gang(job):
-        for name, value in pod_requests(task.template).items():
+        for name, value in pod_quota_usage(task.template).items():
             total[name] = total.get(name, Fraction(0)) + value * count
     return {name: format_quantity(value) for name, value in sorted(total.items())}
 
@@ -211,18 +211,58 @@ def _same_podgroup_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> 
 # Quantities for the PodGroup's minResources.
 
 
-def pod_requests(template: Mapping[str, Any]) -> dict[str, Fraction]:
-    """Requests summed over the containers; a resource with a limit but no request counts its limit
-    (what Kubernetes defaults the request to)."""
+_COMPUTE = ("cpu", "memory", "ephemeral-storage")
+
+
+def pod_quota_usage(template: Mapping[str, Any]) -> dict[str, Fraction]:
+    """What upstream sums per pod (volcano `pkg/controllers/util/util.go` GetPodQuotaUsage, on
+    Kubernetes' quota `PodUsageFunc`): `count/pods` and `pods` 1; `cpu`, `memory`, `ephemeral-storage`
+    and their `requests.*` from the requests, `limits.*` from the limits; `hugepages-*` and extended
+    resources as `requests.<name>` (and, as upstream adds them, hugepages and extended resources also
+    bare). Requests are the containers' sum, raised to any init container's, plus the pod overhead; a
+    container with a limit but no request counts no request (the template is not defaulted)."""
+    spec = template.get("spec") or {}
+    requests = _pod_total(spec, "requests")
+    limits = _pod_total(spec, "limits")
+    usage: dict[str, Fraction] = {"count/pods": Fraction(1), "pods": Fraction(1)}
+    for name in _COMPUTE:
+        if name in requests:
+            usage[name] = usage[f"requests.{name}"] = requests[name]
+        if name in limits:
+            usage[f"limits.{name}"] = limits[name]
+    for name, value in requests.items():
+        if name.startswith("hugepages-") or _extended(name):
+            usage[f"requests.{name}"] = usage[name] = value
+    return usage
+
+
+def _extended(name: str) -> bool:
+    """Kubernetes' IsExtendedResourceName: a domain-prefixed name outside kubernetes.io."""
+    domain = name.partition("/")[0] if "/" in name else ""
+    return bool(domain) and not domain.endswith("kubernetes.io")
+
+
+def _pod_total(spec: Mapping[str, Any], kind: str) -> dict[str, Fraction]:
     total: dict[str, Fraction] = {}
-    for container in (template.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        for name, value in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}.items():
-            try:
-                total[name] = total.get(name, Fraction(0)) + parse_quantity(value)
-            except ValueError:
-                continue
+    for container in spec.get("containers") or []:
+        for name, value in _quantities((container.get("resources") or {}).get(kind)).items():
+            total[name] = total.get(name, Fraction(0)) + value
+    for container in spec.get("initContainers") or []:
+        for name, value in _quantities((container.get("resources") or {}).get(kind)).items():
+            total[name] = max(total.get(name, Fraction(0)), value)
+    for name, value in _quantities(spec.get("overhead")).items():
+        total[name] = total.get(name, Fraction(0)) + value
     return total
+
+
+def _quantities(values: Any) -> dict[str, Fraction]:
+    parsed: dict[str, Fraction] = {}
+    for name, value in (values or {}).items():
+        try:
+            parsed[str(name)] = parse_quantity(value)
+        except ValueError:
+            continue
+    return parsed
 
 
 _BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2))
