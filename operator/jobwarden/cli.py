@@ -168,6 +168,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="run Volcano jobs with the default scheduler when Volcano's PodGroup CRD is absent",
     )
     jobs.add_argument(
+        "--volcano-jobs",
+        choices=("auto", "on", "off"),
+        default=_env("VOLCANO_JOBS", "auto"),
+        help="reconcile and admit batch.volcano.sh Jobs: auto stands aside when Volcano's own job "
+        "controller serves them (the jobs CRD is not jobwarden's)",
+    )
+    jobs.add_argument(
         "--cluster-domain",
         default=_env("CLUSTER_DOMAIN", os.environ.get("CUSTOM_CLUSTER_DOMAIN", "")),
         help="cluster domain appended to service hosts in TF_CONFIG (e.g. cluster.local)",
@@ -192,6 +199,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_format=args.log_format,
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
+        volcano_jobs=args.volcano_jobs,
         cluster_domain=args.cluster_domain,
         workers=args.workers,
         leader_election=args.leader_elect,

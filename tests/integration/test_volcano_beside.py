@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +148,42 @@ def test_a_scale_patches_only_the_podgroup_fields_jobwarden_owns(
     assert patched["status"] == {"phase": "Running", "running": 1}
     assert patched["metadata"]["annotations"]["scheduling.volcano.sh/by-scheduler"] == "kept"
     assert not [w for w in warnings(c, ns) if "PodGroup" in w[0] or "podgroup" in w[1]]
+
+
+@pytest.fixture(scope="module")
+def volcano_serves_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, LocalOperator]]:
+    """A cluster where Volcano's installation replaced the jobs CRD (here: ours, relabelled as Volcano's
+    would carry no jobwarden label) before the operator starts."""
+    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-volcano-aside"
+    c = devcluster.up(name, crds=ROOT / "crds")
+    c.kubectl("label", "--overwrite", "crd", "jobs.batch.volcano.sh", "app.kubernetes.io/name=volcano")
+    operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-aside") / "operator.log")
+    operator.start()
+    yield c, operator
+    operator.stop()
+    if not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
+        devcluster.down(name)
+
+
+def test_jobwarden_stands_aside_when_volcano_serves_its_jobs(
+    volcano_serves_jobs: tuple[Cluster, LocalOperator],
+) -> None:
+    """Issue 14, 4(a): `--volcano-jobs=auto` (the default) sees the jobs CRD is not jobwarden's: one log
+    line and one event say why, Volcano jobs are neither reconciled nor refused."""
+    c, operator = volcano_serves_jobs
+    why = "the CRD jobs.batch.volcano.sh is not jobwarden's"
+    wait_for(lambda: why in operator.logs(), 30, what="the log line")
+    lines = operator.logs().splitlines()
+    assert sum("not reconciling or admitting batch.volcano.sh Jobs" in line for line in lines) == 1
+    ns = new_namespace(c, "va")
+    body = one_task_job(ns, "theirs")
+    body["spec"]["minAvailable"] = 5  # more than the replicas: jobwarden's webhook would refuse it (400)
+    c.kubectl("apply", "-f", "-", input=json.dumps(body))
+    time.sleep(3)  # nothing may happen: Volcano's controller (absent here) owns the job
+
+    job = get(c, "vcjob", "theirs", "-n", ns) or {}
+    assert "status" not in job
+    assert c.kubectl("get", "pods", "-n", ns, "-o", "name").stdout.strip() == ""
+    events = get(c, "events", "-A", "--field-selector", "reason=VolcanoJobsServedByVolcano") or {}
+    (message,) = [e["message"] for e in events.get("items") or []]
+    assert message.startswith(f"jobwarden stands aside for Volcano Jobs: --volcano-jobs=auto: {why}")

@@ -188,6 +188,34 @@ class KubeApi:
             self.core.create_namespaced_event(meta["namespace"], cast(Any, body), _preload_content=False)
         )
 
+    async def crd_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of an installed CRD; None when it is not installed."""
+        try:
+            crd = await self.extensions.read_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(crd.metadata.labels or {})
+
+    async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
+        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
+        now = to_rfc3339(datetime.now(UTC))
+        body = {
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": dict(involved),
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": "jobwarden"},
+            "reportingComponent": "jobwarden",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await _unread(self.core.create_namespaced_event(namespace, cast(Any, body), _preload_content=False))
+
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying
         "not installed" would silently change how jobs run, so it is an error that says so."""

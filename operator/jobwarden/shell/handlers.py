@@ -78,9 +78,13 @@ def register(
     controller: Controller,
     *,
     admission: bool,
+    skip: tuple[JobKind, ...] = (),
 ) -> None:
+    """Watch and admit every job kind; those in `skip` (Volcano's, when Volcano serves them) are
+    neither watched nor checked: the webhook configuration may still send their reviews, which are
+    allowed as they are (Volcano's own webhook judges them)."""
     for kind in kinds.REGISTRY:
-        _register_kind(registry, controller, kind, admission)
+        _register_kind(registry, controller, kind, admission, reconcile=kind not in skip)
 
 
 def _register_kind(
@@ -88,12 +92,14 @@ def _register_kind(
     controller: Controller,
     kind: JobKind,
     admission: bool,
+    reconcile: bool = True,
 ) -> None:
     r = kind.resource
-    on_job_event = _job_event_handler(controller, kind)
-    kopf.on.event(r.group, r.version, r.plural, id=f"{r.plural}.{r.group}-event", registry=registry)(
-        on_job_event
-    )
+    if reconcile:
+        on_job_event = _job_event_handler(controller, kind)
+        kopf.on.event(r.group, r.version, r.plural, id=f"{r.plural}.{r.group}-event", registry=registry)(
+            on_job_event
+        )
     if admission:
         kopf.on.validate(
             r.group,
@@ -102,7 +108,11 @@ def _register_kind(
             id=webhook.HANDLER_ID,
             operations=["CREATE", "UPDATE"],
             registry=registry,
-        )(cast(Any, webhook.validate))
+        )(cast(Any, webhook.validate if reconcile else _allow))
+
+
+async def _allow(**_: Any) -> None:
+    """The admission of a kind jobwarden stands aside for: everything is allowed."""
 
 
 def _job_event_handler(controller: Controller, kind: JobKind) -> Callable[..., Any]:
