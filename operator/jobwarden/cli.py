@@ -3,6 +3,7 @@
     jobwarden run        the operator and the webhook server in one process
     jobwarden validate   the admission rules offline, for CI pipelines (see docs/admission.md)
     jobwarden policy     print the update contract as ValidatingAdmissionPolicies (manifests/policy/)
+    jobwarden job        suspend | resume | restart | abort a Volcano job (vcctl's verbs: a Command)
 
 Every `run` flag has an environment variable (JOBWARDEN_*), so the Deployment can be configured
 from a ConfigMap without changing its arguments."""
@@ -244,6 +245,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "(default upstream's: limits cpu 100m memory 20Mi, requests cpu 50m memory 10Mi)",
     )
     jobs.add_argument(
+        "--volcano-jobs",
+        choices=("auto", "on", "off"),
+        default=_env("VOLCANO_JOBS", "auto"),
+        help="reconcile and admit batch.volcano.sh Jobs: auto stands aside when Volcano's own job "
+        "controller serves them (the jobs CRD is not jobwarden's)",
+    )
+    jobs.add_argument(
         "--cluster-domain",
         default=_env("CLUSTER_DOMAIN", os.environ.get("CUSTOM_CLUSTER_DOMAIN", "")),
         help="cluster domain appended to service hosts in TF_CONFIG (e.g. cluster.local)",
@@ -268,6 +276,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_format=args.log_format,
         log_level=args.log_level,
         volcano_scheduler_fallback=args.volcano_scheduler_fallback,
+        volcano_jobs=args.volcano_jobs,
         cluster_domain=args.cluster_domain,
         allow_suspend_updates=args.allow_suspend_updates,
         gang_scheduler="" if args.gang_scheduler == "none" else args.gang_scheduler,
@@ -327,6 +336,9 @@ def parser() -> argparse.ArgumentParser:
         default="jobwarden-system",
         help="jobwarden's namespace: its ServiceAccount's own writes are exempt (default: jobwarden-system)",
     )
+    sub.add_parser(
+        "job", help="suspend, resume, restart or abort a Volcano job (a Command; see: jobwarden job -h)"
+    )
     return parser
 
 
@@ -343,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         from jobwarden.shell.validate_cmd import main as validate_main
 
         return validate_main(argv[1:])
+    if argv[:1] == ["job"]:
+        from jobwarden.shell.job_cmd import main as job_main
+
+        return job_main(argv[1:])
     args = parser().parse_args(argv)
     return _policy(args) if args.command == "policy" else _run(args)
 

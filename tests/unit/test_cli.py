@@ -83,3 +83,18 @@ def test_malformed_init_container_resources_in_the_environment_are_an_error(
     monkeypatch.setenv("JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES", "limits.cpu=lots")
     with pytest.raises(SystemExit, match=r"JOBWARDEN_PYTORCH_INIT_CONTAINER_RESOURCES: 'limits\.cpu=lots'"):
         parser()
+
+
+def test_volcano_jobs_setting_and_the_auto_decision() -> None:
+    """Issue 14, 4(a): beside Volcano's own job controller (its CRD replaced ours), stand aside."""
+    from jobwarden.shell.run import volcano_jobs_decision
+
+    assert options([]).volcano_jobs == "auto"
+    assert options(["--volcano-jobs", "off"]).volcano_jobs == "off"
+    ours = {"app.kubernetes.io/name": "jobwarden", "app.kubernetes.io/component": "crd"}
+    assert volcano_jobs_decision("auto", ours)[0] is True
+    assert volcano_jobs_decision("auto", None)[0] is True  # not installed: nothing to stand aside for
+    serve, why = volcano_jobs_decision("auto", {"app.kubernetes.io/name": "volcano"})
+    assert serve is False and "not jobwarden's" in why and "jobs.batch.volcano.sh" in why
+    assert volcano_jobs_decision("on", {})[0] is True
+    assert volcano_jobs_decision("off", ours)[0] is False

@@ -12,12 +12,17 @@ from typing import Any
 import pytest
 from kubeflow_helpers import FakeCluster, kubeflow_job, later
 from kubernetes_asyncio.client.exceptions import ApiException
+from volcano_helpers import running as volcano_running
+from volcano_helpers import task as vtask
+from volcano_helpers import vcjob
 
 from jobwarden.core import faults
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan, Settings
 from jobwarden.kinds import pytorchjob
 from jobwarden.kinds.base import Resource
+from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import controller as ctl
+from jobwarden.shell.childwatch import ChildIndex, target_uid
 from jobwarden.shell.controller import Controller, job_key
 
 KIND = pytorchjob.KIND
@@ -66,6 +71,9 @@ class FakeApi:
 
     async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         return self.existing[name]
+
+    async def delete_command(self, namespace: str, name: str, uid: str | None) -> None:
+        self.calls.append(("delete_command", name, uid))
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         self.calls.append(("delete_job", job["metadata"]["name"]))
@@ -411,3 +419,58 @@ def test_a_lagging_watch_event_never_rolls_the_cached_job_back() -> None:
     recreated["metadata"]["uid"] = "another-uid"  # deleted and created again under the same name
     controller.observe_job(KIND, recreated, "ADDED")
     assert controller.jobs[key].body["metadata"]["uid"] == "another-uid"
+
+
+# -- Volcano Commands: deleted only after the status recording the action --------------------------
+
+
+def volcano_controller(api: FakeApi) -> tuple[Controller, ctl.JobKey, dict[str, Any]]:
+    cluster = volcano_running(vcjob(vtask("worker", 2)))
+    job = {**cluster.job, "metadata": {**cluster.job["metadata"], "resourceVersion": "7"}}
+    uid = job["metadata"]["uid"]
+    controller = Controller(api, Settings(), clock=lambda: later(10))  # type: ignore[arg-type]
+    controller.indices = {"Pod": {uid: list(copy.deepcopy(cluster.pods).values())}}
+    controller.commands = ChildIndex(owner_of=target_uid)
+    cluster.command("AbortJob", "job-abortjob-1")
+    command = {**cluster.commands[0], "apiVersion": "bus.volcano.sh/v1alpha1", "kind": "Command"}
+    command["metadata"] = {
+        **command["metadata"],
+        "namespace": "ns",
+        "creationTimestamp": "2024-05-01T12:00:09Z",
+    }
+    controller.commands.put(command)
+    key = job_key(VOLCANO, job)
+    controller.jobs[key] = ctl._Entry(VOLCANO, copy.deepcopy(job))
+    return controller, key, command
+
+
+def test_a_consumed_command_is_deleted_after_the_status_and_never_carried_out_twice() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        controller, key, _ = volcano_controller(api)
+        await controller.reconcile(key)
+
+        verbs = [c[0] for c in api.calls if c[0] in ("status", "delete_command")]
+        assert verbs == ["status", "delete_command"]
+        assert api.writes("status")[0][2]["state"]["phase"] == "Aborting"
+        assert api.writes("delete_command") == [("delete_command", "job-abortjob-1", "uid-job-abortjob-1")]
+        # The watch has not shown the DELETE yet: the Command is still in the index, not carried out again.
+        api.calls.clear()
+        await controller.reconcile(key)
+        assert api.writes("delete_command") == []
+        assert not [c for c in api.writes("event") if c[1] == "CommandIssued"]
+
+    run(scenario)
+
+
+def test_a_refused_status_write_keeps_the_command() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        api.status_errors.append(api_error(409))
+        controller, key, _ = volcano_controller(api)
+        await controller.reconcile(key)
+
+        assert api.writes("delete_command") == []
+        assert controller.commands_of(controller.jobs[key].body["metadata"]["uid"])  # still pending
+
+    run(scenario)

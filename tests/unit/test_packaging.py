@@ -105,7 +105,7 @@ def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("install", ALL_INSTALLS)
-def test_install_contains_the_four_crds_and_the_operator(install: str) -> None:
+def test_install_contains_the_crds_and_the_operator(install: str) -> None:
     objects = objs(install)
     crds = {o["metadata"]["name"] for o in kr.select(objects, "CustomResourceDefinition")}
     assert crds == {
@@ -113,6 +113,7 @@ def test_install_contains_the_four_crds_and_the_operator(install: str) -> None:
         "pytorchjobs.kubeflow.org",
         "mxjobs.kubeflow.org",
         "jobs.batch.volcano.sh",
+        "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
     }
     kr.one(objects, "Namespace", NAMESPACE)
     kr.one(objects, "ServiceAccount", "jobwarden")
@@ -155,14 +156,21 @@ def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
     add("", ["secrets"], "create delete get")
     add("", ["events"], "create patch")
     add("events.k8s.io", ["events"], "create patch")
-    add("scheduling.volcano.sh", ["podgroups"], "get list watch create update delete")
+    add("scheduling.volcano.sh", ["podgroups"], "get list watch create update patch delete")
+    add("bus.volcano.sh", ["commands"], "get list watch delete")
+    add("", ["persistentvolumeclaims"], "get list watch create delete")
+    add("networking.k8s.io", ["networkpolicies"], "get list watch create update delete")
     return grants
 
 
 NAMESPACED_GRANTS = _expected_namespaced_grants()
 CLUSTER_SCOPE_GRANTS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v, "") for v in ("get", "list", "watch")
-} | {("", "namespaces", v, "") for v in ("get", "list", "watch")}
+} | {
+    (g, r, v, "")
+    for g, r in (("", "namespaces"), ("scheduling.volcano.sh", "queues"))
+    for v in ("get", "list", "watch")
+}
 CABUNDLE_GRANTS = {
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations", v, "jobwarden")
     for v in ("get", "patch")

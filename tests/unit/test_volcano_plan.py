@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from volcano_helpers import (
 from jobwarden.core.plan import Event, Observed
 from jobwarden.kinds import by_kind
 from jobwarden.kinds.volcano import KIND, format_quantity, parse_duration
+from jobwarden.kinds.volcano.status import go_duration
 
 MASTER, WORKER = f"{SEED_JOB}-mpimaster-0", f"{SEED_JOB}-mpiworker-0"
 RESTART_ON_FAILURE = [{"event": "PodFailed", "action": "RestartJob"}]
@@ -43,6 +46,7 @@ def test_seed_job_first_plan_creates_pods_plugin_children_and_admits_the_job() -
         ("Secret", f"{SEED_JOB}-ssh"),
         ("ConfigMap", f"{SEED_JOB}-svc"),
         ("Service", SEED_JOB),
+        ("NetworkPolicy", SEED_JOB),  # the svc plugin's, as upstream svc.go
         ("Pod", MASTER),
         ("Pod", WORKER),
     ]
@@ -528,7 +532,14 @@ def test_whole_job_restart_recreates_the_plugin_children_with_a_new_key() -> Non
 
     cluster.set_phase("job-worker-0", "Failed", exit_code=1)
     plan = cluster.step(later(10))
-    assert sorted(ref.kind for ref in plan.delete) == ["ConfigMap", "Pod", "Pod", "Secret", "Service"]
+    assert sorted(ref.kind for ref in plan.delete) == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "Pod",
+        "Pod",
+        "Secret",
+        "Service",
+    ]
     cluster.settle(later(11))
 
     assert cluster.status["controlledResources"] == {"plugin-ssh": "ssh", "plugin-svc": "svc"}
@@ -621,7 +632,17 @@ def test_with_volcano_a_podgroup_is_created_and_pods_wait_for_it_to_be_inqueue()
         "minTaskMember": {"master": 1, "worker": 1},
         "queue": "default",
         "priorityClassName": "high",
-        "minResources": {"cpu": "1250m", "memory": "1536Mi"},  # one master (its limits) and one worker
+        # upstream's keys (GetPodQuotaUsage): one master (limits only: no request) and one worker
+        "minResources": {
+            "count/pods": "2",
+            "pods": "2",
+            "cpu": "250m",
+            "requests.cpu": "250m",
+            "memory": "1Gi",
+            "requests.memory": "1Gi",
+            "limits.cpu": "1",
+            "limits.memory": "512Mi",
+        },
     }
     assert cluster.plan(later(1)).is_noop
 
@@ -654,8 +675,16 @@ def test_with_volcano_a_scale_updates_the_podgroup_and_a_kill_deletes_it() -> No
     cluster.job["spec"]["tasks"][0]["replicas"] = 3
 
     plan = cluster.step(later(2))
-    (group,) = plan.replace
-    assert group["spec"]["minMember"] == 3 and group["status"] == {"phase": "Inqueue"}
+    (group,) = plan.patch  # a merge patch of the spec jobwarden owns: the scheduler's status is untouched
+    assert (
+        plan.replace == []
+        and "status" not in group
+        and group["metadata"] == {"name": "job-uid-1", "namespace": "ns"}
+    )
+    assert group["spec"]["minMember"] == 3
+    # minTaskMember defaulted from replicas keeps its value at creation, as upstream stores the default
+    assert group["spec"]["minTaskMember"] == {"worker": 2}
+    assert cluster.children["PodGroup"]["job-uid-1"]["status"] == {"phase": "Inqueue"}
 
     cluster.set_phase("job-worker-0", "Failed", exit_code=1)
     plan = cluster.step(later(3))
@@ -678,14 +707,18 @@ def test_depends_on_creates_a_task_once_its_dependency_is_ready() -> None:
 
 
 def test_unsupported_plugins_warn_on_the_first_plan_only() -> None:
-    cluster = FakeCluster(vcjob(task("worker"), plugins={"env": [], "pytorch": ["--master=m"]}))
+    cluster = FakeCluster(vcjob(task("worker"), plugins={"env": [], "ray": ["--head=h"]}))
     plan = cluster.step()
 
     assert (
-        Event("Warning", "PluginError", "plugin pytorch is not supported by jobwarden and is ignored")
+        Event("Warning", "PluginError", "plugin ray is not supported by jobwarden and is ignored")
         in plan.events
     )
-    assert plan.status is not None and plan.status["controlledResources"] == {"plugin-env": "env"}
+    # ray implies svc, as Volcano's mutating webhook adds it
+    assert plan.status is not None and plan.status["controlledResources"] == {
+        "plugin-env": "env",
+        "plugin-svc": "svc",
+    }
     cluster.run_all()
     assert cluster.step(later(1)).events == []
 
@@ -697,18 +730,46 @@ def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
     assert FakeCluster(job).step().is_noop
 
 
-def test_job_volumes_with_a_claim_name_are_mounted_and_pvc_creation_is_reported() -> None:
-    volumes = [{"mountPath": "/data", "volumeClaimName": "shared"}, {"mountPath": "/new", "volumeClaim": {}}]
-    plan = FakeCluster(vcjob(task("worker"), volumes=volumes)).step()
-    pod = created(plan, "Pod")["job-worker-0"]
-
-    message = "creating PVCs is not supported: the volume at /new is not mounted"
-    assert Event("Warning", "PVCError", message) in plan.events
-
-    assert {"name": "volcano-pvc-0", "persistentVolumeClaim": {"claimName": "shared"}} in pod["spec"][
-        "volumes"
+def test_job_volumes_are_mounted_and_claims_from_volume_claim_are_created() -> None:
+    """Upstream `pkg/controllers/job/job_controller_actions.go` createJobIOIfNotExist and createPVC: a
+    `volumeClaim` becomes the PVC `<job>-pvc-<12 [0-9a-z]>` (helpers.go GenPVCName), owned by the job;
+    every claim is recorded as `volume-pvc-<name>` and mounted into every container."""
+    claim_spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    volumes = [
+        {"mountPath": "/data", "volumeClaimName": "shared"},
+        {"mountPath": "/new", "volumeClaim": claim_spec},
     ]
-    assert pod["spec"]["containers"][0]["volumeMounts"] == [{"name": "volcano-pvc-0", "mountPath": "/data"}]
+    cluster = FakeCluster(vcjob(task("worker"), volumes=volumes))
+    plan = cluster.step()
+    pod = created(plan, "Pod")["job-worker-0"]
+    ((name, pvc),) = created(plan, "PersistentVolumeClaim").items()
+
+    assert re.fullmatch(r"job-pvc-[0-9a-z]{12}", name)
+    assert pvc["spec"] == claim_spec and pvc["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert not [e for e in plan.events if e.reason == "PVCError"]
+    assert pod["spec"]["volumes"][-2:] == [
+        {"name": "volcano-pvc-0", "persistentVolumeClaim": {"claimName": "shared"}},
+        {"name": "volcano-pvc-1", "persistentVolumeClaim": {"claimName": name}},
+    ]
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "volcano-pvc-0", "mountPath": "/data"},
+        {"name": "volcano-pvc-1", "mountPath": "/new"},
+    ]
+    assert plan.status is not None and plan.status["controlledResources"] == {"volume-pvc-shared": "shared"}
+    # Recorded once it is there; the same name on every plan, never created twice.
+    second = cluster.step(later(1))
+    assert created(second, "PersistentVolumeClaim") == {}
+    assert cluster.status["controlledResources"][f"volume-pvc-{name}"] == name
+    other = vcjob(task("worker"), volumes=volumes)
+    other["metadata"]["uid"] = "uid-2"
+    assert list(created(FakeCluster(other).step(), "PersistentVolumeClaim")) != [name]
+
+
+def test_a_volume_without_any_claim_is_reported() -> None:
+    plan = FakeCluster(vcjob(task("worker"), volumes=[{"mountPath": "/x"}])).step()
+
+    message = "the volume at /x has neither volumeClaimName nor volumeClaim: not mounted"
+    assert Event("Warning", "PVCError", message) in plan.events
 
 
 def test_kind_metadata_and_admission_delegation() -> None:
@@ -757,3 +818,110 @@ def test_every_known_phase_has_one_handler() -> None:
     from jobwarden.kinds.volcano.spec import KNOWN_PHASES
 
     assert set(HANDLERS) == KNOWN_PHASES
+
+
+# ---------------------------------------------------------------------------------------------
+# Queues (issue 14, 4b): a PodGroup Pending because of its queue says which queue and its state.
+
+
+def queue(name: str, state: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": name}, **({"status": {"state": state}} if state else {})}
+
+
+@pytest.mark.parametrize(
+    ("queues", "reason", "message"),
+    [
+        (
+            {},
+            "QueueNotFound",
+            "Queue default does not exist: PodGroup job-uid-1 stays Pending until it is created",
+        ),
+        (
+            {"default": queue("default", "Closed")},
+            "QueueNotOpen",
+            "Queue default is Closed: PodGroup job-uid-1 stays Pending until it is Open",
+        ),
+        (
+            {"default": queue("default", None)},
+            "QueueNotOpen",
+            "Queue default has no state yet (not opened by Volcano's queue controller): "
+            "PodGroup job-uid-1 stays Pending until it is Open",
+        ),
+    ],
+)
+def test_a_pending_podgroup_names_its_queue_and_state(
+    queues: dict[str, Any], reason: str, message: str
+) -> None:
+    """vc-scheduler admits nothing from a queue that is not Open (volcano `pkg/scheduler/actions/enqueue`
+    skips closed queues; `pkg/controllers/queue` opens a new one): status and a Warning say why."""
+    cluster = FakeCluster(vcjob(task("worker")), VOLCANO)
+    cluster.step()
+    observed = cluster.observe(later(1))
+    plan = KIND.plan(dataclasses.replace(observed, queues=queues))
+
+    assert plan.status is not None
+    assert plan.status["state"]["phase"] == "Pending"
+    assert (plan.status["state"]["reason"], plan.status["state"]["message"]) == (reason, message)
+    assert Event("Warning", reason, message) in plan.events
+    assert created(plan, "Pod") == {}
+
+
+def test_an_open_queue_or_an_admitted_podgroup_is_no_reason_to_wait() -> None:
+    cluster = FakeCluster(vcjob(task("worker")), VOLCANO)
+    cluster.step()
+    open_queue = dataclasses.replace(cluster.observe(later(1)), queues={"default": queue("default", "Open")})
+    plan = KIND.plan(open_queue)
+    assert plan.status is None or plan.status["state"].get("reason", "") == ""
+
+    cluster.set_podgroup_phase("Inqueue")
+    closed = dataclasses.replace(cluster.observe(later(2)), queues={"default": queue("default", "Closed")})
+    assert list(created(KIND.plan(closed), "Pod")) == ["job-worker-0"]  # admitted before it closed
+
+
+def test_podgroup_min_resources_keys_as_upstream_quota_usage() -> None:
+    """volcano `pkg/controllers/util/util.go` GetPodQuotaUsage on Kubernetes' `pkg/quota/v1/evaluator/
+    core/pods.go` PodUsageFunc: containers summed, init containers as a maximum, overhead added;
+    extended resources and hugepages as `requests.<name>` and bare."""
+    worker = task("worker", 2)
+    spec = worker["template"]["spec"]
+    spec["containers"][0]["resources"] = {
+        "requests": {"cpu": "1", "nvidia.com/gpu": 1, "hugepages-2Mi": "4Mi"},
+        "limits": {"cpu": "2", "nvidia.com/gpu": 1},
+    }
+    spec["containers"].append({"name": "side", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}})
+    spec["initContainers"] = [{"name": "init", "resources": {"requests": {"cpu": "3"}}}]
+    spec["overhead"] = {"memory": "64Mi"}
+    plan = FakeCluster(vcjob(worker), VOLCANO).step()
+
+    assert created(plan, "PodGroup")["job-uid-1"]["spec"]["minResources"] == {
+        "count/pods": "2",
+        "pods": "2",
+        "cpu": "6",  # max(1 + 0.5, 3) per pod
+        "requests.cpu": "6",
+        "limits.cpu": "4",
+        "memory": "2176Mi",  # (1Gi + 64Mi) per pod
+        "requests.memory": "2176Mi",
+        "limits.memory": "128Mi",  # the overhead counts toward limits too
+        "hugepages-2Mi": "8Mi",
+        "requests.hugepages-2Mi": "8Mi",
+        "nvidia.com/gpu": "2",
+        "requests.nvidia.com/gpu": "2",
+    }
+
+
+def test_running_duration_is_written_when_the_job_is_killed_as_upstream() -> None:
+    """volcano `pkg/controllers/job/job_controller_actions.go` killJob: runningDuration = the state's
+    lastTransitionTime - creationTimestamp (metav1.Duration, Go's duration text), kept afterwards."""
+    cluster = running(vcjob(task("worker")))
+    assert "runningDuration" not in cluster.status
+    cluster.set_phase("job-worker-0", "Succeeded", exit_code=0)
+    cluster.settle(later(95))
+
+    assert cluster.phase == "Completed"
+    assert cluster.status["runningDuration"] == "1m35s"
+    assert cluster.plan(later(4000)).is_noop
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (7205, "2h0m5s")])
+def test_go_duration_text(seconds: int, text: str) -> None:
+    assert go_duration(seconds) == text

@@ -120,21 +120,22 @@ def test_go_flag_syntax_for_plugin_arguments() -> None:
 def test_registry_checks_the_arguments_of_the_plugins_it_implements_only() -> None:
     assert argument_error("ssh", ["--ssh-port=2222"]) is None
     assert argument_error("ssh", ["--ssh-port=x"]) == 'invalid value "x" for flag -ssh-port'
-    assert argument_error("mpi", ["--anything"]) is None  # accepted by name, not implemented
+    assert argument_error("mpi", ["--anything"]) == "flag provided but not defined: -anything"
+    assert argument_error("ray", ["--anything"]) is None  # accepted by name, not implemented
 
 
 def test_registry_builds_known_plugins_in_name_order_and_reports_the_rest() -> None:
     plugins = build_plugins(
-        {"svc": ["--inject-hosts-env=false"], "mpi": [], "env": None, "ssh": ["--ssh-port=x"]}
+        {"svc": ["--inject-hosts-env=false"], "ray": [], "env": None, "ssh": ["--ssh-port=x"], "hcclrank": []}
     )
 
-    assert [p.name for p in plugins.plugins] == ["env", "ssh", "svc"]
+    assert [p.name for p in plugins.plugins] == ["env", "ssh", "svc", "hcclrank"]  # hcclrank runs last
     assert plugins.problems == (
-        "plugin mpi is not supported by jobwarden and is ignored",
+        "plugin ray is not supported by jobwarden and is ignored",
         'plugin ssh: invalid value "x" for flag -ssh-port',
     )
     assert plugins.plugins[2] == SvcPlugin(inject_hosts_env=False)
-    assert [p.controlled_key for p in plugins.plugins] == ["plugin-env", "plugin-ssh", "plugin-svc"]
+    assert [p.controlled_key for p in plugins.plugins][:3] == ["plugin-env", "plugin-ssh", "plugin-svc"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +201,12 @@ def test_svc_headless_service_selects_the_jobs_pods() -> None:
 def test_svc_only_the_hostfile_is_kept_in_sync() -> None:
     synced = {child.kind: child.synced_fields for child in SvcPlugin().resources(job(task("w", 1)))}
 
-    assert synced == {"ConfigMap": ("data",), "Service": ()}
-    assert SvcPlugin().on_job_delete(job()) == [ChildRef("ConfigMap", "job-svc"), ChildRef("Service", "job")]
+    assert synced == {"ConfigMap": ("data",), "Service": (), "NetworkPolicy": ()}  # created once, as upstream
+    assert SvcPlugin().on_job_delete(job()) == [
+        ChildRef("ConfigMap", "job-svc"),
+        ChildRef("Service", "job"),
+        ChildRef("NetworkPolicy", "job"),
+    ]
 
 
 def test_svc_pod_gets_dns_name_every_tasks_host_env_and_the_mounted_hostfile() -> None:
@@ -350,3 +355,23 @@ def test_plugins_do_not_share_mutable_state_between_pods() -> None:
 
     assert second["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] != "/changed"
     assert copy.deepcopy(second) == second
+
+
+def test_svc_network_policy_admits_only_the_jobs_own_pods_unless_disabled() -> None:
+    """Upstream `pkg/controllers/job/plugins/svc/svc.go` createNetworkPolicyIfNotExist: NetworkPolicy
+    `<job>`, podSelector and the one ingress peer both `volcano.sh/job-name` + `volcano.sh/job-namespace`,
+    policyTypes [Ingress]; `--disable-network-policy` makes none."""
+    context = job(task("w", 2))
+    policy = built(SvcPlugin(), context)["NetworkPolicy"]
+    own = {"matchLabels": {"volcano.sh/job-name": "job", "volcano.sh/job-namespace": "ns"}}
+
+    assert (policy["apiVersion"], policy["metadata"]["name"]) == ("networking.k8s.io/v1", "job")
+    assert policy["spec"] == {
+        "podSelector": own,
+        "ingress": [{"from": [{"podSelector": own}]}],
+        "policyTypes": ["Ingress"],
+    }
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "u"
+    disabled = build_plugins({"svc": ["--disable-network-policy"]}).plugins[0]
+    assert "NetworkPolicy" not in built(disabled, context)
+    assert ChildRef("NetworkPolicy", "job") not in disabled.on_job_delete(context)

@@ -103,6 +103,17 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
 
 
+def merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, in place, as the apiserver applies `application/merge-patch+json`."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 class FakeCluster:
     """One job and its children. `step()` plans, then applies the plan like the shell (materializing
     each created manifest, and reporting the Secrets it created in `Observed.children`). With `graceful`,
@@ -120,19 +131,28 @@ class FakeCluster:
             "ConfigMap": {},
             "PodGroup": {},
             "Secret": {},
+            "NetworkPolicy": {},
+            "PersistentVolumeClaim": {},
         }
         self.events: list[Event] = []
+        self.commands: list[dict[str, Any]] = []  # Volcano Commands aimed at the job, oldest first
         self._serial = 0
 
     # -- what the shell sees and does ------------------------------------------------------------
 
     def observe(self, now: datetime = NOW) -> Observed:
         # Secrets are never watched: the shell reports the ones it created (or found existing).
-        watched = ["Pod", "Service", "ConfigMap", "Secret"] + (
+        watched = ["Pod", "Service", "ConfigMap", "Secret", "NetworkPolicy", "PersistentVolumeClaim"] + (
             ["PodGroup"] if self.settings.volcano_scheduler_installed else []
         )
         children = {kind: copy.deepcopy(self.children[kind]) for kind in watched}
-        return Observed(copy.deepcopy(self.job), children, now, self.settings)
+        return Observed(
+            copy.deepcopy(self.job),
+            children,
+            now,
+            self.settings,
+            commands=tuple(copy.deepcopy(self.commands)),
+        )
 
     def plan(self, now: datetime = NOW) -> Plan:
         return KIND.plan(self.observe(now))
@@ -163,6 +183,11 @@ class FakeCluster:
             replacement = copy.deepcopy(manifest)
             replacement["metadata"]["resourceVersion"] = str(self._serial)
             self.children[manifest["kind"]][manifest["metadata"]["name"]] = replacement
+        for patch in plan.patch:
+            self._serial += 1
+            live = self.children[patch["kind"]][patch["metadata"]["name"]]
+            merge_patch(live, {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")})
+            live["metadata"]["resourceVersion"] = str(self._serial)
         for ref in plan.delete:
             store = self.children[ref.kind]
             if ref.name in store and self.graceful and ref.kind == "Pod":
@@ -171,6 +196,7 @@ class FakeCluster:
                 store.pop(ref.name, None)
         if plan.status is not None:
             self.job["status"] = copy.deepcopy(plan.status)
+        self.commands = [c for c in self.commands if c["metadata"]["name"] not in plan.consumed_commands]
         self.events += plan.events
 
     def _admitted(self, manifest: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -188,6 +214,20 @@ class FakeCluster:
         pods = self.children["Pod"]
         for name in [n for n, p in pods.items() if p["metadata"].get("deletionTimestamp")]:
             del pods[name]
+
+    def command(self, action: str, name: str = "") -> None:
+        """A Command aimed at the job, as `jobwarden job` or vcctl makes it."""
+        name = name or f"{self.job['metadata']['name']}-{action.lower()}-{len(self.commands)}"
+        meta = self.job["metadata"]
+        target = {
+            "apiVersion": self.job["apiVersion"],
+            "kind": "Job",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+        self.commands.append(
+            {"metadata": {"name": name, "uid": f"uid-{name}"}, "action": action, "target": target}
+        )
 
     # -- kubelet and scheduler -------------------------------------------------------------------
 

@@ -44,10 +44,19 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("ConfigMap", "v1", "configmaps", watched=True),
     ChildKind("Secret", "v1", "secrets", watched=False),
     ChildKind("PodGroup", "scheduling.volcano.sh/v1beta1", "podgroups", watched=True, needs_crd=True),
+    ChildKind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", watched=True),
+    ChildKind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", watched=True),
 )
 CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
 # The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.
 WATCHED_CHILD_KINDS: tuple[str, ...] = tuple(c.kind for c in CHILD_KINDS if c.watched and not c.needs_crd)
+
+# Volcano's Command (`bus.volcano.sh/v1alpha1`): not a child, an order aimed at a job through its
+# `target` (vcctl job suspend/resume). The shell watches them (when the CRD is installed), hands a
+# job's pending ones to the core in `Observed.commands`, and deletes those a plan consumed.
+COMMAND_KIND = ChildKind("Command", "bus.volcano.sh/v1alpha1", "commands", watched=True, needs_crd=True)
+# Volcano's Queue (cluster-scoped): read so a job whose PodGroup waits on a missing or closed queue says so.
+QUEUE_KIND = ChildKind("Queue", "scheduling.volcano.sh/v1beta1", "queues", watched=True, needs_crd=True)
 
 # A manifest in `Plan.create` carrying this annotation is only a request: `JobKind.materialize` fills
 # it in (e.g. an ssh key pair) before it is created; the shell runs that in a worker thread.
@@ -106,6 +115,10 @@ class Observed:
     now: datetime
     settings: Settings = Settings()
     faults: tuple[ChildFault, ...] = ()
+    # Commands whose `target.uid` is this job's, not yet consumed, oldest first.
+    commands: tuple[Body, ...] = ()
+    # Volcano's Queues by name (cluster-scoped); None when their CRD is not installed.
+    queues: Mapping[str, Body] | None = None
 
     def of_kind(self, kind: str) -> Mapping[str, Body]:
         return self.children.get(kind, {})
@@ -142,8 +155,8 @@ class ChildRef:
 class Plan:
     """What the shell must do for one job, in this order: write `status` (the full new status) if not
     None, fenced by the job's resourceVersion, and stop there if that write is refused; create,
-    replace, delete children; post events; delete the job if `delete_job`; reconcile again at
-    `wake_at` even if no watch event arrives (deadlines, TTL).
+    replace, patch, delete children; delete the consumed Commands; post events; delete the job if
+    `delete_job`; reconcile again at `wake_at` even if no watch event arrives (deadlines, TTL).
 
     The status goes first because it records the decision that the child writes act on (a terminal
     state, a restart count): a delete must never destroy the evidence of a decision that was not
@@ -151,6 +164,10 @@ class Plan:
 
     create: list[Manifest] = field(default_factory=list)
     replace: list[Manifest] = field(default_factory=list)
+    # JSON merge patches (RFC 7386) of children others write too (Volcano's PodGroup, whose status the
+    # scheduler writes): `apiVersion`, `kind` and `metadata.name` say which, the rest is the patch.
+    # No resourceVersion: only the fields jobwarden owns change, so a racing writer is no conflict.
+    patch: list[Manifest] = field(default_factory=list)
     delete: list[ChildRef] = field(default_factory=list)
     status: dict[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
@@ -159,9 +176,13 @@ class Plan:
     # The decision this plan carries out is failing the job for its active deadline (for metrics: the
     # shell counts from this, never from message text). Set only by the plan that makes the transition.
     deadline_exceeded: bool = False
+    # Names of the `Observed.commands` this plan carried out (or found nothing to do for): the shell
+    # deletes them after the status recording the action is written, never before.
+    consumed_commands: list[str] = field(default_factory=list)
 
     @property
     def is_noop(self) -> bool:
-        return not (self.create or self.replace or self.delete or self.events or self.delete_job) and (
-            self.status is None
+        writes = (
+            self.create or self.replace or self.patch or self.delete or self.events or self.consumed_commands
         )
+        return not (writes or self.delete_job) and self.status is None

@@ -69,13 +69,22 @@ class JobContext:
     def namespace(self) -> str:
         return str(self.job["metadata"]["namespace"])
 
+    def task(self, name: str) -> TaskHosts | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+    def domain_name(self, task: TaskHosts, index: int) -> str:
+        """`<hostname>.<subdomain>` of a replica (upstream `MakeDomainName`): the pod's name and the
+        job's name unless the template fixes them."""
+        hostname = task.hostname or pod_name(self.name, task.name, index)
+        return f"{hostname}.{task.subdomain or self.name}"
+
     def hosts(self, task: TaskHosts) -> list[tuple[str, str]]:
         """(hostname, `<hostname>.<subdomain>`) of each replica. A template that fixes its hostname
         gives every replica the same name, so upstream lists it once."""
         entries = []
         for index in range(task.replicas):
             hostname = task.hostname or pod_name(self.name, task.name, index)
-            entries.append((hostname, f"{hostname}.{task.subdomain or self.name}"))
+            entries.append((hostname, self.domain_name(task, index)))
             if task.hostname:
                 break
         return entries
@@ -128,6 +137,10 @@ class JobPlugin(ABC):
 
     name: ClassVar[str]
     flag_defaults: ClassVar[Mapping[str, FlagValue]] = {}
+    # Upstream's plugins record `plugin-<name>` in `status.controlledResources`; hcclrank does not.
+    records_itself: ClassVar[bool] = True
+    # Reads what other plugins wrote into a pod (hcclrank reads `RANK`), so its `on_pod_create` runs last.
+    runs_last: ClassVar[bool] = False
 
     @classmethod
     def from_flags(cls, flags: Flags) -> JobPlugin:
@@ -172,6 +185,13 @@ def every_container(pod: Manifest) -> Iterator[dict[str, Any]]:
 def append_env(pod: Manifest, entries: list[dict[str, Any]]) -> None:
     for container in every_container(pod):
         container["env"] = [*(container.get("env") or []), *entries]
+
+
+def open_port(container: dict[str, Any], port: int, name: str) -> None:
+    """Declare `port` on the container under `name` unless some port entry already has that number."""
+    ports = container.get("ports") or []
+    if not any(p.get("containerPort") == port for p in ports):
+        container["ports"] = [*ports, {"name": name, "containerPort": port}]
 
 
 def add_volume(pod: Manifest, volume: dict[str, Any], mount: dict[str, Any]) -> None:

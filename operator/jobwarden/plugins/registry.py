@@ -17,16 +17,24 @@ from dataclasses import dataclass
 from jobwarden.core.plan import Manifest
 from jobwarden.plugins.base import Flags, FlagValue, JobPlugin
 from jobwarden.plugins.env import EnvPlugin
+from jobwarden.plugins.hcclrank import HcclRankPlugin
+from jobwarden.plugins.mpi import MpiPlugin
+from jobwarden.plugins.pytorch import PytorchPlugin
 from jobwarden.plugins.ssh import SshPlugin
 from jobwarden.plugins.svc import SvcPlugin
+from jobwarden.plugins.tensorflow import TensorflowPlugin
 
-PLUGINS: Mapping[str, type[JobPlugin]] = {cls.name: cls for cls in (SshPlugin, EnvPlugin, SvcPlugin)}
-# Upstream plugins jobwarden accepts but does not implement (a Warning `PluginError` says they do nothing).
-UNIMPLEMENTED_PLUGINS: tuple[str, ...] = ("tensorflow", "mpi", "pytorch", "hcclrank", "ray")
+PLUGINS: Mapping[str, type[JobPlugin]] = {
+    cls.name: cls
+    for cls in (SshPlugin, EnvPlugin, SvcPlugin, TensorflowPlugin, MpiPlugin, PytorchPlugin, HcclRankPlugin)
+}
+# Upstream plugins jobwarden accepts but does not implement (a Warning `PluginError` says they do
+# nothing): ray rewrites the head and worker containers' commands into `ray start …` and makes a
+# Service of its own; not done yet (README, "Not implemented").
+UNIMPLEMENTED_PLUGINS: tuple[str, ...] = ("ray",)
 # Every plugin name admission accepts, in upstream's order.
 KNOWN_PLUGINS: tuple[str, ...] = (*PLUGINS, *UNIMPLEMENTED_PLUGINS)
-# The flags upstream's mpi plugin declares: admission checks that its master task exists.
-MPI_FLAGS: Mapping[str, FlagValue] = {"master": "master", "worker": "worker", "port": 22}
+MPI_FLAGS: Mapping[str, FlagValue] = MpiPlugin.flag_defaults
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -103,7 +111,9 @@ def materialize(manifest: Manifest) -> Manifest:
 
 @dataclass(frozen=True)
 class PluginSet:
-    plugins: tuple[JobPlugin, ...]  # in name order, so plans are deterministic (upstream: random)
+    # In name order, so plans are deterministic (upstream: Go's random map order); a plugin that reads
+    # what the others wrote (`runs_last`) after them.
+    plugins: tuple[JobPlugin, ...]
     problems: tuple[str, ...]  # unknown plugins and argument errors, for a Warning event
 
 
@@ -119,4 +129,5 @@ def build_plugins(spec_plugins: Mapping[str, Sequence[str] | None]) -> PluginSet
         if parsed.error:
             problems.append(f"plugin {name}: {parsed.error}")
         plugins.append(cls.from_flags(parsed.flags))
+    plugins.sort(key=lambda plugin: plugin.runs_last)  # stable: name order otherwise
     return PluginSet(tuple(plugins), tuple(problems))

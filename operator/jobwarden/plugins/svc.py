@@ -9,9 +9,10 @@
   every task from that ConfigMap. Env is read once at start: running pods keep the values they
   started with, only the mounted files follow a scale (as upstream).
 
-Not done: upstream's NetworkPolicy `<job>` (ingress only from the job's own pods). The shell does not
-watch NetworkPolicies, so it could not be kept in sync; `--disable-network-policy` is accepted and
-has no effect."""
+- the NetworkPolicy `<job>` (upstream `svc.go` createNetworkPolicyIfNotExist): the job's pods
+  (`volcano.sh/job-name`, `volcano.sh/job-namespace`) accept ingress only from the job's own pods.
+  Created when missing, never rewritten (as upstream), removed with the Service by a whole-job kill;
+  `--disable-network-policy` leaves it out. Enforcing it is the network plugin's business."""
 
 from __future__ import annotations
 
@@ -69,12 +70,14 @@ class SvcPlugin(JobPlugin):
 
     publish_not_ready_addresses: bool = False
     inject_hosts_env: bool = True
+    network_policy: bool = True
 
     @classmethod
     def from_flags(cls, flags: Flags) -> JobPlugin:
         return cls(
             publish_not_ready_addresses=flags.boolean("publish-not-ready-addresses"),
             inject_hosts_env=flags.boolean("inject-hosts-env"),
+            network_policy=not flags.boolean("disable-network-policy"),
         )
 
     def on_pod_create(self, pod: Manifest, job: JobContext, task: str, index: int) -> None:
@@ -87,13 +90,17 @@ class SvcPlugin(JobPlugin):
         add_volume(pod, volume, {"name": configmap_name(job), "mountPath": CONFIG_DIR})
 
     def resources(self, job: JobContext) -> list[DesiredChild]:
-        return [
+        children = [
             DesiredChild("ConfigMap", configmap_name(job), lambda: self._configmap(job), ("data",)),
             DesiredChild("Service", job.name, lambda: self._service(job)),
         ]
+        if self.network_policy:
+            children.append(DesiredChild("NetworkPolicy", job.name, lambda: network_policy(job)))
+        return children
 
     def on_job_delete(self, job: JobContext) -> list[ChildRef]:
-        return [ChildRef("ConfigMap", configmap_name(job)), ChildRef("Service", job.name)]
+        refs = [ChildRef("ConfigMap", configmap_name(job)), ChildRef("Service", job.name)]
+        return [*refs, ChildRef("NetworkPolicy", job.name)] if self.network_policy else refs
 
     def _configmap(self, job: JobContext) -> Manifest:
         return manifest("v1", "ConfigMap", child_metadata(job.job, configmap_name(job)), data=hosts_data(job))
@@ -105,6 +112,17 @@ class SvcPlugin(JobPlugin):
             "publishNotReadyAddresses": self.publish_not_ready_addresses,
         }
         return manifest("v1", "Service", child_metadata(job.job, job.name), spec=spec)
+
+
+def network_policy(job: JobContext) -> Manifest:
+    """Ingress to the job's pods only from the job's pods."""
+    own_pods = {"matchLabels": {JOB_NAME_LABEL: job.name, JOB_NAMESPACE_LABEL: job.namespace}}
+    spec = {
+        "podSelector": own_pods,
+        "ingress": [{"from": [{"podSelector": own_pods}]}],
+        "policyTypes": ["Ingress"],
+    }
+    return manifest("networking.k8s.io/v1", "NetworkPolicy", child_metadata(job.job, job.name), spec=spec)
 
 
 def hosts_data(job: JobContext) -> dict[str, str]:

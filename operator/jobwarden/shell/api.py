@@ -19,7 +19,15 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 
-from jobwarden.core.plan import CHILD_KINDS_BY_NAME, Body, ChildRef, Event, Manifest
+from jobwarden.core.plan import (
+    CHILD_KINDS_BY_NAME,
+    COMMAND_KIND,
+    QUEUE_KIND,
+    Body,
+    ChildRef,
+    Event,
+    Manifest,
+)
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import Resource
 
@@ -29,6 +37,8 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
 PODGROUP_CRD = "{0.plural}.{0.group}".format(
     CHILD_KINDS_BY_NAME["PodGroup"]
 )  # podgroups.scheduling.volcano.sh
+COMMAND_CRD = f"{COMMAND_KIND.plural}.{COMMAND_KIND.group}"  # commands.bus.volcano.sh
+QUEUE_CRD = f"{QUEUE_KIND.plural}.{QUEUE_KIND.group}"  # queues.scheduling.volcano.sh
 
 
 async def load_config(kubeconfig: str | None) -> client.ApiClient:
@@ -69,6 +79,12 @@ class KubeApi:
         name = manifest["metadata"]["name"]
         await self.send("PUT", child_path(manifest["kind"], namespace, name), manifest)
 
+    async def patch_child(self, namespace: str, patch: Manifest) -> None:
+        """A JSON merge patch (`Plan.patch`): everything but apiVersion, kind and metadata.name."""
+        kind, name = patch["kind"], patch["metadata"]["name"]
+        body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
+        await self.send("PATCH", child_path(kind, namespace, name), body, "application/merge-patch+json")
+
     async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         """One child as plain JSON (only after a create answered AlreadyExists)."""
         return cast(dict[str, Any], json.loads(await self.send("GET", child_path(kind, namespace, name))))
@@ -79,6 +95,15 @@ class KubeApi:
         if uid:
             options["preconditions"] = {"uid": uid}
         await self.send("DELETE", child_path(ref.kind, namespace, ref.name), options)
+
+    async def delete_command(self, namespace: str, name: str, uid: str | None) -> None:
+        """Delete a consumed Command, by uid when known (a new Command that took the name survives)."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        command = COMMAND_KIND
+        path = f"/apis/{command.api_version}/namespaces/{namespace}/{command.plural}/{name}"
+        await self.send("DELETE", path, options)
 
     async def replace_status(
         self, resource: Resource, job: Body, status: Mapping[str, Any]
@@ -127,12 +152,14 @@ class KubeApi:
         }
         await self.send("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
 
-    async def send(self, method: str, path: str, body: Any = None) -> bytes:
+    async def send(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> bytes:
         """One request as raw JSON on the client's own session (its TLS, credentials and connection
         pool). The generated client's per-call machinery (walking every manifest to serialize it,
         building model objects from the answer) was the largest part of the operator's CPU in a burst
         (docs/benchmarks.md); the answer here is bytes, parsed only by callers that read it."""
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         session = self.api_client.rest_client.pool_manager
@@ -144,6 +171,34 @@ class KubeApi:
             if not 200 <= response.status <= 299:
                 raise ApiException(http_resp=cast(Any, RESTResponse(response, payload)))
             return payload
+
+    async def crd_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of an installed CRD; None when it is not installed."""
+        try:
+            crd = await self.extensions.read_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(crd.metadata.labels or {})
+
+    async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
+        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
+        now = to_rfc3339(datetime.now(UTC))
+        body = {
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": dict(involved),
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": "jobwarden"},
+            "reportingComponent": "jobwarden",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.send("POST", f"/api/v1/namespaces/{namespace}/events", body)
 
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying

@@ -46,7 +46,9 @@ class ChildResource:
 def slim(body: Body) -> dict[str, Any]:
     """What the core needs of a child, without managedFields (indices stay small)."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    kept = {k: body[k] for k in ("apiVersion", "kind", "spec", "status", "data") if k in body}
+    kept = {
+        k: body[k] for k in ("apiVersion", "kind", "spec", "status", "data", "action", "target") if k in body
+    }
     return {**kept, "metadata": meta}
 
 
@@ -57,11 +59,19 @@ def controller_uid(body: Body) -> str | None:
     return None
 
 
+def target_uid(body: Body) -> str | None:
+    """The job a Volcano Command is aimed at (`target.uid`)."""
+    uid = (body.get("target") or {}).get("uid")
+    return str(uid) if uid else None
+
+
 class ChildIndex:
     """Children by their controller owner's uid: `get(owner_uid)` lists their slim bodies (the shape
-    the controller read from kopf's indices)."""
+    the controller read from kopf's indices). `owner_of` says whose an object is (Commands: their
+    target's uid)."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner_of: Callable[[Body], str | None] = controller_uid) -> None:
+        self.owner_of = owner_of
         self._by_owner: dict[str, dict[str, dict[str, Any]]] = {}
         self._owner_of: dict[str, str] = {}  # child uid -> owner uid
 
@@ -75,7 +85,7 @@ class ChildIndex:
     def put(self, body: Body) -> None:
         uid = str(body["metadata"]["uid"])
         self.remove(uid)
-        owner = controller_uid(body)
+        owner = self.owner_of(body)
         if owner is not None:  # a child whose ownerReference was removed leaves its former job's index
             self._by_owner.setdefault(owner, {})[uid] = slim(body)
             self._owner_of[uid] = owner
@@ -92,6 +102,28 @@ class ChildIndex:
         return iter(list(self._owner_of))
 
 
+class NameIndex:
+    """Cluster-scoped objects by name (Volcano's Queues), for `ChildWatch`."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self._name_of: dict[str, str] = {}  # uid -> name
+
+    def put(self, body: Body) -> None:
+        meta = body["metadata"]
+        self.remove(str(meta["uid"]))
+        self.by_name[str(meta["name"])] = slim(body)
+        self._name_of[str(meta["uid"])] = str(meta["name"])
+
+    def remove(self, uid: str) -> None:
+        name = self._name_of.pop(uid, None)
+        if name is not None:
+            self.by_name.pop(name, None)
+
+    def uids(self) -> Iterator[str]:
+        return iter(list(self._name_of))
+
+
 class ChildWatch:
     """One list+watch stream; `ready` is set once the first list is in the index."""
 
@@ -101,7 +133,7 @@ class ChildWatch:
         resource: ChildResource,
         selector: str,
         namespace: str | None,
-        index: ChildIndex,
+        index: ChildIndex | NameIndex,
         on_event: Callable[[Body], None],
     ) -> None:
         self.api_client = api_client

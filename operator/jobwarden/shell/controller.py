@@ -95,6 +95,10 @@ class Controller:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.jobs: dict[JobKey, _Entry] = {}
         self.indices: ChildIndices = {}
+        # Volcano Commands by their target job's uid (None: the Command CRD is not installed).
+        self.commands: Any = None
+        # Volcano Queues by name (`by_name`; None: the Queue CRD is not installed).
+        self.queues: Any = None
         self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
         self._queued: set[JobKey] = set()
         self._busy: set[JobKey] = set()
@@ -175,6 +179,23 @@ class Controller:
                     (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"])
                 )
 
+    def observe_command(self, body: Body) -> None:
+        """A Volcano Command changed: reconcile the job it is aimed at."""
+        target = body.get("target") or {}
+        kind = kinds.by_kind(str(target.get("apiVersion", "")), str(target.get("kind", "")))
+        if kind is not None and target.get("name"):
+            namespace = str((body.get("metadata") or {}).get("namespace", ""))
+            self.enqueue((kind.resource.group, kind.resource.plural, namespace, str(target["name"])))
+
+    def observe_queue(self, body: Body) -> None:
+        """A Volcano Queue changed: reconcile the Volcano jobs that name it (the default queue when
+        they name none)."""
+        name = (body.get("metadata") or {}).get("name")
+        for key, entry in list(self.jobs.items()):
+            queue = (entry.body.get("spec") or {}).get("queue") or "default"
+            if entry.kind.resource.group == "batch.volcano.sh" and queue == name:
+                self.enqueue(key)
+
     def enqueue(self, key: JobKey) -> None:
         if key in self._busy:
             self._again.add(key)
@@ -236,13 +257,27 @@ class Controller:
             return child
         return {**child, "metadata": {**meta, "deletionTimestamp": to_rfc3339(self.clock())}}
 
+    def commands_of(self, uid: str) -> tuple[Body, ...]:
+        """The job's pending Commands, oldest first; those this process deleted are gone already
+        (the watch lags the DELETE, and a Command must never be carried out twice)."""
+        found = (self.commands.get(uid) if self.commands is not None else None) or []
+        pending = [c for c in found if c["metadata"].get("uid") not in self._tombstones]
+        return tuple(
+            sorted(
+                pending, key=lambda c: (c["metadata"].get("creationTimestamp") or "", c["metadata"]["name"])
+            )
+        )
+
     def observed(self, entry: _Entry, key: JobKey) -> Observed:
+        uid = entry.body["metadata"]["uid"]
         return Observed(
             job=entry.body,
-            children=self.children_of(entry.body["metadata"]["uid"]),
+            children=self.children_of(uid),
             now=self.clock(),
             settings=self.settings,
             faults=tuple(self._faults.get(key, {}).values()),
+            commands=self.commands_of(uid),
+            queues=dict(self.queues.by_name) if self.queues is not None else None,
         )
 
     async def reconcile(self, key: JobKey) -> None:
@@ -275,7 +310,8 @@ class Controller:
     async def execute(self, key: JobKey, entry: _Entry, plan: Plan, observed: Observed) -> None:
         job, kind = entry.body, entry.kind
         plan = _without_creates_if_finished(kind, job, plan)
-        if plan.status is not None or plan.create or plan.replace or plan.delete:
+        children_writes = plan.create or plan.replace or plan.patch or plan.delete
+        if plan.status is not None or children_writes or plan.consumed_commands:
             fence = plan.status if plan.status is not None else job.get("status")
             try:
                 await self._write_status(key, entry, fence)
@@ -286,6 +322,7 @@ class Controller:
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
         retry = await self._write_children(key, job, kind, plan, observed.children)
+        retry = not await self._delete_commands(job, plan, observed) or retry
         await self._show_faults(key, entry, observed)
         await asyncio.gather(*(self._post_event(job, event) for event in plan.events))
         if plan.deadline_exceeded:
@@ -329,7 +366,8 @@ class Controller:
         if "terminating" in created:  # the job itself goes with the namespace: nothing to retry
             return False
         replaced = await asyncio.gather(
-            *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace)
+            *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace),
+            *(self._bounded(self._patch_one(key, job, m)) for m in plan.patch),
         )
         deleted = await asyncio.gather(
             *(
@@ -368,6 +406,15 @@ class Controller:
             await self._child_failed(key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc)
             return False
         self._clear_fault(key, "Update", manifest)
+        return True
+
+    async def _patch_one(self, key: JobKey, job: Body, patch: Manifest) -> bool:
+        try:
+            await self.api.patch_child(job["metadata"]["namespace"], patch)
+        except Exception as exc:
+            await self._child_failed(key, job, "Update", patch["kind"], patch["metadata"]["name"], exc)
+            return False
+        self._clear_fault(key, "Update", patch)
         return True
 
     async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:
@@ -459,6 +506,26 @@ class Controller:
         if plan.status is not None:
             with contextlib.suppress(_Stale):  # the next pass shows them
                 await self._write_status(key, entry, plan.status)
+
+    async def _delete_commands(self, job: Body, plan: Plan, observed: Observed) -> bool:
+        """Delete the Commands the plan consumed, now that the status recording the action is
+        written. Returns False when one could not be deleted (retried; the plan consumes it again
+        only if it is still there, which the tombstone rules out once deleted)."""
+        ok = True
+        for name in plan.consumed_commands:
+            uid = next(
+                (c["metadata"].get("uid") for c in observed.commands if c["metadata"]["name"] == name), None
+            )
+            try:
+                await self.api.delete_command(job["metadata"]["namespace"], name, uid)
+            except Exception as exc:
+                if status_of(exc) not in (404, 409):  # gone already, or the name is a newer Command's
+                    logger.warning("deleting Command %s failed: %s", name, reason_of(exc))
+                    ok = False
+                    continue
+            if uid:
+                self._tombstones[str(uid)] = time.monotonic() + TOMBSTONE_SECONDS
+        return ok
 
     # -- the job -------------------------------------------------------------------------------
 

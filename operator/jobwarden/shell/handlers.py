@@ -12,11 +12,11 @@ import kopf
 from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
-from jobwarden.core.plan import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from jobwarden.core.plan import CHILD_KINDS, COMMAND_KIND, MANAGED_BY_LABEL, MANAGED_BY_VALUE, QUEUE_KIND
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
-from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch
+from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch, NameIndex, target_uid
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger(__name__)
@@ -53,16 +53,41 @@ def child_watches(
     return watches
 
 
+def command_watches(
+    api_client: ApiClient, controller: Controller, namespaces: tuple[str, ...]
+) -> list[ChildWatch]:
+    """Volcano's Commands (only when their CRD is installed), indexed by their target job's uid. They
+    carry no label of ours (vcctl or a user makes them): every Command is listed."""
+    resource = ChildResource(COMMAND_KIND.kind, COMMAND_KIND.api_version, COMMAND_KIND.plural)
+    index = controller.commands = ChildIndex(owner_of=target_uid)
+    return [
+        ChildWatch(api_client, resource, "", namespace, index, controller.observe_command)
+        for namespace in namespaces or (None,)
+    ]
+
+
+def queue_watch(api_client: ApiClient, controller: Controller) -> ChildWatch:
+    """Volcano's Queues (cluster-scoped; only when their CRD is installed), by name."""
+    resource = ChildResource(QUEUE_KIND.kind, QUEUE_KIND.api_version, QUEUE_KIND.plural)
+    index = controller.queues = NameIndex()
+    return ChildWatch(api_client, resource, "", None, index, controller.observe_queue)
+
+
 def register(
     registry: kopf.OperatorRegistry,
     controller: Controller,
     *,
     admission: bool,
     job_kinds: tuple[JobKind, ...] = kinds.REGISTRY,
+    skip: tuple[JobKind, ...] = (),
 ) -> None:
-    """`job_kinds`: the registry as the settings shaped it (`kinds.registry`), e.g. with suspend updates."""
+    """`job_kinds`: the registry as the settings shaped it (`kinds.registry`, e.g. with suspend
+    updates). Those in `skip` (Volcano's, when Volcano serves them) are neither watched nor checked:
+    the webhook configuration may still send their reviews, which are allowed as they are (Volcano's
+    own webhook judges them)."""
+    skipped = {k.resource for k in skip}
     for kind in job_kinds:
-        _register_kind(registry, controller, kind, admission)
+        _register_kind(registry, controller, kind, admission, reconcile=kind.resource not in skipped)
 
 
 def _register_kind(
@@ -70,12 +95,14 @@ def _register_kind(
     controller: Controller,
     kind: JobKind,
     admission: bool,
+    reconcile: bool = True,
 ) -> None:
     r = kind.resource
-    on_job_event = _job_event_handler(controller, kind)
-    kopf.on.event(r.group, r.version, r.plural, id=f"{r.plural}.{r.group}-event", registry=registry)(
-        on_job_event
-    )
+    if reconcile:
+        on_job_event = _job_event_handler(controller, kind)
+        kopf.on.event(r.group, r.version, r.plural, id=f"{r.plural}.{r.group}-event", registry=registry)(
+            on_job_event
+        )
     if admission:
         kopf.on.validate(
             r.group,
@@ -84,7 +111,11 @@ def _register_kind(
             id=webhook.HANDLER_ID,
             operations=["CREATE", "UPDATE"],
             registry=registry,
-        )(cast(Any, webhook.validate))
+        )(cast(Any, webhook.validate if reconcile else _allow))
+
+
+async def _allow(**_: Any) -> None:
+    """The admission of a kind jobwarden stands aside for: everything is allowed."""
 
 
 def _job_event_handler(controller: Controller, kind: JobKind) -> Callable[..., Any]:

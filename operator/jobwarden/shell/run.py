@@ -16,7 +16,8 @@ from typing import Any
 import kopf
 
 from jobwarden import kinds
-from jobwarden.core.plan import Settings
+from jobwarden.core.plan import Event, Settings
+from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import api as kube
 from jobwarden.shell import handlers, leader, metrics, sharedcert, webhook
 from jobwarden.shell.controller import Controller
@@ -35,6 +36,7 @@ class RunOptions:
     log_format: str = "text"
     log_level: str = "INFO"
     volcano_scheduler_fallback: bool = True
+    volcano_jobs: str = "auto"  # auto | on | off
     cluster_domain: str = ""
     allow_suspend_updates: bool = False  # spec.runPolicy.suspend joins the Kubeflow update contract
     gang_scheduler: str = ""  # "volcano": Kubeflow jobs get a PodGroup when Volcano's CRD is installed
@@ -61,6 +63,40 @@ class Backoffs:
     def __iter__(self) -> Iterator[float]:
         yield from (0.5, 1.0, 1.5)
         yield from [2.0] * 150
+
+
+VOLCANO_JOBS_CRD = f"{VOLCANO.resource.plural}.{VOLCANO.resource.group}"  # jobs.batch.volcano.sh
+OUR_CRD_LABEL = ("app.kubernetes.io/name", "jobwarden")  # on every CRD in crds/
+
+
+def volcano_jobs_decision(mode: str, crd_labels: dict[str, str] | None) -> tuple[bool, str]:
+    """(serve batch.volcano.sh Jobs, why). `auto` stands aside when the jobs CRD is installed and is
+    not jobwarden's: Volcano's own installation replaced it, so its job controller serves the jobs,
+    and two controllers acting on one job fight (pod counters flicker, pods are killed twice)."""
+    if mode == "on":
+        return True, "--volcano-jobs=on"
+    if mode == "off":
+        return False, "--volcano-jobs=off"
+    if crd_labels is not None and crd_labels.get(OUR_CRD_LABEL[0]) != OUR_CRD_LABEL[1]:
+        return False, (
+            f"--volcano-jobs=auto: the CRD {VOLCANO_JOBS_CRD} is not jobwarden's (no label "
+            f"{OUR_CRD_LABEL[0]}={OUR_CRD_LABEL[1]}): Volcano's own job controller serves these jobs"
+        )
+    return True, "--volcano-jobs=auto: the Volcano jobs CRD is jobwarden's"
+
+
+async def _announce_standing_aside(api: kube.KubeApi, why: str, namespace: str) -> None:
+    """The one event saying why, on the jobs CRD (cluster-scoped: the event lives in `namespace`)."""
+    involved = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "name": VOLCANO_JOBS_CRD,
+    }
+    event = Event("Normal", "VolcanoJobsServedByVolcano", f"jobwarden stands aside for Volcano Jobs: {why}")
+    try:
+        await api.post_cluster_event(involved, event, namespace)
+    except Exception as exc:  # best effort, as every event
+        logger.warning("posting the VolcanoJobsServedByVolcano event failed: %s", kube.reason_of(exc))
 
 
 def configure_logging(options: RunOptions) -> None:
@@ -95,6 +131,9 @@ async def run_operator(
         os.environ["KUBECONFIG"] = options.kubeconfig
     api = kube.KubeApi(await kube.load_config(options.kubeconfig))
     volcano_installed = await api.crd_exists(kube.PODGROUP_CRD)
+    commands_installed = await api.crd_exists(kube.COMMAND_CRD)
+    queues_installed = await api.crd_exists(kube.QUEUE_CRD)
+    serve_volcano, why = volcano_jobs_decision(options.volcano_jobs, await api.crd_labels(VOLCANO_JOBS_CRD))
     settings = Settings(
         cluster_domain=options.cluster_domain,
         volcano_scheduler_installed=volcano_installed,
@@ -115,9 +154,15 @@ async def run_operator(
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
     job_kinds = kinds.registry(allow_suspend_updates=options.allow_suspend_updates)
-    webhook.serve(job_kinds)
-    handlers.register(registry, controller, admission=options.webhook.enabled, job_kinds=job_kinds)
+    skip = () if serve_volcano else (VOLCANO,)
+    # The webhook answers reviews of the kinds it serves; a skipped kind's are allowed as they are.
+    webhook.serve(tuple(k for k in job_kinds if k.resource not in {s.resource for s in skip}))
+    handlers.register(registry, controller, admission=options.webhook.enabled, job_kinds=job_kinds, skip=skip)
     watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
+    if commands_installed and serve_volcano:  # else Volcano's job controller consumes them
+        watches += handlers.command_watches(api.api_client, controller, options.namespaces)
+    if queues_installed:
+        watches.append(handlers.queue_watch(api.api_client, controller))
     streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
@@ -148,11 +193,15 @@ async def run_operator(
             election = asyncio.create_task(elector.run(), name="leader-election")
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
+        if not serve_volcano:
+            logger.warning("not reconciling or admitting batch.volcano.sh Jobs: %s", why)
+            await _announce_standing_aside(api, why, options.lease.namespace)
         logger.info(
-            "jobwarden started: namespaces=%s volcano-scheduler=%s fallback=%s suspend-updates=%s "
-            "gang-scheduler=%s leader-election=%s",
+            "jobwarden started: namespaces=%s volcano-scheduler=%s volcano-commands=%s fallback=%s "
+            "suspend-updates=%s gang-scheduler=%s leader-election=%s",
             ",".join(options.namespaces) or "*",
             volcano_installed,
+            commands_installed,
             options.volcano_scheduler_fallback,
             options.allow_suspend_updates,
             options.gang_scheduler or "none",

@@ -33,10 +33,18 @@ caused it goes away. The action is what records that an event was handled: every
 phases where policies apply, or bumps the version, or deletes the pods that caused it; Restarting waits
 until a restarted pod is gone, so the cache showing it once more does not restart it again.
 
+Commands (`commands.py`): the oldest pending `bus.volcano.sh` Command aimed at the job is carried out
+instead of the phase's handler when the phase takes it (RestartJob, AbortJob, CompleteJob,
+TerminateJob while active; ResumeJob from Aborting/Aborted: Restarting with a new version) and named
+in `Plan.consumed_commands`; the shell deletes it after the status recording it is written.
+
 Scheduling (§4.3 step 4: pods only once the PodGroup is admitted):
 - Volcano installed: the PodGroup `<job>-<uid>` is created, and pods only once its phase is set and not
-  Pending. The job is Pending until then (a Warning `PodGroupPending` when the PodGroup is unschedulable),
-  Inqueue after, Running once `minAvailable` pods run or finished.
+  Pending. The job is Pending until then (a Warning `PodGroupPending` when the PodGroup is unschedulable;
+  `QueueNotFound` / `QueueNotOpen` naming the queue and its state when Volcano's Queue CRD is there and
+  the job's queue is missing or not Open), Inqueue after, Running once `minAvailable` pods run or
+  finished. After a scale the PodGroup gets a merge patch of the spec fields jobwarden owns
+  (`Plan.patch`), never a replace that races the scheduler's writes.
 - Not installed, fallback on (default): the job is admitted at once (Pending → Inqueue → Running) and
   pods asking for the `volcano` scheduler (explicitly or by default) get `default-scheduler`; a pod
   template naming another scheduler keeps it. One Warning `SchedulerFallback` on the first admission.
@@ -50,31 +58,43 @@ Differences from upstream, on purpose:
 - `lastTransitionTime` moves only when the phase changes (upstream: on any status change), so the
   TTL clock and re-plans are stable. `state.reason`/`state.message` (never written upstream) say why:
   the action and the event behind it, or why the job is Pending.
-- Counters are never reset by a kill (upstream zeroes them); a finished phase does not bump the version
-  on every sync; `runningDuration` is not written.
+- Counters are never reset by a kill: upstream's killJob counts only the pods it failed to delete
+  (so a Completed job shows `succeeded: 0`), and a finished phase there bumps `version` on every sync
+  (its value depends on how many events arrived); here the counters are the pods left and the version
+  moves once per whole-job action. `runningDuration` is written as upstream (creation to the
+  lastTransitionTime of a phase a kill leads to).
 - Delayed actions: no `Execute action <A> after <d>` event (scheduling is implicit in `wake_at`).
 - Policies are consulted in Pending, Inqueue and Running only (plus pod and task restarts while
   Restarting): elsewhere upstream's actions only repeat the kill already under way. Restarting creates
   no pods; Pending does, on the next plan.
-- Commands (`bus.volcano.sh`: vcctl suspend/resume) are not watched, so ResumeJob never runs; the
-  `mpi`, `pytorch`, `tensorflow`, `ray` and `hcclrank` plugins are not implemented (a Warning
-  `PluginError` on the first plan says so); PVCs are not created (`volumes[].volumeClaim` gives a
-  Warning `PVCError`; a `volumeClaimName` is mounted into every container as upstream).
+- Plugins: env, svc (with its NetworkPolicy), ssh, mpi, pytorch, tensorflow, hcclrank (plugins/); the
+  plugins Volcano's mutating webhook implies (svc for tensorflow/mpi/pytorch/ray, ssh for mpi) are
+  added in memory. `ray` is not implemented (a Warning `PluginError` on the first plan says so): it
+  rewrites the head and worker commands and makes a Service of its own. hcclrank runs after the other
+  plugins (upstream: Go's random map order), so it always sees pytorch's `RANK`.
+- PVCs: a `volumes[].volumeClaim` becomes the PVC `<job>-pvc-<12 chars>` (upstream: 12 random
+  characters written back into the job's spec; here derived from the job's uid and the volume's
+  index, since a plan writes only status), owned by the job and recorded as `volume-pvc-<name>`; a
+  `volumeClaimName` is mounted as upstream (its existence is not checked: PVCs not made by jobwarden
+  are not watched).
 - Job-level defaults of Volcano's mutating webhook are applied when reading (never written back,
   `defaults.py`):
   queue `default`, scheduler `volcano`, `maxRetry` 0 → 3, task `minAvailable` = replicas (or
   minPartitions * partitionSize), job `minAvailable` 0 → the tasks' sum. As nothing stores them, a
   scale moves the defaulted minimums with the replicas.
-- PodGroup `minResources`: the summed requests (limits where a request is missing) of the first
-  `minAvailable` pods in task order (upstream orders tasks by PriorityClass value, which a pure plan
-  cannot read); `subGroupPolicy` for partitioned tasks is not written.
+- PodGroup `minResources`: upstream's quota-usage keys (`count/pods`, `pods`, `cpu`/`memory`/
+  `ephemeral-storage` and their `requests.*`, `limits.*`, extended resources and hugepages) summed over
+  the first `minAvailable` pods in task order (upstream orders tasks by PriorityClass value, which a
+  pure plan cannot read); `minTaskMember` of a task whose `minAvailable` was defaulted keeps its value
+  at creation (upstream stores the default); `subGroupPolicy` for partitioned tasks is not written.
 
 The package, one concern per module:
 - `spec.py`: the API's vocabulary and the job in its defaulted view; `defaults.py`: Volcano's defaults;
 - `pods.py`: observed pods, a new pod's manifest, labels and annotations;
 - `policies.py`: events derived from state → the policy action they trigger;
 - `podgroup.py`: the PodGroup, the scheduling gate and the default-scheduler fallback;
-- `children.py`: the plugins' children; `status.py`: the status and the TTL timer;
+- `children.py`: the plugins' children and the PVCs; `status.py`: the status and the TTL timer;
+- `commands.py`: Volcano Commands (vcctl suspend/resume) read from `Observed.commands`;
 - `decision.py`: a plan's explicit inputs (`Situation`) and outputs (`Decision`);
 - `phases.py`: the state machine, one handler per phase;
 - `validation.py` (create) and `updates.py` (the seeds' update contract): admission.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 
+from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.plan import WATCHED_CHILD_KINDS, ChildRef, Manifest
 from jobwarden.kinds.volcano.decision import Decision, Situation
 from jobwarden.plugins.base import DesiredChild
@@ -33,7 +34,7 @@ def ensure_plugin_children(situation: Situation, decision: Decision) -> Decision
             elif not recorded and child.name not in observed.of_kind(child.kind):
                 create.append(child.build())
                 missing = True
-        if not missing:
+        if not missing and plugin.records_itself:
             controlled[plugin.controlled_key] = plugin.name
     return decision.changed(controlled=controlled).adding(create=create, replace=replace)
 
@@ -52,6 +53,22 @@ def _watched_child_changes(
         replacement.update({f: desired.get(f) for f in child.synced_fields})
         return [], [replacement]
     return [], []
+
+
+def ensure_volume_claims(situation: Situation, decision: Decision) -> Decision:
+    """Upstream `createJobIOIfNotExist`: a claim from `volumes[].volumeClaim` is created (owned by the
+    job, so it goes with it; a kill keeps it) and every claim is recorded as
+    `controlledResources["volume-pvc-<name>"]`; a made one once the watch shows it."""
+    job, controlled = situation.job, dict(decision.controlled)
+    existing = situation.observed.of_kind("PersistentVolumeClaim")
+    create = []
+    for claim in job.claims:
+        if claim.spec is not None and claim.name not in existing:
+            metadata = child_metadata(job.body, claim.name)
+            create.append(manifest("v1", "PersistentVolumeClaim", metadata, spec=dict(claim.spec)))
+        else:
+            controlled[f"volume-pvc-{claim.name}"] = claim.name
+    return decision.changed(controlled=controlled).adding(create=create)
 
 
 def remove_job_children(situation: Situation, decision: Decision) -> Decision:

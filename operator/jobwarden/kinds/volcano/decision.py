@@ -54,6 +54,7 @@ class Decision:
     wakes: tuple[datetime, ...] = ()  # instants to look again at (delayed policy actions)
     create: tuple[Manifest, ...] = ()
     replace: tuple[Manifest, ...] = ()
+    patch: tuple[Manifest, ...] = ()
     delete: tuple[ChildRef, ...] = ()
     events: tuple[Event, ...] = ()
 
@@ -88,6 +89,7 @@ class Decision:
         *,
         create: Iterable[Manifest] = (),
         replace: Iterable[Manifest] = (),
+        patch: Iterable[Manifest] = (),
         delete: Iterable[ChildRef] = (),
         events: Iterable[Event] = (),
         wakes: Iterable[datetime] = (),
@@ -96,6 +98,7 @@ class Decision:
             self,
             create=(*self.create, *create),
             replace=(*self.replace, *replace),
+            patch=(*self.patch, *patch),
             delete=(*self.delete, *delete),
             events=(*self.events, *events),
             wakes=(*self.wakes, *wakes),

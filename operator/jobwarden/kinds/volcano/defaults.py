@@ -54,8 +54,8 @@ def job_min_available(value: Any, task_minimums: Any) -> Any:
 
 
 def default_plugins(plugins: dict[str, Any]) -> None:
-    """The plugins the mutating webhook adds, in place. The plan does not add them: jobwarden does not
-    implement the plugins that imply them, so their children would serve nothing."""
+    """The plugins the mutating webhook adds, in place: the plan reads the job with them (the
+    distributed-framework plugins name hosts the svc plugin makes resolvable; mpi launches over ssh)."""
     if any(p in plugins for p in PLUGINS_IMPLYING_SVC):
         plugins.setdefault("svc", [])
     if "mpi" in plugins:

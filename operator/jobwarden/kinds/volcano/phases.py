@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 
 from jobwarden.core.plan import Event, Plan
 from jobwarden.kinds.volcano import podgroup
-from jobwarden.kinds.volcano.children import ensure_plugin_children, remove_job_children
+from jobwarden.kinds.volcano.children import ensure_plugin_children, ensure_volume_claims, remove_job_children
+from jobwarden.kinds.volcano.commands import RESUME_JOB, Command, first_command
 from jobwarden.kinds.volcano.decision import Decision, Situation, live_pods
 from jobwarden.kinds.volcano.podgroup import Gate
 from jobwarden.kinds.volcano.pods import (
@@ -67,12 +68,22 @@ def plan(situation: Situation) -> Plan:
     decision = Decision.start(situation)
     if not decision.phase:  # a new job (or an unknown phase): Pending
         decision = report_unsupported(situation, decision).move(PENDING)
-    decision = HANDLERS[decision.phase](situation, decision)
+    command = first_command(situation.observed.commands)
+    acted = command is not None and _commanded(command, decision.phase)
+    if command is not None:
+        decision = decision.adding(events=[command.issued])
+    if acted:
+        assert command is not None
+        decision = _carry_out(situation, decision, command)
+    else:
+        decision = HANDLERS[decision.phase](situation, decision)
     status = new_status(situation, decision)
     delete_job, wake_at = timers(situation, decision, status)
     return Plan(
+        consumed_commands=[command.name] if command is not None else [],
         create=list(decision.create),
         replace=list(decision.replace),
+        patch=list(decision.patch),
         delete=list(decision.delete),
         status=status if status != situation.before else None,
         events=list(decision.events),
@@ -162,15 +173,21 @@ def _act_or_sync(situation: Situation, decision: Decision, next_phase: NextPhase
 
 
 def _execute(situation: Situation, decision: Decision, trigger: Trigger) -> Decision:
-    """The whole-job actions bump `status.version`: pods of an older version never trigger a policy."""
-    action, description = trigger.action, trigger.occurrence.description
+    return _run_action(situation, decision, trigger.action, trigger.occurrence.description, trigger)
+
+
+def _run_action(
+    situation: Situation, decision: Decision, action: str, description: str, trigger: Trigger | None = None
+) -> Decision:
+    """The whole-job actions bump `status.version`: pods of an older version never trigger a policy.
+    A partial restart needs the `trigger` that names its pods."""
     decision = decision.adding(
         events=[Event("Normal", "ExecuteAction", f"Start to execute action {action} ")]
     )
     if action == RESTART_JOB:
         decision = decision.changed(retry_count=decision.retry_count + 1, version=decision.version + 1)
         return _restart_kill(situation, decision.move(RESTARTING, action, description))
-    if action in PARTIAL_RESTARTS:
+    if action in PARTIAL_RESTARTS and trigger is not None:
         decision = decision.changed(retry_count=decision.retry_count + 1).move(
             RESTARTING, action, description
         )
@@ -200,6 +217,25 @@ def _kill(situation: Situation, decision: Decision) -> Decision:
 
 
 # ---------------------------------------------------------------------------------------------
+# Commands (commands.py): carried out instead of the phase's handler when the phase takes them.
+
+COMMANDED_ACTIONS = frozenset({RESTART_JOB, *ENDING_ACTIONS})
+
+
+def _commanded(command: Command, phase: str) -> bool:
+    if phase in (PENDING, INQUEUE, RUNNING):
+        return command.action in COMMANDED_ACTIONS
+    return phase in (ABORTING, ABORTED) and command.action == RESUME_JOB
+
+
+def _carry_out(situation: Situation, decision: Decision, command: Command) -> Decision:
+    if command.action != RESUME_JOB:
+        return _run_action(situation, decision, command.action, command.description)
+    decision = decision.changed(retry_count=decision.retry_count + 1, version=decision.version + 1)
+    return _restart_kill(situation, decision.move(RESTARTING, RESUME_JOB, command.description))
+
+
+# ---------------------------------------------------------------------------------------------
 # Sync: what an active job without a due action does.
 
 
@@ -212,12 +248,12 @@ def _sync(situation: Situation, decision: Decision, next_phase: NextPhase) -> De
     phase = next_phase(situation, tally(situation, decision.deleted, missing), gate)
     if phase in FINISHED_PHASES:
         return _kill(situation, decision.move(phase))
-    decision = ensure_plugin_children(situation, decision)
-    made, replaced = podgroup.podgroup_changes(situation.observed, job)
+    decision = ensure_volume_claims(situation, ensure_plugin_children(situation, decision))
+    made, patched = podgroup.podgroup_changes(situation.observed, job)
     new_pods = [
         pod_manifest(job, task, index, _identity(situation, decision, task)) for task, index in missing
     ]
-    decision = decision.adding(create=[*made, *new_pods], replace=replaced).changed(created=tuple(missing))
+    decision = decision.adding(create=[*made, *new_pods], patch=patched).changed(created=tuple(missing))
     decision = _announce(situation, decision, phase, gate)
     # Only Pending has a reason to give; admitted phases clear the last one.
     return decision.move(phase, *((gate.reason, gate.message) if phase == PENDING else ("", "")))
@@ -317,9 +353,8 @@ def report_unsupported(situation: Situation, decision: Decision) -> Decision:
     """Once, on the job's first plan: what jobwarden ignores in this spec."""
     events = [Event("Warning", "PluginError", problem) for problem in situation.job.plugins.problems]
     for volume in (situation.job.body.get("spec") or {}).get("volumes") or []:
-        if not volume.get("volumeClaimName"):
-            message = (
-                f"creating PVCs is not supported: the volume at {volume.get('mountPath')} is not mounted"
-            )
+        if not volume.get("volumeClaimName") and volume.get("volumeClaim") is None:
+            where = volume.get("mountPath")
+            message = f"the volume at {where} has neither volumeClaimName nor volumeClaim: not mounted"
             events.append(Event("Warning", "PVCError", message))
     return decision.adding(events=events)

@@ -61,6 +61,9 @@ def _podgroup_gate(observed: Observed, job: VolcanoJob) -> Gate:
     status = group.get("status") or {}
     if status.get("phase") not in (None, "", "Pending"):
         return Gate(True)
+    queue_gate = _queue_gate(observed, job)
+    if queue_gate is not None:
+        return queue_gate
     held = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
     newest = max(held, key=lambda c: str(c.get("lastTransitionTime") or ""), default=None)
     if newest is None or newest.get("type") == "Scheduled":
@@ -68,6 +71,28 @@ def _podgroup_gate(observed: Observed, job: VolcanoJob) -> Gate:
     what = str(newest.get("type") or "").lower()
     message = f"PodGroup {job.namespace}:{job.name} {what}, reason: {newest.get('message') or ''}"
     return Gate(False, "PodGroupPending", message)
+
+
+OPEN_QUEUE = "Open"
+
+
+def _queue_gate(observed: Observed, job: VolcanoJob) -> Gate | None:
+    """Volcano's scheduler admits nothing from a queue that is missing or not `Open` (only Volcano's
+    queue controller opens a new one): name the queue and its state. None when the queue is open or
+    Queues are not known (their CRD is absent)."""
+    if observed.queues is None:
+        return None
+    queue = observed.queues.get(job.queue)
+    waiting = f"PodGroup {job.podgroup_name} stays Pending"
+    if queue is None:
+        return Gate(
+            False, "QueueNotFound", f"Queue {job.queue} does not exist: {waiting} until it is created"
+        )
+    state = str((queue.get("status") or {}).get("state") or "")
+    if state == OPEN_QUEUE:
+        return None
+    shown = f"is {state}" if state else "has no state yet (not opened by Volcano's queue controller)"
+    return Gate(False, "QueueNotOpen", f"Queue {job.queue} {shown}: {waiting} until it is Open")
 
 
 def falls_back(observed: Observed, job: VolcanoJob) -> bool:
@@ -100,26 +125,46 @@ def scheduler_for(observed: Observed, job: VolcanoJob, task: Task) -> str:
 
 
 def podgroup_changes(observed: Observed, job: VolcanoJob) -> tuple[list[Manifest], list[Manifest]]:
-    """(create, replace): the PodGroup when Volcano is installed and it is missing or out of date."""
+    """(create, patch): the PodGroup when Volcano is installed and it is missing or out of date. An
+    out-of-date one gets a merge patch of only the spec fields jobwarden writes: the scheduler writes
+    the PodGroup's status (and other controllers may add fields), and a replace raced those writes."""
     if not observed.settings.volcano_scheduler_installed:
         return [], []
-    desired = podgroup_spec(job)
     live = observed.of_kind("PodGroup").get(job.podgroup_name)
     if live is None:
         meta = job.body.get("metadata") or {}
         metadata = child_metadata(job.body, job.podgroup_name, meta.get("labels"), meta.get("annotations"))
-        return [manifest(PODGROUP_API_VERSION, "PodGroup", metadata, spec=desired)], []
-    if not _same_podgroup_spec(live.get("spec") or {}, desired):
-        replacement = copy.deepcopy(dict(live))
-        replacement["spec"] = {**(live.get("spec") or {}), **desired}
-        return [], [replacement]
-    return [], []
+        return [manifest(PODGROUP_API_VERSION, "PodGroup", metadata, spec=podgroup_spec(job))], []
+    live_spec = live.get("spec") or {}
+    desired = podgroup_spec(job, live_spec.get("minTaskMember") or {})
+    if _same_podgroup_spec(live_spec, desired):
+        return [], []
+    patch = {key: _merge_value(live_spec.get(key), value) for key, value in desired.items()}
+    for key in ("priorityClassName", "networkTopology"):
+        if key in live_spec and key not in desired:
+            patch[key] = None  # a merge patch removes a key by setting it to null
+    name = {"name": job.podgroup_name, "namespace": job.namespace}
+    return [], [manifest(PODGROUP_API_VERSION, "PodGroup", name, spec=patch)]
 
 
-def podgroup_spec(job: VolcanoJob) -> dict[str, Any]:
+def _merge_value(live: Any, desired: Any) -> Any:
+    """A map in a merge patch merges key by key: keys only the live map has are set to null."""
+    if isinstance(desired, dict) and isinstance(live, Mapping):
+        return {**{key: None for key in live if key not in desired}, **desired}
+    return desired
+
+
+def podgroup_spec(job: VolcanoJob, created_task_members: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The spec jobwarden owns. `created_task_members` is the live PodGroup's `minTaskMember`: a task
+    whose `minAvailable` Volcano's webhook defaulted keeps the value it had at creation (the replicas
+    then), as upstream, where the default is stored in the job."""
+    created = created_task_members or {}
     spec: dict[str, Any] = {
         "minMember": job.min_available,
-        "minTaskMember": {t.name: t.min_available for t in job.tasks},
+        "minTaskMember": {
+            t.name: t.min_available if t.min_available_given or t.name not in created else created[t.name]
+            for t in job.tasks
+        },
         "queue": job.queue,
         "minResources": _min_resources(job),
     }
@@ -134,7 +179,7 @@ def podgroup_spec(job: VolcanoJob) -> dict[str, Any]:
 def _min_resources(job: VolcanoJob) -> dict[str, str]:
     total: dict[str, Fraction] = {}
     for task, count in gang(job):
-        for name, value in pod_requests(task.template).items():
+        for name, value in pod_quota_usage(task.template).items():
             total[name] = total.get(name, Fraction(0)) + value * count
     return {name: format_quantity(value) for name, value in sorted(total.items())}
 
@@ -166,18 +211,58 @@ def _same_podgroup_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> 
 # Quantities for the PodGroup's minResources.
 
 
-def pod_requests(template: Mapping[str, Any]) -> dict[str, Fraction]:
-    """Requests summed over the containers; a resource with a limit but no request counts its limit
-    (what Kubernetes defaults the request to)."""
+_COMPUTE = ("cpu", "memory", "ephemeral-storage")
+
+
+def pod_quota_usage(template: Mapping[str, Any]) -> dict[str, Fraction]:
+    """What upstream sums per pod (volcano `pkg/controllers/util/util.go` GetPodQuotaUsage, on
+    Kubernetes' quota `PodUsageFunc`): `count/pods` and `pods` 1; `cpu`, `memory`, `ephemeral-storage`
+    and their `requests.*` from the requests, `limits.*` from the limits; `hugepages-*` and extended
+    resources as `requests.<name>` (and, as upstream adds them, hugepages and extended resources also
+    bare). Requests are the containers' sum, raised to any init container's, plus the pod overhead; a
+    container with a limit but no request counts no request (the template is not defaulted)."""
+    spec = template.get("spec") or {}
+    requests = _pod_total(spec, "requests")
+    limits = _pod_total(spec, "limits")
+    usage: dict[str, Fraction] = {"count/pods": Fraction(1), "pods": Fraction(1)}
+    for name in _COMPUTE:
+        if name in requests:
+            usage[name] = usage[f"requests.{name}"] = requests[name]
+        if name in limits:
+            usage[f"limits.{name}"] = limits[name]
+    for name, value in requests.items():
+        if name.startswith("hugepages-") or _extended(name):
+            usage[f"requests.{name}"] = usage[name] = value
+    return usage
+
+
+def _extended(name: str) -> bool:
+    """Kubernetes' IsExtendedResourceName: a domain-prefixed name outside kubernetes.io."""
+    domain = name.partition("/")[0] if "/" in name else ""
+    return bool(domain) and not domain.endswith("kubernetes.io")
+
+
+def _pod_total(spec: Mapping[str, Any], kind: str) -> dict[str, Fraction]:
     total: dict[str, Fraction] = {}
-    for container in (template.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        for name, value in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}.items():
-            try:
-                total[name] = total.get(name, Fraction(0)) + parse_quantity(value)
-            except ValueError:
-                continue
+    for container in spec.get("containers") or []:
+        for name, value in _quantities((container.get("resources") or {}).get(kind)).items():
+            total[name] = total.get(name, Fraction(0)) + value
+    for container in spec.get("initContainers") or []:
+        for name, value in _quantities((container.get("resources") or {}).get(kind)).items():
+            total[name] = max(total.get(name, Fraction(0)), value)
+    for name, value in _quantities(spec.get("overhead")).items():
+        total[name] = total.get(name, Fraction(0)) + value
     return total
+
+
+def _quantities(values: Any) -> dict[str, Fraction]:
+    parsed: dict[str, Fraction] = {}
+    for name, value in (values or {}).items():
+        try:
+            parsed[str(name)] = parse_quantity(value)
+        except ValueError:
+            continue
+    return parsed
 
 
 _BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2))

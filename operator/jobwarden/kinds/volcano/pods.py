@@ -160,16 +160,17 @@ def pod_manifest(job: VolcanoJob, task: Task, index: int, identity: PodIdentity)
 
 
 def _mount_claims(job: VolcanoJob, spec: dict[str, Any]) -> None:
-    """Each `spec.volumes[].volumeClaimName` into every container (not init containers), as upstream."""
-    for i, (claim, mount_path) in enumerate(job.claims):
+    """Each claim (`volumeClaimName`, or the one made from `volumeClaim`) into every container (not
+    init containers), as upstream."""
+    for i, claim in enumerate(job.claims):
         volume_name = f"volcano-pvc-{i}"  # upstream: `<job>-<random>`; a plan must be deterministic
         spec["volumes"] = [
             *(spec.get("volumes") or []),
-            {"name": volume_name, "persistentVolumeClaim": {"claimName": claim}},
+            {"name": volume_name, "persistentVolumeClaim": {"claimName": claim.name}},
         ]
         for container in spec.get("containers") or []:
             mounts = container.get("volumeMounts") or []
-            container["volumeMounts"] = [*mounts, {"name": volume_name, "mountPath": mount_path}]
+            container["volumeMounts"] = [*mounts, {"name": volume_name, "mountPath": claim.mount_path}]
 
 
 def pod_labels(job: VolcanoJob, task: Task, index: int) -> dict[str, str]:

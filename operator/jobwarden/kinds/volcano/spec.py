@@ -4,6 +4,7 @@ and the job in its defaulted view (Volcano's mutating-webhook defaults, applied 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ RESTART_JOB, RESTART_TASK, RESTART_POD = "RestartJob", "RestartTask", "RestartPo
 RESTART_PARTITION = "RestartPartition"
 PARTIAL_RESTARTS = frozenset({RESTART_TASK, RESTART_POD, RESTART_PARTITION})
 ENDING_ACTIONS = {"AbortJob": ABORTING, "CompleteJob": COMPLETING, "TerminateJob": TERMINATING}
-# ResumeJob only acts in Aborting/Aborted, where policies are not consulted: it never runs here.
+# ResumeJob only acts in Aborting/Aborted, where policies are not consulted: only a Command runs it.
 EXECUTABLE_ACTIONS = frozenset({RESTART_JOB, *PARTIAL_RESTARTS, *ENDING_ACTIONS})
 
 
@@ -60,6 +61,7 @@ class Task:
     name: str
     replicas: int
     min_available: int
+    min_available_given: bool  # False: Volcano's default, fixed at creation upstream (replicas then)
     template: Mapping[str, Any]
     policies: tuple[Policy, ...]
     max_retry: int
@@ -67,6 +69,16 @@ class Task:
     depends_on_any: bool
     partition_size: int | None
     topology_policy: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A PersistentVolumeClaim mounted into every container: named by the user (`volumeClaimName`),
+    or made by the job from `volumeClaim` (`spec` is then the claim's spec)."""
+
+    name: str
+    mount_path: str
+    spec: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class VolcanoJob:
     priority_class_name: str
     policies: tuple[Policy, ...]
     ttl_seconds_after_finished: int | None
-    claims: tuple[tuple[str, str], ...]  # (volumeClaimName, mountPath)
+    claims: tuple[Claim, ...]
     plugins: PluginSet
     context: JobContext
 
@@ -140,6 +152,7 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
         name=str(raw.get("name") or f"default{position}"),
         replicas=replicas,
         min_available=int(defaults.task_min_available(raw, replicas)),
+        min_available_given=raw.get("minAvailable") is not None,
         template=raw.get("template") or {},
         policies=read_policies(raw.get("policies")),
         max_retry=int(defaults.max_retry(raw.get("maxRetry"))),
@@ -150,16 +163,41 @@ def read_task(raw: Mapping[str, Any], position: int) -> Task:
     )
 
 
+def generated_claim_name(body: Body, index: int) -> str:
+    """Upstream's `<job>-pvc-<12 random [0-9a-z]>` (helpers.GenPVCName), written back into the job's
+    spec there. A plan writes only status, so the 12 characters come from the job's uid and the
+    volume's index instead: the same name on every plan and after a restart, a new one per job."""
+    digest = int(hashlib.sha256(f"{body['metadata']['uid']}/{index}".encode()).hexdigest(), 16)
+    alphabet, suffix = "0123456789abcdefghijklmnopqrstuvwxyz", ""
+    for _ in range(12):
+        digest, position = divmod(digest, 36)
+        suffix += alphabet[position]
+    return f"{body['metadata']['name']}-pvc-{suffix}"
+
+
+def read_claims(body: Body) -> tuple[Claim, ...]:
+    claims = []
+    for index, volume in enumerate((body.get("spec") or {}).get("volumes") or []):
+        mount_path = str(volume.get("mountPath") or "")
+        if volume.get("volumeClaimName"):
+            claims.append(Claim(str(volume["volumeClaimName"]), mount_path, None))
+        elif volume.get("volumeClaim") is not None:
+            claims.append(Claim(generated_claim_name(body, index), mount_path, volume["volumeClaim"]))
+    return tuple(claims)
+
+
+def _with_implied_plugins(raw: Any) -> dict[str, Any]:
+    plugins = dict(raw) if isinstance(raw, Mapping) else {}
+    defaults.default_plugins(plugins)
+    return plugins
+
+
 def read_job(body: Body) -> VolcanoJob:
     spec = body.get("spec") or {}
     tasks = tuple(read_task(raw, i) for i, raw in enumerate(spec.get("tasks") or []))
     min_success = spec.get("minSuccess")
     ttl = spec.get("ttlSecondsAfterFinished")
-    claims = tuple(
-        (str(v["volumeClaimName"]), str(v.get("mountPath") or ""))
-        for v in spec.get("volumes") or []
-        if v.get("volumeClaimName")
-    )
+    claims = read_claims(body)
     return VolcanoJob(
         body=body,
         tasks=tasks,
@@ -174,6 +212,6 @@ def read_job(body: Body) -> VolcanoJob:
         policies=read_policies(spec.get("policies")),
         ttl_seconds_after_finished=int(ttl) if ttl is not None else None,
         claims=claims,
-        plugins=build_plugins(spec.get("plugins") or {}),
+        plugins=build_plugins(_with_implied_plugins(spec.get("plugins"))),
         context=JobContext.of(body),
     )

@@ -18,7 +18,10 @@ from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import earliest, is_due, ttl_due
 from jobwarden.kinds.volcano.decision import Decision, Situation
 from jobwarden.kinds.volcano.pods import POD_FAILED, POD_PENDING, POD_RUNNING, POD_SUCCEEDED, POD_UNKNOWN
-from jobwarden.kinds.volcano.spec import FINISHED_PHASES, TTL_PHASES, Task
+from jobwarden.kinds.volcano.spec import FINISHED_PHASES, RESTARTING, TTL_PHASES, WINDING_DOWN, Task
+
+# The phases upstream reaches through KillJob, which writes `runningDuration`.
+KILLED_PHASES = FINISHED_PHASES | WINDING_DOWN.keys() | {RESTARTING}
 
 
 @dataclass
@@ -65,7 +68,7 @@ def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
     for phase in decision.passed:  # one entry per phase, the latest at the end (upstream)
         conditions = [c for c in conditions if c.get("status") != phase]
         conditions.append({"status": phase, "lastTransitionTime": stamp})
-    numbers = {
+    numbers: dict[str, int | str | None] = {
         "minAvailable": situation.job.min_available,
         "pending": counted.count(POD_PENDING),
         "running": counted.count(POD_RUNNING),
@@ -76,6 +79,7 @@ def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
         "version": decision.version,
         "retryCount": decision.retry_count,
     }
+    numbers["runningDuration"] = _running_duration(situation, decision, stamp)
     maps = {
         "controlledResources": dict(sorted(decision.controlled.items())),
         "conditions": conditions,
@@ -87,6 +91,29 @@ def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
         **{k: v for k, v in numbers.items() if v},
         **{k: v for k, v in maps.items() if v},
     }
+
+
+def _running_duration(situation: Situation, decision: Decision, stamp: str) -> str | None:
+    """Upstream's `status.runningDuration` (job_controller_actions.go killJob): from the job's creation
+    to the state's lastTransitionTime, written by every kill and never cleared. Written here in the
+    phases a kill leads to; kept as it was otherwise."""
+    if decision.phase not in KILLED_PHASES:
+        return situation.before.get("runningDuration")
+    created = from_rfc3339((situation.job.body.get("metadata") or {}).get("creationTimestamp"))
+    moved = from_rfc3339(stamp)
+    if created is None or moved is None:
+        return situation.before.get("runningDuration")
+    return go_duration(max(0, int((moved - created).total_seconds())))
+
+
+def go_duration(seconds: int) -> str:
+    """Go's `time.Duration.String` for whole seconds (what metav1.Duration marshals): `0s`, `45s`,
+    `1m30s`, `2h0m5s`."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def timers(
