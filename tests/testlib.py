@@ -64,3 +64,20 @@ def kustomize_render() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def small_pytorchjob(namespace: str, name: str, workers: int = 1, **run_policy: Any) -> dict[str, Any]:
+    """A minimal PyTorchJob: 1 Master + `workers` Workers (OnFailure), with `runPolicy` fields."""
+    container = {"name": "pytorch", "image": "registry.example/train:1"}
+    replica = {"replicas": 1, "restartPolicy": "OnFailure", "template": {"spec": {"containers": [container]}}}
+    spec: dict[str, Any] = {
+        "pytorchReplicaSpecs": {"Master": replica, "Worker": {**replica, "replicas": workers}}
+    }
+    if run_policy:
+        spec["runPolicy"] = dict(run_policy)
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }

@@ -11,21 +11,14 @@ from devcluster.cluster import Cluster
 from devcluster.operator import LocalOperator
 from kubernetes import client
 
-from testlib import load_seed, wait_for
+from testlib import load_seed, small_pytorchjob, wait_for
 
 GROUP, VERSION = "kubeflow.org", "v1"
 FAILURE = "ReplicaFailure"
 
 
 def pytorchjob(namespace: str, name: str, workers: int) -> dict[str, Any]:
-    container = {"name": "pytorch", "image": "registry.example/train:1"}
-    replica = {"replicas": 1, "restartPolicy": "OnFailure", "template": {"spec": {"containers": [container]}}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"pytorchReplicaSpecs": {"Master": replica, "Worker": {**replica, "replicas": workers}}},
-    }
+    return small_pytorchjob(namespace, name, workers)
 
 
 def quota(core: client.CoreV1Api, namespace: str, pods: int) -> None:

@@ -25,7 +25,7 @@ from devcluster.pods import finished_status
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from testlib import ROOT, wait_for
+from testlib import ROOT, small_pytorchjob, wait_for
 
 FAULT_COUNT = int(os.environ.get("JOBWARDEN_FAULT_COUNT", "6"))
 FAILOVER_COUNT = int(os.environ.get("JOBWARDEN_FAILOVER_COUNT", "1"))
@@ -36,17 +36,7 @@ SETTLE = 45.0  # how long a job may take to reach Succeeded after its master fin
 
 def pytorchjob(namespace: str, name: str) -> dict[str, Any]:
     """1 Master + 1 Worker, cleanPodPolicy All: success deletes every pod, the case issue 10 lost."""
-    container = {"name": "pytorch", "image": "registry.example/train:1"}
-    replica = {"replicas": 1, "restartPolicy": "OnFailure", "template": {"spec": {"containers": [container]}}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runPolicy": {"cleanPodPolicy": "All"},
-            "pytorchReplicaSpecs": {"Master": replica, "Worker": dict(replica)},
-        },
-    }
+    return small_pytorchjob(namespace, name, cleanPodPolicy="All")
 
 
 @dataclass

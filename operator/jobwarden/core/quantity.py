@@ -87,7 +87,7 @@ _BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 10
 
 def format_quantity(value: Fraction) -> str:
     """A short exact quantity: `3`, `750m`, `3Gi` (binary suffixes from Mi up), else plain units;
-    finer than 1m, nanos rounded down. (kinds/volcano/podgroup.py has the same rule for its PodGroup.)"""
+    finer than 1m, nanos rounded down. Used by both kinds' PodGroups."""
     if value.denominator == 1:
         number = value.numerator
         for suffix, unit in _BINARY_SUFFIXES:

@@ -129,28 +129,36 @@ class KubeApi:
 
     async def post_event(self, job: Body, event: Event) -> None:
         meta = job["metadata"]
-        now = datetime.now(UTC)
+        involved = {
+            "apiVersion": job["apiVersion"],
+            "kind": job["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion"),
+        }
+        await self._post(involved, event, meta["namespace"])
+
+    async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
+        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
+        await self._post(involved, event, namespace)
+
+    async def _post(self, involved: Mapping[str, Any], event: Event, namespace: str) -> None:
+        now = to_rfc3339(datetime.now(UTC))
         body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": job["apiVersion"],
-                "kind": job["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": dict(involved),
             "type": event.type,
             "reason": event.reason,
             "message": event.message[:1024],
             "source": {"component": "jobwarden"},
             "reportingComponent": "jobwarden",
             "reportingInstance": self.instance,
-            "firstTimestamp": to_rfc3339(now),
-            "lastTimestamp": to_rfc3339(now),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
             "count": 1,
         }
-        await self.send("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
+        await self.send("POST", f"/api/v1/namespaces/{namespace}/events", body)
 
     async def send(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
@@ -181,24 +189,6 @@ class KubeApi:
                 return None
             raise
         return dict(crd.metadata.labels or {})
-
-    async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
-        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
-        now = to_rfc3339(datetime.now(UTC))
-        body = {
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
-            "involvedObject": dict(involved),
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "source": {"component": "jobwarden"},
-            "reportingComponent": "jobwarden",
-            "reportingInstance": self.instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await self.send("POST", f"/api/v1/namespaces/{namespace}/events", body)
 
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying

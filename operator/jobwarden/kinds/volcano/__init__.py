@@ -107,10 +107,10 @@ from typing import Any
 
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Manifest, Observed, Plan
+from jobwarden.core.quantity import format_quantity
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import phases
 from jobwarden.kinds.volcano.decision import Situation
-from jobwarden.kinds.volcano.podgroup import format_quantity
 from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration
 from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano

@@ -19,7 +19,7 @@ from typing import Any
 
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.plan import CHILD_KINDS_BY_NAME, Manifest, Observed
-from jobwarden.core.quantity import parse_quantity, quantities_equal
+from jobwarden.core.quantity import format_quantity, parse_quantity, quantities_equal
 from jobwarden.kinds.volcano.defaults import VOLCANO_SCHEDULER
 from jobwarden.kinds.volcano.spec import Task, VolcanoJob
 
@@ -263,23 +263,6 @@ def _quantities(values: Any) -> dict[str, Fraction]:
         except ValueError:
             continue
     return parsed
-
-
-_BINARY_SUFFIXES = (("Ei", 1024**6), ("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2))
-
-
-def format_quantity(value: Fraction) -> str:
-    """A short exact quantity: `3`, `750m`, `3Gi` (binary suffixes from Mi up), else plain bytes."""
-    if value.denominator == 1:
-        number = value.numerator
-        for suffix, unit in _BINARY_SUFFIXES:
-            if number and number % unit == 0:
-                return f"{number // unit}{suffix}"
-        return str(number)
-    millis = value * 1000
-    if millis.denominator == 1:
-        return f"{millis.numerator}m"
-    return f"{millis.numerator * 1_000_000 // millis.denominator}n"  # finer than 1m: nanos, rounded down
 
 
 def same_resources(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
