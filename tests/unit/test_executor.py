@@ -285,7 +285,8 @@ def test_a_fault_clears_from_status_once_the_create_succeeds() -> None:
         controller, key = controller_for(FakeCluster(KIND, job), api)
         await controller.reconcile(key)
         assert api.writes("status")[-1][2]["conditions"][0]["type"] == faults.FAILURE_CONDITION
-        await controller.reconcile(key)  # the retry: this time the apiserver takes it
+        controller._fire(controller._retries, key)  # the retry is due
+        await controller.reconcile(key)  # this time the apiserver takes it
         assert not controller._faults
         await controller.reconcile(key)  # the pod's ADDED event
         types = [c["type"] for c in api.writes("status")[-1][2]["conditions"]]
@@ -295,16 +296,25 @@ def test_a_fault_clears_from_status_once_the_create_succeeds() -> None:
 
 
 def test_failing_creates_back_off_exponentially_however_many_events_arrive() -> None:
+    """A refused create is attempted again only when its retry is due: passes that events trigger in
+    between leave it alone, so the backoff (5, 10, 20 s …) is per attempt, not per event."""
+
     async def scenario() -> None:
         job = kubeflow_job(KIND, {"Master": 1})
         api = FakeApi()
-        api.create_errors = {"job-master-0": [api_error(500)] * 6}  # its pod and its service
+        api.create_errors = {"job-master-0": [api_error(422)] * 6}  # its pod and its service
         controller, key = controller_for(FakeCluster(KIND, job), api)
         loop = asyncio.get_running_loop()
         delays = []
         for _ in range(3):
-            await controller.reconcile(key)
+            await controller.reconcile(key)  # the due retry: attempts and fails
             delays.append(round(controller._retries[key].when() - loop.time()))
+            attempts = len(api.writes("create"))
+            for _event in range(3):  # pod and job events meanwhile
+                await controller.reconcile(key)
+            assert len(api.writes("create")) == attempts, "no attempt before the retry is due"
+            assert round(controller._retries[key].when() - loop.time()) == delays[-1]
+            controller._fire(controller._retries, key)  # the retry timer goes off
         assert delays == [5, 10, 20]
 
     run(scenario)

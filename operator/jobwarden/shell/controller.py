@@ -111,6 +111,8 @@ class Controller:
         self._tombstones: dict[str, float] = {}
         self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
         self._retries: dict[JobKey, asyncio.TimerHandle] = {}
+        self._backoff_until: dict[JobKey, float] = {}  # loop time of the pending backoff retry
+        self._deferred: set[JobKey] = set()  # jobs whose last pass left a refused write to the retry
         self._faults: dict[JobKey, dict[FaultKey, ChildFault]] = {}
         # Children of kinds that are never watched (Secrets): job uid -> kind -> name -> minimal body,
         # for those this process created or found already there and controlled by the job.
@@ -155,6 +157,8 @@ class Controller:
         if event_type == "DELETED":
             entry = self.jobs.pop(key, None)
             self._failures.pop(key, None)
+            self._backoff_until.pop(key, None)
+            self._deferred.discard(key)
             self._faults.pop(key, None)
             if entry is not None:
                 self._unwatched.pop(str(entry.body["metadata"].get("uid")), None)
@@ -321,6 +325,7 @@ class Controller:
                 return
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
+        self._deferred.discard(key)
         retry = await self._write_children(key, job, kind, plan, observed.children)
         retry = not await self._delete_commands(job, plan, observed) or retry
         await self._show_faults(key, entry, observed)
@@ -333,8 +338,10 @@ class Controller:
         self._arm_timer(key, plan.wake_at)
         if retry:
             self._retry_later(key)
-        else:
+        elif key not in self._deferred:
             self._failures.pop(key, None)
+            self._backoff_until.pop(key, None)
+        # else: a refused write was left to the pending retry, whose backoff holds
 
     def _retry_later(self, key: JobKey, delay: float | None = None) -> None:
         """One pending retry per job. Without `delay`: exponential backoff, so a child the apiserver
@@ -344,13 +351,26 @@ class Controller:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(RETRY_DELAY_SECONDS * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS)
             logger.info("retrying %s in %.0fs (failure %d)", key, delay, failures)
+            self._backoff_until[key] = asyncio.get_running_loop().time() + delay
         previous = self._retries.pop(key, None)
         if previous:
             previous.cancel()
         self._retries[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._retries, key)
 
+    def _backing_off(self, key: JobKey, fault: FaultKey) -> bool:
+        """Whether this write was refused and its retry is not due yet. Passes that events trigger in
+        the meantime leave it to the retry timer: each attempt would double the backoff, so a few pod
+        events would push the next retry (and the recovery once the cause is fixed) minutes out."""
+        refused = fault in self._faults.get(key, {})
+        if refused and asyncio.get_running_loop().time() < self._backoff_until.get(key, 0.0):
+            self._deferred.add(key)
+            return True
+        return False
+
     def _fire(self, handles: dict[JobKey, asyncio.TimerHandle], key: JobKey) -> None:
         handles.pop(key, None)
+        if handles is self._retries:
+            self._backoff_until.pop(key, None)  # the retry is due: this pass attempts again
         self.enqueue(key)
 
     # -- children ------------------------------------------------------------------------------
@@ -383,6 +403,8 @@ class Controller:
 
     async def _create_one(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> str:
         child_kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if self._backing_off(key, ("Create", child_kind, name)):
+            return "deferred"
         try:
             made = await self._create(key, job, kind, manifest)
         except Exception as exc:
