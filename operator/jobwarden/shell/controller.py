@@ -565,10 +565,13 @@ class Controller:
             if status_of(exc) == 404:  # the job is gone
                 raise _Stale() from exc
             raise
-        # Keep the freshest body, so a pass racing the watch event does not recompute from stale
-        # status, unless the watch delivered a newer version while the write was in flight.
-        if self.jobs.get(key) is entry:
-            entry.body = updated
+        # Keep the freshest body. The watch may have replaced the entry while the write was in flight
+        # with the event of an earlier write (older than this answer): keeping that one would make the
+        # next pass plan from an outdated job and earn a 409. A newer version from the watch is kept.
+        entry.body = updated
+        current = self.jobs.get(key)
+        if current is not None and current is not entry and _older(current.body, updated):
+            current.body = updated
 
     async def _post_event(self, job: Body, event: Event) -> None:
         try:
