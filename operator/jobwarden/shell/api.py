@@ -219,13 +219,6 @@ def job_path(resource: Resource, namespace: str, name: str) -> str:
     return f"/apis/{resource.group}/{resource.version}/namespaces/{namespace}/{resource.plural}/{name}"
 
 
-def controller_uid_of(body: Mapping[str, Any]) -> str | None:
-    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
 def status_of(exc: BaseException) -> int | None:
     return exc.status if isinstance(exc, ApiException) else None
 

@@ -44,7 +44,8 @@ from jobwarden.core.plan import (
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
-from jobwarden.shell.api import KubeApi, controller_uid_of, namespace_terminating, reason_of, status_of
+from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
+from jobwarden.shell.childwatch import controller_uid
 
 logger = logging.getLogger(__name__)
 
@@ -445,6 +446,7 @@ class Controller:
             # e.g. an ssh key pair the plan asked for: CPU work, kept off the event loop
             manifest = await asyncio.to_thread(kind.materialize, manifest)
         namespace, name = job["metadata"]["namespace"], manifest["metadata"]["name"]
+        made = True
         try:
             await self.api.create_child(namespace, manifest)
             metrics.CHILDREN_CREATED.labels(kind.resource.kind, manifest["kind"]).inc()
@@ -454,12 +456,11 @@ class Controller:
             # AlreadyExists: ours (a lagging cache, another replica) is harmless; a foreign object
             # holding the name is a fault the job cannot get past by itself.
             existing = await self.api.read_child(namespace, manifest["kind"], name)
-            if controller_uid_of(existing) != job["metadata"]["uid"]:
+            if controller_uid(existing) != job["metadata"]["uid"]:
                 raise ForeignChild(manifest["kind"], name, job) from exc
-            self._remember_unwatched(key, job, manifest)
-            return False
+            made = False
         self._remember_unwatched(key, job, manifest)
-        return True
+        return made
 
     def _remember_unwatched(self, key: JobKey, job: Body, manifest: Manifest) -> None:
         if manifest["kind"] in self.indices:
