@@ -312,7 +312,21 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
+# kopf imports every Kubernetes client library it finds installed (kopf._cogs.helpers.thirdparty), only
+# to recognise their model objects. The operator hands kopf none (its client is shell/kubeclient.py)
+# and the image installs none; a development venv has all three for the tests and benchmarks, and
+# importing them would cost the operator ~50 MiB of RSS it does not have in the image.
+UNUSED_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+
+
+def hide_unused_clients() -> None:
+    for name in UNUSED_CLIENTS:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+
+
 def _run(args: argparse.Namespace) -> int:
+    hide_unused_clients()
     from jobwarden.shell.run import configure_logging, run_operator
 
     options = run_options(args)

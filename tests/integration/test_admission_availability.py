@@ -133,7 +133,7 @@ def test_the_local_run_installs_and_removes_the_policies(operator: LocalOperator
     """What `jobwarden run --webhook-url ... --[no-]admission-policy` does at start (shell/policy_install)."""
 
     async def sync(enabled: bool) -> None:
-        api = kube.KubeApi(await kube.load_config(str(cluster.kubeconfig)))
+        api = kube.KubeApi(kube.load_config(str(cluster.kubeconfig)))
         try:
             await policy_install.sync(api, enabled, "jobwarden-system")
         finally:

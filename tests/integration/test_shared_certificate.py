@@ -8,24 +8,19 @@ from pathlib import Path
 
 from devcluster.cluster import Cluster
 from kubernetes import client
-from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio import config as aconfig
 
 from jobwarden.shell import sharedcert
+from jobwarden.shell.kubeclient import KubeClient
 
 
 async def _start_two(kubeconfig: Path, namespace: str, tmp: Path) -> list[tuple[Path, Path, Path]]:
-    clients = []
-    for _ in range(2):  # two processes would each have their own client
-        configuration = aclient.Configuration()
-        await aconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        clients.append(aclient.ApiClient(configuration=configuration))
+    clients = [KubeClient.connect(str(kubeconfig)) for _ in range(2)]  # as two processes would
     try:
         return list(
             await asyncio.gather(
                 *(
                     sharedcert.shared_files(
-                        aclient.CoreV1Api(api),
+                        api,
                         "jobwarden-webhook-tls",
                         namespace,
                         "svc.ns.svc",

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from kubeflow_helpers import FakeCluster, kubeflow_job, later
-from kubernetes_asyncio.client.exceptions import ApiException
 from volcano_helpers import running as volcano_running
 from volcano_helpers import task as vtask
 from volcano_helpers import vcjob
@@ -24,14 +23,13 @@ from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import controller as ctl
 from jobwarden.shell.childwatch import ChildIndex, target_uid
 from jobwarden.shell.controller import Controller, job_key
+from jobwarden.shell.kubeclient import ApiError
 
 KIND = pytorchjob.KIND
 
 
-def api_error(status: int, reason: str = "") -> ApiException:
-    return ApiException(
-        status=status, reason=reason or {409: "Conflict", 500: "Internal Server Error"}.get(status)
-    )
+def api_error(status: int, reason: str = "") -> ApiError:
+    return ApiError(status, reason or {409: "Conflict", 500: "Internal Server Error"}.get(status, ""))
 
 
 class FakeApi:
@@ -395,18 +393,18 @@ def test_only_a_started_controller_works_and_stopping_cancels_at_once() -> None:
 def test_a_403_on_the_podgroup_crd_lookup_is_an_error_that_says_so_not_absent() -> None:
     from jobwarden.shell.api import KubeApi
 
-    class Extensions:
+    class Client:
         def __init__(self, status: int) -> None:
             self.status = status
 
-        async def read_custom_resource_definition(self, name: str) -> None:
+        async def get(self, path: str) -> None:
             raise api_error(self.status, "Forbidden" if self.status == 403 else "Not Found")
 
     async def scenario() -> None:
         api = KubeApi.__new__(KubeApi)
-        api.extensions = Extensions(404)  # type: ignore[assignment]
+        api.client = Client(404)  # type: ignore[assignment]
         assert await api.crd_exists("podgroups.scheduling.volcano.sh") is False
-        api.extensions = Extensions(403)  # type: ignore[assignment]
+        api.client = Client(403)  # type: ignore[assignment]
         with pytest.raises(
             PermissionError, match=r"grant get on apiextensions\.k8s\.io/customresourcedefinitions"
         ):

@@ -1,4 +1,4 @@
-"""Every Kubernetes write the operator makes: raw JSON on kubernetes_asyncio's session (`KubeApi.send`).
+"""Every Kubernetes write the operator makes: raw JSON on the operator's client (`KubeApi.send`).
 
 The operator's handlers are `async def` and share kopf's event loop with the watches and the webhook
 server, so a synchronous client here would stall all of them (see docs/benchmarks.md). Reads come
@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
-
-import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.client.rest import RESTResponse
 
 from jobwarden.core.plan import (
     CHILD_KINDS_BY_NAME,
@@ -30,9 +24,10 @@ from jobwarden.core.plan import (
 )
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import Resource
+from jobwarden.shell.kubeclient import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 PODGROUP_CRD = "{0.plural}.{0.group}".format(
     CHILD_KINDS_BY_NAME["PodGroup"]
@@ -41,36 +36,21 @@ COMMAND_CRD = f"{COMMAND_KIND.plural}.{COMMAND_KIND.group}"  # commands.bus.volc
 QUEUE_CRD = f"{QUEUE_KIND.plural}.{QUEUE_KIND.group}"  # queues.scheduling.volcano.sh
 
 
-async def load_config(kubeconfig: str | None) -> client.ApiClient:
-    if kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        await config.load_kube_config(config_file=kubeconfig)
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+def load_config(kubeconfig: str | None) -> KubeClient:
+    return KubeClient.connect(kubeconfig)
 
 
 class KubeApi:
-    """Typed, kind-dispatched writes. Callers handle ApiException (see `status_of`).
+    """Typed, kind-dispatched writes. Callers handle ApiError (see `status_of`). Child writes whose
+    answer is not read are checked and dropped unparsed (a created pod's answer was most of the
+    generated client's CPU in a burst)."""
 
-    Child writes whose answer is not read are sent with `_preload_content=False`: the response is
-    checked and dropped without building model objects (a created pod's V1Pod was most of the
-    client's CPU in a burst). The session does not consult proxy variables or ~/.netrc on every
-    request (aiohttp's trust_env, which kubernetes_asyncio turns on, does that in a thread per call);
-    the API server is reached directly, as with kopf's own session."""
-
-    def __init__(self, api_client: client.ApiClient) -> None:
-        session = api_client.rest_client.pool_manager
-        session._trust_env = False  # no public setter; see the class docstring
-        self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self.extensions = client.ApiextensionsV1Api(api_client)
-        self.admission = client.AdmissionregistrationV1Api(api_client)
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
         self.instance = socket.gethostname()
-        self.host = str(api_client.configuration.host).rstrip("/")
 
     async def close(self) -> None:
-        await self.api_client.close()
+        await self.client.close()
 
     async def create_child(self, namespace: str, manifest: Manifest) -> None:
         await self.send("POST", child_path(manifest["kind"], namespace), manifest)
@@ -163,39 +143,28 @@ class KubeApi:
     async def send(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> bytes:
-        """One request as raw JSON on the client's own session (its TLS, credentials and connection
-        pool). The generated client's per-call machinery (walking every manifest to serialize it,
-        building model objects from the answer) was the largest part of the operator's CPU in a burst
-        (docs/benchmarks.md); the answer here is bytes, parsed only by callers that read it."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
-        data = None if body is None else json.dumps(body, separators=(",", ":"))
-        session = self.api_client.rest_client.pool_manager
-        url = self.host + path
-        async with session.request(
-            method, url, data=data, headers=headers, timeout=REQUEST_TIMEOUT
-        ) as response:
-            payload = await response.read()
-            if not 200 <= response.status <= 299:
-                raise ApiException(http_resp=cast(Any, RESTResponse(response, payload)))
-            return payload
+        """One request as raw JSON. The generated client's per-call machinery (walking every manifest
+        to serialize it, building model objects from the answer) was the largest part of the
+        operator's CPU in a burst (docs/benchmarks.md); the answer here is bytes, parsed only by
+        callers that read it."""
+        return await self.client.request(method, path, body, content_type)
 
     async def crd_labels(self, name: str) -> dict[str, str] | None:
         """The labels of an installed CRD; None when it is not installed."""
         try:
-            crd = await self.extensions.read_custom_resource_definition(name)
-        except ApiException as exc:
+            crd = await self.client.get(f"{CRDS}/{name}")
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        return dict(crd.metadata.labels or {})
+        return dict(crd["metadata"].get("labels") or {})
 
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying
         "not installed" would silently change how jobs run, so it is an error that says so."""
         try:
-            await self.extensions.read_custom_resource_definition(name)
-        except ApiException as exc:
+            await self.client.get(f"{CRDS}/{name}")
+        except ApiError as exc:
             if exc.status == 404:
                 return False
             if exc.status == 403:
@@ -220,7 +189,7 @@ def job_path(resource: Resource, namespace: str, name: str) -> str:
 
 
 def status_of(exc: BaseException) -> int | None:
-    return exc.status if isinstance(exc, ApiException) else None
+    return exc.status if isinstance(exc, ApiError) else None
 
 
 def namespace_terminating(exc: BaseException) -> bool:
@@ -229,7 +198,6 @@ def namespace_terminating(exc: BaseException) -> bool:
 
 
 def reason_of(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
-        return f"{exc.status} {exc.reason}: {body[:500]}"
+    if isinstance(exc, ApiError):
+        return f"{exc.status} {exc.reason}: {exc.text()}"
     return repr(exc)

@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from kubernetes_asyncio import client
 
 from jobwarden.core.plan import Body
+from jobwarden.shell.kubeclient import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +129,14 @@ class ChildWatch:
 
     def __init__(
         self,
-        api_client: client.ApiClient,
+        client: KubeClient,
         resource: ChildResource,
         selector: str,
         namespace: str | None,
         index: ChildIndex | NameIndex,
         on_event: Callable[[Body], None],
     ) -> None:
-        self.api_client = api_client
+        self.client = client
         self.resource = resource
         self.selector = selector
         self.namespace = namespace
@@ -156,24 +156,16 @@ class ChildWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the stream is not allowed to die: retry, capped at 2 s
+                if isinstance(exc, ApiError) and exc.status == 401:
+                    self.client.refresh()  # a rotated service-account token
                 delay = BACKOFFS[min(failures, len(BACKOFFS) - 1)]
                 failures += 1
                 logger.warning("watching %s failed (%r); again in %.1fs", self.resource.plural, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _request(self, query: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Any:
-        """A GET on the client's own session (its TLS, credentials and connection pool), answered as
-        raw JSON: no model classes, no copies."""
-        url = (
-            str(self.api_client.configuration.host)
-            + self.resource.path(self.namespace)
-            + "?"
-            + urlencode(query)
-        )
-        headers: dict[str, str] = {"Accept": "application/json"}
-        await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
-        session = self.api_client.rest_client.pool_manager
-        return await session.get(url, headers=headers, timeout=timeout)
+    def _request(self, query: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Any:
+        """A GET answered as raw JSON: no model classes, no copies."""
+        return self.client.stream(self.resource.path(self.namespace) + "?" + urlencode(query), timeout)
 
     async def _list(self) -> str:
         """The full set (paginated); children gone since the last list are removed and announced."""
@@ -183,7 +175,7 @@ class ChildWatch:
             query: dict[str, Any] = {"labelSelector": self.selector, "limit": PAGE}
             if token:
                 query["continue"] = token
-            async with await self._request(query, aiohttp.ClientTimeout(total=60)) as response:
+            async with self._request(query, aiohttp.ClientTimeout(total=60)) as response:
                 _raise_for(response.status, await response.read() if response.status >= 300 else b"")
                 page = json.loads(await response.read())
             for item in page.get("items") or []:
@@ -213,7 +205,7 @@ class ChildWatch:
         }
         # The server ends the watch after timeoutSeconds; a read stalled past that is a dead stream.
         stalled = aiohttp.ClientTimeout(total=None, sock_read=WATCH_TIMEOUT_SECONDS + 30)
-        async with await self._request(query, stalled) as response:
+        async with self._request(query, stalled) as response:
             _raise_for(response.status, await response.read() if response.status >= 300 else b"")
             async for line in response.content:
                 if not line.strip():
@@ -238,7 +230,5 @@ class ChildWatch:
 
 
 def _raise_for(status: int, body: bytes) -> None:
-    if status == 410:
-        raise RuntimeError("410 Gone")
     if status >= 300:
-        raise RuntimeError(f"{status}: {body[:300].decode(errors='replace')}")
+        raise ApiError(status, "list or watch refused", body[:300])

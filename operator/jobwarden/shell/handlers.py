@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
-from kubernetes_asyncio.client import ApiClient
 
 from jobwarden import kinds
 from jobwarden.core.plan import CHILD_KINDS, COMMAND_KIND, MANAGED_BY_LABEL, MANAGED_BY_VALUE, QUEUE_KIND
@@ -18,6 +17,7 @@ from jobwarden.shell import webhook
 from jobwarden.shell.bodies import plain_body
 from jobwarden.shell.childwatch import ChildIndex, ChildResource, ChildWatch, NameIndex, target_uid
 from jobwarden.shell.controller import Controller
+from jobwarden.shell.kubeclient import KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def child_resources(watch_podgroups: bool) -> list[ChildResource]:
 
 
 def child_watches(
-    api_client: ApiClient, controller: Controller, namespaces: tuple[str, ...], watch_podgroups: bool
+    client: KubeClient, controller: Controller, namespaces: tuple[str, ...], watch_podgroups: bool
 ) -> list[ChildWatch]:
     """One lean list+watch per child kind (and per namespace in the namespaced mode), feeding the
     controller's indices; kopf is not involved (shell/childwatch.py says why)."""
@@ -48,29 +48,29 @@ def child_watches(
         controller.indices = {**controller.indices, resource.kind: index}
         for namespace in namespaces or (None,):
             watches.append(
-                ChildWatch(api_client, resource, MANAGED_SELECTOR, namespace, index, controller.observe_child)
+                ChildWatch(client, resource, MANAGED_SELECTOR, namespace, index, controller.observe_child)
             )
     return watches
 
 
 def command_watches(
-    api_client: ApiClient, controller: Controller, namespaces: tuple[str, ...]
+    client: KubeClient, controller: Controller, namespaces: tuple[str, ...]
 ) -> list[ChildWatch]:
     """Volcano's Commands (only when their CRD is installed), indexed by their target job's uid. They
     carry no label of ours (vcctl or a user makes them): every Command is listed."""
     resource = ChildResource(COMMAND_KIND.kind, COMMAND_KIND.api_version, COMMAND_KIND.plural)
     index = controller.commands = ChildIndex(owner_of=target_uid)
     return [
-        ChildWatch(api_client, resource, "", namespace, index, controller.observe_command)
+        ChildWatch(client, resource, "", namespace, index, controller.observe_command)
         for namespace in namespaces or (None,)
     ]
 
 
-def queue_watch(api_client: ApiClient, controller: Controller) -> ChildWatch:
+def queue_watch(client: KubeClient, controller: Controller) -> ChildWatch:
     """Volcano's Queues (cluster-scoped; only when their CRD is installed), by name."""
     resource = ChildResource(QUEUE_KIND.kind, QUEUE_KIND.api_version, QUEUE_KIND.plural)
     index = controller.queues = NameIndex()
-    return ChildWatch(api_client, resource, "", None, index, controller.observe_queue)
+    return ChildWatch(client, resource, "", None, index, controller.observe_queue)
 
 
 def register(

@@ -11,11 +11,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes_asyncio.client import ApiException, CustomObjectsApi
-
 from jobwarden.core.plan import COMMAND_KIND, Body
 from jobwarden.kinds.volcano import RESOURCE
 from jobwarden.shell.api import load_config, reason_of
+from jobwarden.shell.kubeclient import ApiError, CredentialsError
 
 # vcctl's verbs: suspend is an abort (pods killed, the job Aborted until resumed).
 ACTIONS: Mapping[str, str] = {
@@ -60,18 +59,12 @@ def parser() -> argparse.ArgumentParser:
 
 async def send(verb: str, name: str, namespace: str, kubeconfig: str | None) -> str:
     """Create the Command; returns its generated name."""
-    async with await load_config(kubeconfig) as api_client:
-        custom = CustomObjectsApi(api_client)
-        job = await custom.get_namespaced_custom_object(
-            RESOURCE.group, RESOURCE.version, namespace, RESOURCE.plural, name
+    async with load_config(kubeconfig) as client:
+        job = await client.get(
+            f"/apis/{RESOURCE.group}/{RESOURCE.version}/namespaces/{namespace}/{RESOURCE.plural}/{name}"
         )
-        made = await custom.create_namespaced_custom_object(
-            COMMAND_KIND.group,
-            COMMAND_KIND.version,
-            namespace,
-            COMMAND_KIND.plural,
-            command_manifest(job, ACTIONS[verb]),
-        )
+        commands = f"/apis/{COMMAND_KIND.api_version}/namespaces/{namespace}/{COMMAND_KIND.plural}"
+        made = await client.create(commands, command_manifest(job, ACTIONS[verb]))
         return str(made["metadata"]["name"])
 
 
@@ -79,7 +72,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         made = asyncio.run(send(args.verb, args.name, args.namespace, args.kubeconfig))
-    except ApiException as exc:
+    except (ApiError, CredentialsError) as exc:
         print(f"jobwarden job {args.verb} {args.namespace}/{args.name}: {reason_of(exc)}", file=sys.stderr)
         return 1
     print(f"command/{made} ({ACTIONS[args.verb]}) created for job {args.namespace}/{args.name}")

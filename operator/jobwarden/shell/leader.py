@@ -20,14 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import Any
 
 from jobwarden.core.lease import LeaseTimings, Observation, Record, claimed, may_take, observe, released
 from jobwarden.shell import metrics
 from jobwarden.shell.api import reason_of
+from jobwarden.shell.kubeclient import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +43,9 @@ class LeaseOptions:
 
 class LeaderElector:
     def __init__(
-        self, api_client: client.ApiClient, options: LeaseOptions, on_lead: Callback, on_follow: Callback
+        self, client: KubeClient, options: LeaseOptions, on_lead: Callback, on_follow: Callback
     ) -> None:
-        self.api_client = api_client
-        self.api = client.CoordinationV1Api(api_client)
+        self.client = client
         self.options = options
         self.on_lead = on_lead
         self.on_follow = on_follow
@@ -99,7 +96,7 @@ class LeaderElector:
             # then takes the Lease when it expires instead).
             await asyncio.wait_for(self._write(released(record, datetime.now(UTC))), RELEASE_TIMEOUT_SECONDS)
             logger.info("released lease %s/%s", self.options.namespace, self.options.name)
-        except (ApiException, OSError, TimeoutError) as exc:
+        except (ApiError, OSError, TimeoutError) as exc:
             logger.warning("could not release lease %s: %r", self.options.name, exc)
 
     async def _become_leader(self) -> None:
@@ -118,8 +115,8 @@ class LeaderElector:
     async def _try(self) -> bool:
         options, now = self.options, time.monotonic()
         try:
-            lease = await self.api.read_namespaced_lease(options.name, options.namespace)
-        except ApiException as exc:
+            lease = await self.client.get(self._path(options.name))
+        except ApiError as exc:
             if exc.status != 404:
                 logger.warning("reading lease %s failed: %s", options.name, reason_of(exc))
                 return False
@@ -127,9 +124,8 @@ class LeaderElector:
         except (OSError, TimeoutError) as exc:
             logger.warning("reading lease %s failed: %r", options.name, exc)
             return False
-        self._resource_version = lease.metadata.resource_version
-        spec = self.api_client.sanitize_for_serialization(lease.spec) if lease.spec else {}
-        current = Record.from_spec(spec)
+        self._resource_version = lease["metadata"].get("resourceVersion")
+        current = Record.from_spec(lease.get("spec"))
         self._observation = observe(self._observation, current, now)
         if not may_take(self._observation, options.identity, now):
             return False
@@ -144,19 +140,19 @@ class LeaderElector:
             "spec": record.to_spec(),
         }
         try:
-            created = await self.api.create_namespaced_lease(self.options.namespace, cast(Any, body))
-        except ApiException as exc:
+            created = await self.client.create(self._path(), body)
+        except ApiError as exc:
             if exc.status != 409:  # 409: another replica created it first; read it next round
                 logger.warning("creating lease %s failed: %s", self.options.name, reason_of(exc))
             return False
-        self._accepted(record, created.metadata.resource_version)
+        self._accepted(record, created["metadata"]["resourceVersion"])
         return True
 
     async def _claim(self, current: Record) -> bool:
         record = claimed(current, self.options.identity, self.options.timings, datetime.now(UTC))
         try:
             await self._write(record)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:  # 409: another replica wrote it since we read it; not ours this round
                 logger.warning("updating lease %s failed: %s", self.options.name, reason_of(exc))
             return False
@@ -176,10 +172,12 @@ class LeaderElector:
             },
             "spec": record.to_spec(),
         }
-        written = await self.api.replace_namespaced_lease(
-            self.options.name, self.options.namespace, cast(Any, body)
-        )
-        self._accepted(record, written.metadata.resource_version)
+        written = await self.client.replace(self._path(self.options.name), body)
+        self._accepted(record, written["metadata"]["resourceVersion"])
+
+    def _path(self, name: str = "") -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.options.namespace}/leases"
+        return f"{path}/{name}" if name else path
 
     def _accepted(self, record: Record, resource_version: str) -> None:
         self._resource_version = resource_version

@@ -5,40 +5,39 @@ them instead, so the operator needs no permission on policies there."""
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
-
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import Any
 
 from jobwarden.kinds import policy
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell.api import KubeApi
+from jobwarden.shell.kubeclient import ApiError
 
 logger = logging.getLogger(__name__)
 
-# kind -> (read, create, replace, delete) method names of AdmissionregistrationV1Api
-_METHODS = {
-    "ValidatingAdmissionPolicy": "validating_admission_policy",
-    "ValidatingAdmissionPolicyBinding": "validating_admission_policy_binding",
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+_PLURALS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 }
 
 
 async def _apply(api: KubeApi, obj: dict[str, Any]) -> None:
-    suffix, name = _METHODS[obj["kind"]], obj["metadata"]["name"]
+    collection = f"{ADMISSION}/{_PLURALS[obj['kind']]}"
     try:
-        existing = await getattr(api.admission, f"read_{suffix}")(name)
-    except ApiException as exc:
+        existing = await api.client.get(f"{collection}/{obj['metadata']['name']}")
+    except ApiError as exc:
         if exc.status != 404:
             raise
-        await getattr(api.admission, f"create_{suffix}")(cast(Any, obj))
+        await api.client.create(collection, obj)
         return
-    obj["metadata"]["resourceVersion"] = existing.metadata.resource_version
-    await getattr(api.admission, f"replace_{suffix}")(name, cast(Any, obj))
+    obj["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    await api.client.replace(f"{collection}/{obj['metadata']['name']}", obj)
 
 
 async def _delete(api: KubeApi, obj: dict[str, Any]) -> None:
     try:
-        await getattr(api.admission, f"delete_{_METHODS[obj['kind']]}")(obj["metadata"]["name"])
-    except ApiException as exc:
+        await api.client.delete(f"{ADMISSION}/{_PLURALS[obj['kind']]}/{obj['metadata']['name']}")
+    except ApiError as exc:
         if exc.status != 404:
             raise
 

@@ -129,7 +129,7 @@ async def run_operator(
 ) -> None:
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig
-    api = kube.KubeApi(await kube.load_config(options.kubeconfig))
+    api = kube.KubeApi(kube.load_config(options.kubeconfig))
     volcano_installed = await api.crd_exists(kube.PODGROUP_CRD)
     commands_installed = await api.crd_exists(kube.COMMAND_CRD)
     queues_installed = await api.crd_exists(kube.QUEUE_CRD)
@@ -158,11 +158,11 @@ async def run_operator(
     # The webhook answers reviews of the kinds it serves; a skipped kind's are allowed as they are.
     webhook.serve(tuple(k for k in job_kinds if k.resource not in {s.resource for s in skip}))
     handlers.register(registry, controller, admission=options.webhook.enabled, job_kinds=job_kinds, skip=skip)
-    watches = handlers.child_watches(api.api_client, controller, options.namespaces, volcano_installed)
+    watches = handlers.child_watches(api.client, controller, options.namespaces, volcano_installed)
     if commands_installed and serve_volcano:  # else Volcano's job controller consumes them
-        watches += handlers.command_watches(api.api_client, controller, options.namespaces)
+        watches += handlers.command_watches(api.client, controller, options.namespaces)
     if queues_installed:
-        watches.append(handlers.queue_watch(api.api_client, controller))
+        watches.append(handlers.queue_watch(api.client, controller))
     streams: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
@@ -173,7 +173,7 @@ async def run_operator(
 
     elector = (
         leader.LeaderElector(
-            api.api_client, options.lease, on_lead=_async(controller.start), on_follow=controller.stop
+            api.client, options.lease, on_lead=_async(controller.start), on_follow=controller.stop
         )
         if options.leader_election
         else None
@@ -253,7 +253,7 @@ async def _tls_files(api: kube.KubeApi, options: RunOptions) -> tuple[Path, Path
     hook = options.webhook
     if hook.self_signed and not hook.url:
         return await sharedcert.shared_files(
-            api.core,
+            api.client,
             options.webhook_cert_secret,
             hook.service_namespace,
             f"{hook.service_name}.{hook.service_namespace}.svc",

@@ -12,12 +12,10 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from typing import Any, cast
-
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import Any
 
 from jobwarden.shell import certs
+from jobwarden.shell.kubeclient import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +40,19 @@ def make_secret(name: str, namespace: str, common_name: str, hosts: list[str]) -
 
 
 async def shared_files(
-    core: client.CoreV1Api, name: str, namespace: str, common_name: str, hosts: list[str], directory: Path
+    client: KubeClient, name: str, namespace: str, common_name: str, hosts: list[str], directory: Path
 ) -> tuple[Path, Path, Path]:
     """(cert, key, ca) paths of the shared certificate, written into `directory`."""
-    data = await _read(core, name, namespace)
+    data = await _read(client, name, namespace)
     if data is None:
         try:
-            await core.create_namespaced_secret(
-                namespace, cast(Any, make_secret(name, namespace, common_name, hosts))
-            )
+            await client.create(_path(namespace), make_secret(name, namespace, common_name, hosts))
             logger.info("created the shared webhook certificate Secret %s/%s", namespace, name)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:
                 raise
             logger.info("another replica created the webhook certificate Secret first; using it")
-        data = await _read(core, name, namespace)
+        data = await _read(client, name, namespace)
         if data is None:
             raise RuntimeError(f"the webhook certificate Secret {namespace}/{name} vanished after creation")
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,15 +62,19 @@ async def shared_files(
     return directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
 
 
-async def _read(core: client.CoreV1Api, name: str, namespace: str) -> dict[str, str] | None:
+async def _read(client: KubeClient, name: str, namespace: str) -> dict[str, str] | None:
     try:
-        secret = await core.read_namespaced_secret(name, namespace)
-    except ApiException as exc:
+        secret = await client.get(_path(namespace, name))
+    except ApiError as exc:
         if exc.status == 404:
             return None
         raise
-    data = dict(secret.data or {})
+    data = dict(secret.get("data") or {})
     missing = [key for key in FILES if key not in data]
     if missing:
         raise RuntimeError(f"the webhook certificate Secret {namespace}/{name} lacks {', '.join(missing)}")
     return data
+
+
+def _path(namespace: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if name else "")

@@ -10,10 +10,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kopf
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobwarden import kinds
 from jobwarden.core.admission import ALLOWED, Verdict
@@ -23,6 +22,7 @@ from jobwarden.kinds.base import JobKind
 from jobwarden.shell import certs, metrics, policy_install
 from jobwarden.shell.api import KubeApi
 from jobwarden.shell.bodies import plain
+from jobwarden.shell.kubeclient import ApiError
 from jobwarden.shell.webhook_server import ReviewServer
 
 logger = logging.getLogger(__name__)
@@ -149,26 +149,29 @@ def server(options: WebhookOptions, cert: Path, key: Path, ca: Path) -> kopf.Web
     )
 
 
+WEBHOOK_CONFIGS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+
 async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None:
     """Local mode: create or replace the whole configuration. Self-signed: patch its caBundle."""
     desired = configuration(options, ca_pem)
     if options.url:
         try:
-            existing = await api.admission.read_validating_webhook_configuration(options.config_name)
-            desired["metadata"]["resourceVersion"] = existing.metadata.resource_version
-            await api.admission.replace_validating_webhook_configuration(
-                options.config_name, cast(Any, desired)
-            )
-        except ApiException as exc:
+            existing = await api.client.get(f"{WEBHOOK_CONFIGS}/{options.config_name}")
+            desired["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            await api.client.replace(f"{WEBHOOK_CONFIGS}/{options.config_name}", desired)
+        except ApiError as exc:
             if exc.status != 404:
                 raise
-            await api.admission.create_validating_webhook_configuration(cast(Any, desired))
+            await api.client.create(WEBHOOK_CONFIGS, desired)
         logger.info("registered ValidatingWebhookConfiguration %s -> %s", options.config_name, options.url)
         await policy_install.sync(api, options.admission_policy, options.service_namespace, _served)
     elif options.self_signed:
         bundle = desired["webhooks"][0]["clientConfig"]["caBundle"]
         patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
-        await api.admission.patch_validating_webhook_configuration(options.config_name, patch)
+        await api.send(
+            "PATCH", f"{WEBHOOK_CONFIGS}/{options.config_name}", patch, "application/json-patch+json"
+        )
         logger.info("patched the caBundle of ValidatingWebhookConfiguration %s", options.config_name)
 
 
