@@ -1,0 +1,111 @@
+"""The operator's own HTTP client (shell/kubeclient.py), against a loopback aiohttp server: errors
+keep their status and body, a 401 re-reads the credentials once, and `jobwarden run` keeps kopf from
+importing the client libraries the operator does not use."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+import pytest
+from aiohttp import web
+
+from jobwarden.shell.kubeclient import ApiError, KubeClient
+
+
+async def _serve(handler: Callable[[web.Request], Awaitable[web.Response]]) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())
+
+
+def test_a_refusal_keeps_its_status_reason_and_body() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "reason": "NotFound"}, status=404)
+
+    async def scenario() -> None:
+        runner, url = await _serve(handler)
+        client = KubeClient(kopf.ConnectionInfo(server=url, token="t"))
+        try:
+            with pytest.raises(ApiError) as caught:
+                await client.get("/api/v1/namespaces/x/pods/y")
+            assert caught.value.status == 404 and b"NotFound" in caught.value.body
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    _run(scenario)
+
+
+def test_a_401_re_reads_the_credentials_once_and_retries() -> None:
+    """A service account's token file is rotated in place: the old token's 401 is not the answer."""
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.headers.get("Authorization") != "Bearer new":
+            return web.json_response({"kind": "Status"}, status=401)
+        return web.json_response({"metadata": {"name": "made"}}, status=201)
+
+    async def scenario() -> dict[str, Any]:
+        runner, url = await _serve(handler)
+        client = KubeClient(
+            kopf.ConnectionInfo(server=url, token="old"),
+            relogin=lambda: kopf.ConnectionInfo(server=url, token="new"),
+        )
+        try:
+            return await client.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "made"}})
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    assert _run(scenario)["metadata"]["name"] == "made"
+    assert seen == ["Bearer old", "Bearer new"]
+
+
+def test_a_401_with_unchanged_credentials_is_the_answer() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response({"kind": "Status"}, status=401)
+
+    async def scenario() -> None:
+        runner, url = await _serve(handler)
+        info = kopf.ConnectionInfo(server=url, token="same")
+        client = KubeClient(info, relogin=lambda: info)
+        try:
+            with pytest.raises(ApiError) as caught:
+                await client.get("/api/v1/namespaces")
+            assert caught.value.status == 401
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    _run(scenario)
+    assert calls == 1, "no retry when re-reading gives the same credentials"
+
+
+def test_run_keeps_kopf_from_importing_the_unused_client_libraries() -> None:
+    """In a development venv kubernetes, kubernetes_asyncio and pykube are installed (tests use them);
+    kopf would import all three (~50 MiB). The operator process must not carry them."""
+    probe = (
+        "import sys; from jobwarden import cli; cli.hide_unused_clients(); import jobwarden.shell.run; "
+        "print(sorted(n for n in cli.UNUSED_CLIENTS if sys.modules.get(n) is not None))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
