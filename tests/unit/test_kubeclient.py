@@ -109,3 +109,24 @@ def test_run_keeps_kopf_from_importing_the_unused_client_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_kopf_keeps_no_diff_base_because_no_handler_detects_changes() -> None:
+    """run.NoDiffBase skips kopf's per-event deep copy of each job; that is only right while every
+    kind registers event handlers alone (no on.create/update/resume, which read the diff-base)."""
+    from jobwarden import kinds
+    from jobwarden.shell import handlers, run
+    from jobwarden.shell.controller import Controller
+
+    registry = kopf.OperatorRegistry()
+    controller = Controller.__new__(Controller)
+    handlers.register(registry, controller, admission=True, job_kinds=kinds.registry())
+    for kind in kinds.registry():
+        resource = kopf.Resource(kind.resource.group, kind.resource.version, kind.resource.plural)
+        assert registry._watching.has_handlers(resource=resource), kind.resource.kind
+        assert not registry._changing.has_handlers(resource=resource), kind.resource.kind
+        assert not registry._spawning.has_handlers(resource=resource), kind.resource.kind
+    options = run.RunOptions()
+    settings = run.operator_settings(options, None)
+    assert isinstance(settings.persistence.diffbase_storage, run.NoDiffBase)
+    assert settings.persistence.diffbase_storage.fetch(body=kopf.Body({})) is None

@@ -490,7 +490,8 @@ def test_constraints_pin_exact_versions() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0]).lower()
                for dep in project["dependencies"]}  # fmt: skip
-    assert {"kopf", "kubernetes-asyncio", "cryptography"} <= runtime
+    assert {"kopf", "orjson", "cryptography"} <= runtime
+    assert not {"kubernetes", "kubernetes-asyncio", "pykube-ng"} & runtime, "the operator uses its own client"
     for name in sorted(runtime):
         assert name in pins, f"runtime dependency {name} is not locked"
     assert {"pip", "setuptools"} <= pins.keys(), "build tooling is pinned too (no build isolation)"

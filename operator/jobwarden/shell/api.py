@@ -6,12 +6,13 @@ from kopf's watch streams and indices; this module only writes, plus two discove
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
+
+import orjson
 
 from jobwarden.core.plan import (
     CHILD_KINDS_BY_NAME,
@@ -67,7 +68,7 @@ class KubeApi:
 
     async def read_child(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         """One child as plain JSON (only after a create answered AlreadyExists)."""
-        return cast(dict[str, Any], json.loads(await self.send("GET", child_path(kind, namespace, name))))
+        return cast(dict[str, Any], orjson.loads(await self.send("GET", child_path(kind, namespace, name))))
 
     async def delete_child(self, namespace: str, ref: ChildRef, uid: str | None = None) -> None:
         """Delete by name, and by uid when known: a newer object that took the name is never hit."""
@@ -92,7 +93,7 @@ class KubeApi:
         meta = job["metadata"]
         body = {**job, "status": dict(status)}
         path = job_path(resource, meta["namespace"], meta["name"]) + "/status"
-        return cast(dict[str, Any], json.loads(await self.send("PUT", path, body)))
+        return cast(dict[str, Any], orjson.loads(await self.send("PUT", path, body)))
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         """Delete a finished job; its children follow through ownerReferences (garbage collector).

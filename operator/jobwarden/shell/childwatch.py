@@ -13,7 +13,6 @@ namespaced mode. The index keeps what the core reads (`slim`), without managedFi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 
 from jobwarden.core.plan import Body
 from jobwarden.shell.kubeclient import ApiError, KubeClient
@@ -177,7 +177,7 @@ class ChildWatch:
                 query["continue"] = token
             async with self._request(query, aiohttp.ClientTimeout(total=60)) as response:
                 _raise_for(response.status, await response.read() if response.status >= 300 else b"")
-                page = json.loads(await response.read())
+                page = orjson.loads(await response.read())
             for item in page.get("items") or []:
                 item.setdefault("kind", self.resource.kind)
                 item.setdefault("apiVersion", self.resource.api_version)
@@ -210,7 +210,7 @@ class ChildWatch:
             async for line in response.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, body = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if body.get("code") == 410:

@@ -10,7 +10,6 @@ as before: a synchronous client would stall the event loop kopf's watches and th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any, cast
 
 import aiohttp
 import kopf
+import orjson
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class KubeClient:
     ) -> bytes:
         """One request; the answer's bytes (parsed only by callers that read it), or ApiError.
         A 401 re-reads the credentials once: a service account's token file is rotated in place."""
-        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        data = None if body is None else orjson.dumps(body)
         for attempt in (1, 2):
             headers = {**self._headers, "Accept": JSON, "Content-Type": content_type}
             async with self.session.request(
@@ -114,13 +114,13 @@ class KubeClient:
         raise AssertionError("unreachable")
 
     async def get(self, path: str) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(await self.request("GET", path)))
+        return cast(dict[str, Any], orjson.loads(await self.request("GET", path)))
 
     async def create(self, path: str, body: Any) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(await self.request("POST", path, body)))
+        return cast(dict[str, Any], orjson.loads(await self.request("POST", path, body)))
 
     async def replace(self, path: str, body: Any) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(await self.request("PUT", path, body)))
+        return cast(dict[str, Any], orjson.loads(await self.request("PUT", path, body)))
 
     async def delete(self, path: str, options: Any = None) -> None:
         await self.request("DELETE", path, options)
