@@ -76,7 +76,7 @@ class FakeApi:
     async def delete_job(self, resource: Resource, job: Body) -> None:
         self.calls.append(("delete_job", job["metadata"]["name"]))
 
-    async def post_event(self, job: Body, event: Event) -> None:
+    async def post_event(self, job: Body, event: Event, at: object = None) -> None:
         self.calls.append(("event", event.reason, event.message))
 
     def writes(self, *verbs: str) -> list[tuple[Any, ...]]:

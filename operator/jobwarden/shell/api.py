@@ -108,7 +108,7 @@ class KubeApi:
         }
         await self.send("DELETE", job_path(resource, meta["namespace"], meta["name"]), options)
 
-    async def post_event(self, job: Body, event: Event) -> None:
+    async def post_event(self, job: Body, event: Event, at: datetime | None = None) -> None:
         meta = job["metadata"]
         involved = {
             "apiVersion": job["apiVersion"],
@@ -118,14 +118,16 @@ class KubeApi:
             "uid": meta["uid"],
             "resourceVersion": meta.get("resourceVersion"),
         }
-        await self._post(involved, event, meta["namespace"])
+        await self._post(involved, event, meta["namespace"], at)
 
     async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
         """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
         await self._post(involved, event, namespace)
 
-    async def _post(self, involved: Mapping[str, Any], event: Event, namespace: str) -> None:
-        now = to_rfc3339(datetime.now(UTC))
+    async def _post(
+        self, involved: Mapping[str, Any], event: Event, namespace: str, at: datetime | None = None
+    ) -> None:
+        now = to_rfc3339(at or datetime.now(UTC))
         body = {
             "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
             "involvedObject": dict(involved),

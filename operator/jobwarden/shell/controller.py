@@ -46,6 +46,7 @@ from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
 from jobwarden.shell.childwatch import controller_uid
+from jobwarden.shell.events import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Controller:
     ) -> None:
         self.api = api
         self.workers = workers
+        self.events = EventSink(api.post_event)
         # Child writes in flight across all workers: below the client's connection pool (100).
         self._inflight = asyncio.Semaphore(MAX_INFLIGHT_WRITES)
         self.settings = settings
@@ -133,6 +135,7 @@ class Controller:
         acting is in the caches, not in the queue)."""
         if self._workers:  # kopf retries a failed startup handler: keep the workers already running
             return
+        self.events.start()
         self._workers = [
             asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.workers)
         ]
@@ -150,6 +153,7 @@ class Controller:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self.events.stop()
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -575,12 +579,7 @@ class Controller:
             current.body = updated
 
     async def _post_event(self, job: Body, event: Event) -> None:
-        try:
-            await self.api.post_event(job, event)
-        except Exception as exc:  # an event is best effort: never block the reconcile on it
-            logger.warning(
-                "posting event %s for %s failed: %s", event.reason, job["metadata"]["name"], reason_of(exc)
-            )
+        await self.events.post(job, event)  # queued: never holds the pass (shell/events.py)
 
     async def _delete_job(self, key: JobKey, kind: JobKind, job: Body) -> None:
         """TTL expired: delete fenced by uid and resourceVersion (the TTL was read from this version)."""

@@ -14,6 +14,7 @@ TTL_DELETIONS = Counter("jobwarden_ttl_deletions_total", "Jobs deleted by ttlSec
 DEADLINE_ACTIONS = Counter(
     "jobwarden_deadline_failures_total", "Jobs failed by activeDeadlineSeconds", ["kind"]
 )
+EVENTS_DROPPED = Counter("jobwarden_events_dropped_total", "Events dropped because the event queue was full")
 LEADER = Gauge("jobwarden_leader", "1 while this replica holds the leader Lease and reconciles")
 STALE_PLANS = Counter(
     "jobwarden_stale_plans_total",

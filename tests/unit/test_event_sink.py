@@ -1,0 +1,64 @@
+"""shell/events.EventSink: events leave the reconcile path, keep the instant they happened, go out in
+order, are drained on stop, and a full queue drops (and counts) instead of blocking a pass."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from jobwarden.core.plan import Body, Event
+from jobwarden.shell import metrics
+from jobwarden.shell.events import EventSink
+
+JOB: Body = {"metadata": {"name": "job", "namespace": "ns"}}
+
+
+def test_a_queued_event_keeps_its_instant_and_order_and_never_waits_for_the_post() -> None:
+    posted: list[tuple[str, datetime]] = []
+    gate = asyncio.Event()
+
+    async def slow_post(job: Body, event: Event, at: datetime) -> None:
+        await gate.wait()
+        posted.append((event.reason, at))
+
+    async def scenario() -> None:
+        sink = EventSink(slow_post, senders=1)
+        sink.start()
+        before = datetime.now().astimezone()
+        for i in range(3):
+            await asyncio.wait_for(sink.post(JOB, Event("Normal", f"R{i}", "m")), 0.5)  # never blocks
+        assert posted == []
+        gate.set()
+        await sink.stop()
+        assert [reason for reason, _ in posted] == ["R0", "R1", "R2"]
+        assert all(at >= before for _, at in posted)
+
+    asyncio.run(scenario())
+
+
+def test_without_running_senders_an_event_is_posted_at_once() -> None:
+    posted: list[str] = []
+
+    async def post(job: Body, event: Event, at: datetime) -> None:
+        posted.append(event.reason)
+
+    asyncio.run(EventSink(post).post(JOB, Event("Normal", "Now", "m")))
+    assert posted == ["Now"]
+
+
+def test_a_full_queue_drops_and_counts_and_a_failing_post_is_only_logged() -> None:
+    async def failing(job: Body, event: Event, at: datetime) -> None:
+        await asyncio.sleep(0.01)
+        raise OSError("apiserver gone")
+
+    async def scenario() -> None:
+        sink = EventSink(failing, senders=1, capacity=2)
+        sink.start()
+        dropped = metrics.EVENTS_DROPPED._value.get()
+        for i in range(5):
+            await sink.post(JOB, Event("Normal", f"R{i}", "m"))
+        assert metrics.EVENTS_DROPPED._value.get() - dropped >= 2
+        await sink.stop(drain=1.0)
+        assert not sink.running
+
+    asyncio.run(scenario())
