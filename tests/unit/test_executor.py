@@ -506,3 +506,43 @@ def test_the_watch_event_of_an_earlier_write_never_hides_the_answer_of_a_later_o
         assert controller.jobs[key].body["metadata"]["resourceVersion"] == "101"
 
     run(scenario)
+
+
+def test_a_pass_before_the_watch_shows_the_created_children_creates_nothing_again() -> None:
+    """Expectations: the fencing status write's own event queues a second pass that can run before
+    the pods' ADDED events arrive. It must not create them again (a 409 and a GET each, measured at
+    0.04 per job in a burst before this). The watch's first event of a child ends its expectation."""
+
+    async def scenario() -> None:
+        cluster = FakeCluster(KIND, kubeflow_job(KIND, {"Master": 1, "Worker": 2}))
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        await controller.reconcile(key)
+        created = api.writes("create")
+        assert len(created) == 6  # 3 pods, 3 services
+        controller.jobs[key].body["metadata"]["resourceVersion"] = "8"  # our status write's event
+        await controller.reconcile(key)
+        assert api.writes("create") == created, "nothing created twice"
+        uid = cluster.job["metadata"]["uid"]
+        pod = {
+            "kind": "Pod",
+            "metadata": {
+                "name": "job-master-0",
+                "namespace": "default",
+                "uid": "u1",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "kubeflow.org/v1",
+                        "kind": "PyTorchJob",
+                        "name": "job",
+                        "uid": uid,
+                        "controller": True,
+                    }
+                ],
+            },
+        }
+        controller.observe_child(pod)  # the watch showed it (then, say, it was deleted: index empty)
+        assert "job-master-0" not in controller.children_of(uid)["Pod"]
+        assert "job-worker-0" in controller.children_of(uid)["Pod"], "still expected"
+
+    run(scenario)

@@ -62,6 +62,7 @@ WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apis
 MAX_INFLIGHT_WRITES = 64
 # How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
+EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
 # The phases (as `JobKind.phase` reads them) after which a job never gets a child created again.
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Completed", "Aborted", "Terminated"})
 
@@ -120,6 +121,11 @@ class Controller:
         # Children of kinds that are never watched (Secrets): job uid -> kind -> name -> minimal body,
         # for those this process created or found already there and controlled by the job.
         self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
+        # Expectations (as upstream controllers keep them): job uid -> kind -> name -> (the manifest
+        # created, monotonic expiry). Until the watch shows a created child, plans see what was sent:
+        # a pass right after the creates (the fencing status write's own event queues one) would
+        # otherwise create it again and earn a 409 and a GET.
+        self._expected: dict[str, dict[str, dict[str, tuple[Body, float]]]] = {}
         # Done once the child caches hold their first full list; no plan is made before (it would see
         # a job without its pods).
         self.caches_ready: asyncio.Future[None] | None = None
@@ -167,6 +173,7 @@ class Controller:
             self._faults.pop(key, None)
             if entry is not None:
                 self._unwatched.pop(str(entry.body["metadata"].get("uid")), None)
+                self._expected.pop(str(entry.body["metadata"].get("uid")), None)
             self._cancel_timer(key)
             metrics.JOBS_DELETED.labels(kind.resource.kind).inc()
             return
@@ -184,6 +191,7 @@ class Controller:
         for ref in meta.get("ownerReferences") or []:
             kind = kinds.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
             if ref.get("controller") and kind is not None:
+                self._seen(str(ref.get("uid")), str(body.get("kind")), str(meta.get("name")))
                 self.enqueue(
                     (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"])
                 )
@@ -258,7 +266,27 @@ class Controller:
             children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
         for child_kind, known in self._unwatched.get(uid, {}).items():
             children.setdefault(child_kind, {}).update(known)
+        for child_kind, expected in list(self._expected.get(uid, {}).items()):
+            for name, (manifest, expiry) in list(expected.items()):
+                if expiry < now or name in children.get(child_kind, {}):
+                    del expected[name]
+                else:
+                    children.setdefault(child_kind, {})[name] = manifest
         return children
+
+    def _expect(self, job: Body, manifest: Manifest) -> None:
+        meta = {**manifest["metadata"], "namespace": job["metadata"]["namespace"]}
+        expected = self._expected.setdefault(str(job["metadata"]["uid"]), {}).setdefault(manifest["kind"], {})
+        expected[meta["name"]] = ({**manifest, "metadata": meta}, time.monotonic() + EXPECT_SECONDS)
+
+    def _seen(self, job_uid: str, child_kind: str, name: str) -> None:
+        """The watch shows this child (any event): the index is its truth from now on."""
+        expected = self._expected.get(job_uid)
+        if expected is None:
+            return
+        expected.get(child_kind, {}).pop(name, None)
+        if not any(expected.values()):
+            del self._expected[job_uid]
 
     def _as_seen(self, child: Body) -> Body:
         meta = child["metadata"]
@@ -468,7 +496,8 @@ class Controller:
 
     def _remember_unwatched(self, key: JobKey, job: Body, manifest: Manifest) -> None:
         if manifest["kind"] in self.indices:
-            return  # the watch shows it
+            self._expect(job, manifest)  # until the watch shows it
+            return
         uid = str(job["metadata"]["uid"])
         known = self._unwatched.setdefault(uid, {}).setdefault(manifest["kind"], {})
         known[manifest["metadata"]["name"]] = {
