@@ -94,10 +94,26 @@ class LeaderElector:
         try:
             # Bounded: with the apiserver gone, a stop must not hang on the hand-over (the standby
             # then takes the Lease when it expires instead).
-            await asyncio.wait_for(self._write(released(record, datetime.now(UTC))), RELEASE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._release(record), RELEASE_TIMEOUT_SECONDS)
             logger.info("released lease %s/%s", self.options.namespace, self.options.name)
         except (ApiError, OSError, TimeoutError) as exc:
             logger.warning("could not release lease %s: %r", self.options.name, exc)
+
+    async def _release(self, record: Record) -> None:
+        """Write the released record; on a 409, read the Lease once and release it if it is still
+        ours. The 409 happens when the stop cancelled a renewal whose write the apiserver had already
+        applied: the renewed version is ours, only its resourceVersion never reached us."""
+        try:
+            await self._write(released(record, datetime.now(UTC)))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            lease = await self.client.get(self._path(self.options.name))
+            current = Record.from_spec(lease.get("spec"))
+            if current.holder != self.options.identity:
+                return  # another replica holds it already
+            self._resource_version = lease["metadata"].get("resourceVersion")
+            await self._write(released(current, datetime.now(UTC)))
 
     async def _become_leader(self) -> None:
         self.leading = True
