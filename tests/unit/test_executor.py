@@ -546,3 +546,28 @@ def test_a_pass_before_the_watch_shows_the_created_children_creates_nothing_agai
         assert "job-worker-0" in controller.children_of(uid)["Pod"], "still expected"
 
     run(scenario)
+
+
+def test_urgent_passes_go_before_the_queued_burst_and_a_job_runs_once() -> None:
+    """A due run-policy timer or a finished pod is not left behind the jobs of a burst queued before
+    it; a job queued ordinarily and then urgently is reconciled once, at the urgent place."""
+    order: list[str] = []
+
+    async def scenario() -> None:
+        controller = Controller(FakeApi(), Settings(), workers=1)  # type: ignore[arg-type]
+
+        async def record(key: ctl.JobKey) -> None:
+            order.append(key[3])
+
+        controller.reconcile = record  # type: ignore[method-assign]
+        for name in ("a", "b", "c"):
+            controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", name))
+        controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", "due"), urgent=True)
+        controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", "c"), urgent=True)
+        controller.start()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        await controller.stop()
+
+    run(scenario)
+    assert order == ["due", "c", "a", "b"]

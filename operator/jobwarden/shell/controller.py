@@ -60,6 +60,7 @@ MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
 MAX_INFLIGHT_WRITES = 64
+URGENT, ORDINARY = 0, 1  # queue ranks
 # How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
 EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
@@ -103,8 +104,12 @@ class Controller:
         self.commands: Any = None
         # Volcano Queues by name (`by_name`; None: the Queue CRD is not installed).
         self.queues: Any = None
-        self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
-        self._queued: set[JobKey] = set()
+        # (rank, sequence, key): rank URGENT first, FIFO within a rank. `_queued` holds each waiting
+        # key's best rank; an entry whose rank is no longer that one is a superseded duplicate.
+        self._queue: asyncio.PriorityQueue[tuple[int, int, JobKey]] = asyncio.PriorityQueue()
+        self._queued: dict[JobKey, int] = {}
+        self._sequence = 0
+        self._again_urgent: set[JobKey] = set()
         self._busy: set[JobKey] = set()
         self._again: set[JobKey] = set()
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
@@ -193,7 +198,8 @@ class Controller:
             if ref.get("controller") and kind is not None:
                 self._seen(str(ref.get("uid")), str(body.get("kind")), str(meta.get("name")))
                 self.enqueue(
-                    (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"])
+                    (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"]),
+                    urgent=_finished_pod(body),
                 )
 
     def observe_command(self, body: Body) -> None:
@@ -213,12 +219,21 @@ class Controller:
             if entry.kind.resource.group == "batch.volcano.sh" and queue == name:
                 self.enqueue(key)
 
-    def enqueue(self, key: JobKey) -> None:
+    def enqueue(self, key: JobKey, urgent: bool = False) -> None:
+        """Queue a pass. Urgent ones (a run-policy timer fell due, a pod finished) go before the
+        ordinary ones: under a burst of new jobs, a TTL, a deadline or the cleanup after a success
+        would otherwise wait behind every job created before it (issue 13's lateness targets)."""
         if key in self._busy:
             self._again.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            if urgent:
+                self._again_urgent.add(key)
+            return
+        rank = URGENT if urgent else ORDINARY
+        if self._queued.get(key, ORDINARY + 1) <= rank:
+            return
+        self._queued[key] = rank
+        self._sequence += 1
+        self._queue.put_nowait((rank, self._sequence, key))
 
     def _cancel_timer(self, key: JobKey) -> None:
         for handles in (self._timers, self._retries):
@@ -241,8 +256,10 @@ class Controller:
         if self.caches_ready is not None:
             await asyncio.shield(self.caches_ready)
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            rank, _, key = await self._queue.get()
+            if self._queued.get(key) != rank:
+                continue  # superseded by an urgent entry for the same job, which ran already
+            del self._queued[key]
             self._busy.add(key)
             try:
                 await self.reconcile(key)
@@ -255,7 +272,8 @@ class Controller:
                 self._busy.discard(key)
                 if key in self._again:
                     self._again.discard(key)
-                    self.enqueue(key)
+                    self.enqueue(key, urgent=key in self._again_urgent)
+                self._again_urgent.discard(key)
 
     def children_of(self, uid: str) -> dict[str, dict[str, Body]]:
         now = time.monotonic()
@@ -404,7 +422,7 @@ class Controller:
         handles.pop(key, None)
         if handles is self._retries:
             self._backoff_until.pop(key, None)  # the retry is due: this pass attempts again
-        self.enqueue(key)
+        self.enqueue(key, urgent=handles is self._timers)  # a run-policy instant is due
 
     # -- children ------------------------------------------------------------------------------
 
@@ -634,6 +652,11 @@ class ForeignChild(Exception):
     def __init__(self, child_kind: str, name: str, job: Body) -> None:
         owner = f"{job.get('kind')} {job['metadata']['name']}"
         super().__init__(f"409 AlreadyExists: {child_kind} {name} exists and is not controlled by {owner}")
+
+
+def _finished_pod(body: Body) -> bool:
+    """A pod that has finished may decide its job (success, failure, cleanPodPolicy, restart)."""
+    return body.get("kind") == "Pod" and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _older(incoming: Body, cached: Body) -> bool:
