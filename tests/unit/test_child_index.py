@@ -56,3 +56,23 @@ def test_paths_cover_core_and_group_resources_cluster_wide_and_namespaced() -> N
         "metadata": {"name": "x"},
         "data": {"k": "v"},
     }
+
+
+def test_a_cached_pod_keeps_its_status_and_metadata_but_not_its_containers() -> None:
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
+        "spec": {
+            "containers": [{"name": "c", "env": [{"name": "TF_CONFIG", "value": "{}"}]}],
+            "nodeName": "n",
+        },
+        "status": {"phase": "Running"},
+    }
+    assert slim(pod) == {
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}},
+        "spec": {"nodeName": "n"},
+        "status": {"phase": "Running"},
+    }
+    service = {"kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "None", "ports": []}}
+    assert slim(service)["spec"] == service["spec"], "a Service is replaced from its cached body"

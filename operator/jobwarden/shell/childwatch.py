@@ -43,12 +43,21 @@ class ChildResource:
         return f"{base}/namespaces/{namespace}/{self.plural}" if namespace else f"{base}/{self.plural}"
 
 
+# Of a pod's spec the core reads nothing (it plans from the job's templates and the pods' metadata and
+# status); pods are never replaced from the cache. The containers, env and volumes were most of the
+# ~200 KB per job the operator held after a burst (docs/benchmarks.md). Services, ConfigMaps and
+# PodGroups keep their spec: a changed one is replaced from the cached body.
+POD_SPEC_KEPT = ("nodeName", "schedulerName", "restartPolicy")
+
+
 def slim(body: Body) -> dict[str, Any]:
     """What the core needs of a child, without managedFields (indices stay small)."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     kept = {
         k: body[k] for k in ("apiVersion", "kind", "spec", "status", "data", "action", "target") if k in body
     }
+    if body.get("kind") == "Pod" and isinstance(kept.get("spec"), dict):
+        kept["spec"] = {k: v for k, v in kept["spec"].items() if k in POD_SPEC_KEPT}
     return {**kept, "metadata": meta}
 
 
