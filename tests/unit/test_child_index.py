@@ -76,3 +76,11 @@ def test_a_cached_pod_keeps_its_status_and_metadata_but_not_its_containers() -> 
     }
     service = {"kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "None", "ports": []}}
     assert slim(service)["spec"] == service["spec"], "a Service is replaced from its cached body"
+
+
+def test_a_cached_job_has_no_managed_fields() -> None:
+    from jobwarden.shell.bodies import plain_body
+
+    body = {"metadata": {"name": "j", "managedFields": [{"manager": "kubectl"}]}, "spec": {"a": [1]}}
+    assert plain_body(body) == {"metadata": {"name": "j"}, "spec": {"a": [1]}}
+    assert body["metadata"]["managedFields"], "the original is untouched"

@@ -93,7 +93,9 @@ class KubeApi:
         meta = job["metadata"]
         body = {**job, "status": dict(status)}
         path = job_path(resource, meta["namespace"], meta["name"]) + "/status"
-        return cast(dict[str, Any], orjson.loads(await self.send("PUT", path, body)))
+        written = cast(dict[str, Any], orjson.loads(await self.send("PUT", path, body)))
+        written.get("metadata", {}).pop("managedFields", None)  # as the cache keeps jobs (bodies.py)
+        return written
 
     async def delete_job(self, resource: Resource, job: Body) -> None:
         """Delete a finished job; its children follow through ownerReferences (garbage collector).

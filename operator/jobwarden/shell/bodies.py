@@ -15,5 +15,10 @@ def plain(value: Any) -> Any:
 
 
 def plain_body(body: Any) -> dict[str, Any]:
+    """A plain copy without `metadata.managedFields`: the core never reads them, the cache of every
+    job would hold them, and a status replace that omits them leaves them as they are."""
     copied: dict[str, Any] = plain(body)
+    metadata = copied.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
     return copied
