@@ -149,6 +149,13 @@ def clean_lateness(recorder: Recorder, answered: dict[str, float]) -> tuple[list
     return first, last
 
 
+def succeeded_after(recorder: Recorder, answered: dict[str, float]) -> list[float]:
+    """Per job: its Succeeded condition seen, minus the Master PATCH's answer (where the cleanPodPolicy
+    time goes: deciding, or deleting)."""
+    seen = ((recorder.seen.get((job, "Succeeded")), at) for job, at in answered.items())
+    return [succeeded - at for succeeded, at in seen if succeeded is not None]
+
+
 def ttl_lateness(recorder: Recorder, jobs: list[str], ttl: int) -> list[float]:
     out: list[float] = []
     for job in jobs:
@@ -216,6 +223,7 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
         "options": vars(options),
         "clean_first_worker": kube.spread(first),
         "clean_last_worker": kube.spread(last),
+        "succeeded_seen": kube.spread(succeeded_after(recorder, answered)),
         "ttl": kube.spread(ttl_lateness(recorder, clean, options.ttl)),
         "deadline": kube.spread(late_deadline),
         "deadline_reasons": dict(reasons),
@@ -253,6 +261,7 @@ def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
             [
                 _line("cleanPodPolicy, first worker", result["clean_first_worker"]),
                 _line("cleanPodPolicy, last worker", result["clean_last_worker"]),
+                _line("(Succeeded seen after the PATCH answer)", result["succeeded_seen"]),
                 _line("TTL", result["ttl"]),
                 _line("deadline", result["deadline"]) + f" reasons {result['deadline_reasons']}",
                 _line("Master PATCH answer", result["master_patch_seconds"]),

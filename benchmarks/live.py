@@ -78,6 +78,7 @@ async def fill_and_hold(
         "cpu_seconds_held": cpu,
         "cpu_percent_held": 100 * cpu / window,
         "reconciles_per_second": (after["reconciles"] - before["reconciles"]) / window,
+        "reconciles_before_hold": before["reconciles"],
         "requests_held": kube.operator_requests(before["requests"], after["requests"]),
         "answers": {str(k): v for k, v in api.answers.items()},
         "series": series,
@@ -103,7 +104,9 @@ def bench(cluster_name: str, n: int, concurrency: int, hold: float, log_dir: Pat
         f"RSS idle {idle:.0f} MiB -> held {result['rss_held_mib']:.0f} MiB "
         f"({result['bytes_per_job'] / 1024:.1f} KiB per job); over {result['hold_seconds']:.0f} s held: "
         f"CPU {result['cpu_seconds_held']:.2f} s ({result['cpu_percent_held']:.1f} % of a core), "
-        f"{result['reconciles_per_second']:.2f} reconciles/s, writes {result['requests_held'] or 'none'}",
+        f"{result['reconciles_per_second']:.2f} reconciles/s "
+        f"({result['reconciles_before_hold']:.0f} before the hold), "
+        f"writes {result['requests_held'] or 'none'}",
         flush=True,
     )
     return result
