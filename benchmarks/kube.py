@@ -127,8 +127,8 @@ class Watch:
     """List, then watch, one collection, calling `on_event(type, object)` for every listed object (as
     ADDED) and every event after it. The stream is reopened from the last resourceVersion when the
     apiserver ends it, and relisted (every object ADDED again) on 410 Gone: consumers key their state
-    by name, so a repeat does no harm. A deletion missed during a relist is not reported (never seen in
-    these runs; a relist is logged)."""
+    by name, so a repeat does no harm. A deletion missed during a relist is not reported, so a relist
+    is logged to stderr for whoever judges the run."""
 
     api: Api
     path: str
