@@ -39,6 +39,7 @@ image:
 	bash packaging/image.sh
 
 bench: $(STAMP) binaries
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m benchmarks.run
 
 down: $(STAMP)

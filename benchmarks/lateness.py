@@ -1,0 +1,272 @@
+"""Run-policy lateness under a burst: how late cleanPodPolicy, ttlSecondsAfterFinished and
+activeDeadlineSeconds act when N jobs fall due at once (issue 13: ≤ 0.25 s at p99).
+
+On a fresh cluster with the operator running:
+1. N PyTorchJobs `clean-<i>` with cleanPodPolicy Running and ttlSecondsAfterFinished `ttl` are created
+   in a burst; once all 4N pods are Running, every Master pod is PATCHed Succeeded at once (the status
+   a kubelet reports, devcluster/pods.py), each PATCH's answer time recorded. The job then succeeds,
+   its still-running workers must go (cleanPodPolicy) and `ttl` seconds after completionTime the job.
+2. N PyTorchJobs `deadline-<i>` with activeDeadlineSeconds `deadline` are created in a burst (after
+   step 1, or with `overlap` while the Masters are being finished) and must fail at startTime+deadline.
+
+Every instant is the wall-clock time an event was first seen by a watch in this process:
+- cleanPodPolicy: the first (and the last) worker pod of the job seen terminating (deletionTimestamp)
+  or deleted, minus the answer to the Master's PATCH (the pod event that decides it). The operator may
+  see that event before this process reads the answer, so a value can be slightly negative.
+- TTL: the job seen terminating or deleted, minus completionTime + ttl.
+- deadline: the job seen with condition Failed=True, minus startTime + deadline.
+completionTime and startTime have second precision; the operator computes its due instants from those
+same truncated values, so the lateness is reported against them (the action can come up to 1 s
+before completion + ttl measured from the true instant, never before the stored one)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from devcluster.operator import LocalOperator
+from devcluster.pods import finished_status
+
+from benchmarks import kube
+from benchmarks.kube import JOB_NAME_LABEL, JOBS_PATH, PODS_PATH, Api, Watch
+
+WORKERS = ("worker-0", "worker-1", "worker-2")
+
+
+@dataclass
+class Options:
+    n: int
+    ttl: int = 3
+    deadline: int = 15
+    concurrency: int = 32
+    overlap: bool = False
+
+
+def group(job: str) -> str:
+    """`clean` or `deadline`: the jobs of one step, by name prefix."""
+    return job.split("-", 1)[0]
+
+
+def _gone(kind: str, obj: dict[str, Any]) -> bool:
+    return kind == "DELETED" or bool(obj["metadata"].get("deletionTimestamp"))
+
+
+@dataclass
+class Recorder:
+    """What the figures need, from one watch on the jobs and one on their pods: the last object of each,
+    and the wall-clock instant each change was first seen. Counts per (step, change) are kept as the
+    events come, so waiting for "all N" costs nothing per event."""
+
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    running: dict[str, set[str]] = field(default_factory=dict)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    waiters: list[tuple[tuple[str, str], int, asyncio.Future[None]]] = field(default_factory=list)
+    watches: list[Watch] = field(default_factory=list)
+
+    def _first(self, name: str, change: str, now: float) -> None:
+        if (name, change) not in self.seen:
+            self.seen[name, change] = now
+            self.counts[group(name), change] += 1
+            self._check()
+
+    def on_job(self, kind: str, obj: dict[str, Any]) -> None:
+        now, name = time.time(), obj["metadata"]["name"]
+        self.jobs[name] = obj
+        for condition in obj.get("status", {}).get("conditions") or []:
+            if condition["type"] in ("Succeeded", "Failed") and condition["status"] == "True":
+                self._first(name, condition["type"], now)
+        if _gone(kind, obj):
+            self._first(name, "gone", now)
+
+    def on_pod(self, kind: str, obj: dict[str, Any]) -> None:
+        now, name = time.time(), obj["metadata"]["name"]
+        step = group(obj["metadata"]["labels"][JOB_NAME_LABEL])
+        self.pods[name] = obj
+        running = self.running.setdefault(step, set())
+        if _gone(kind, obj):
+            self._first(name, "gone", now)
+            running.discard(name)
+        elif obj.get("status", {}).get("phase") == "Running":
+            running.add(name)
+        self.counts[step, "Running"] = len(running)
+        self._check()
+
+    def _check(self) -> None:
+        for key, target, future in self.waiters:
+            if not future.done() and self.counts[key] >= target:
+                future.set_result(None)
+
+    async def until(self, step: str, change: str, target: int, timeout: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(((step, change), target, future))
+        self._check()
+        what = f"{target} {step} {change} (seen {{}})"
+        await kube.wait_for(future, self.watches, timeout, lambda: what.format(self.counts[step, change]))
+
+
+def _stamp(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+async def create_jobs(api: Api, names: list[str], run_policy: dict[str, Any], concurrency: int) -> None:
+    posts = [api.post(JOBS_PATH, kube.pytorchjob(name, run_policy)) for name in names]
+    await kube.bounded(concurrency, posts)
+
+
+async def finish_masters(api: Api, recorder: Recorder, jobs: list[str]) -> dict[str, tuple[float, float]]:
+    """PATCH every job's Master pod Succeeded at once; (sent, answered) wall-clock instants per job."""
+    times: dict[str, tuple[float, float]] = {}
+
+    async def one(job: str) -> None:
+        pod = f"{job}-master-0"
+        status = finished_status(recorder.pods[pod])
+        sent = time.time()
+        await api.patch_status(f"{PODS_PATH}/{pod}", status)
+        times[job] = (sent, time.time())
+
+    await asyncio.gather(*(one(job) for job in jobs))
+    return times
+
+
+def clean_lateness(recorder: Recorder, answered: dict[str, float]) -> tuple[list[float], list[float]]:
+    """Per job: first and last worker seen going, minus the Master PATCH's answer."""
+    first: list[float] = []
+    last: list[float] = []
+    for job, at in answered.items():
+        gone = [recorder.seen.get((f"{job}-{w}", "gone")) for w in WORKERS]
+        known = [g for g in gone if g is not None]
+        if known:
+            first.append(min(known) - at)
+        if len(known) == len(WORKERS):
+            last.append(max(known) - at)
+    return first, last
+
+
+def succeeded_after(recorder: Recorder, answered: dict[str, float]) -> list[float]:
+    """Per job: its Succeeded condition seen, minus the Master PATCH's answer (where the cleanPodPolicy
+    time goes: deciding, or deleting)."""
+    seen = ((recorder.seen.get((job, "Succeeded")), at) for job, at in answered.items())
+    return [succeeded - at for succeeded, at in seen if succeeded is not None]
+
+
+def ttl_lateness(recorder: Recorder, jobs: list[str], ttl: int) -> list[float]:
+    out: list[float] = []
+    for job in jobs:
+        completion = recorder.jobs.get(job, {}).get("status", {}).get("completionTime")
+        gone = recorder.seen.get((job, "gone"))
+        if completion and gone is not None:
+            out.append(gone - (_stamp(completion) + ttl))
+    return out
+
+
+def deadline_lateness(recorder: Recorder, jobs: list[str], deadline: int) -> tuple[list[float], Counter[str]]:
+    """Lateness per job, and the reasons of the Failed conditions (all should be the deadline's)."""
+    out: list[float] = []
+    reasons: Counter[str] = Counter()
+    for job in jobs:
+        status = recorder.jobs.get(job, {}).get("status", {})
+        failed = recorder.seen.get((job, "Failed"))
+        if status.get("startTime") and failed is not None:
+            out.append(failed - (_stamp(status["startTime"]) + deadline))
+        for condition in status.get("conditions") or []:
+            if condition["type"] == "Failed" and condition["status"] == "True":
+                reasons[condition.get("reason", "")] += 1
+    return out, reasons
+
+
+async def run(cluster: Any, options: Options) -> dict[str, Any]:
+    """Steps 1 and 2 of the module docstring on a cluster whose operator is running."""
+    n, recorder = options.n, Recorder()
+    watch_api = Api.open(cluster, 4, total_timeout=None)
+    api = Api.open(cluster, max(options.concurrency, 64))
+    recorder.watches = watches = [
+        Watch(watch_api, JOBS_PATH, recorder.on_job),
+        Watch(watch_api, PODS_PATH, recorder.on_pod, selector=JOB_NAME_LABEL),
+    ]
+    clean = [f"clean-{i}" for i in range(n)]
+    deadline = [f"deadline-{i}" for i in range(n)]
+    deadline_policy = {"activeDeadlineSeconds": options.deadline}
+    clean_policy = {"cleanPodPolicy": "Running", "ttlSecondsAfterFinished": options.ttl}
+    timeout = 120 + n * 0.5
+    try:
+        for watch in watches:
+            await watch.start()
+        await create_jobs(api, clean, clean_policy, options.concurrency)
+        await recorder.until("clean", "Running", 4 * n, timeout)
+        finishing = finish_masters(api, recorder, clean)
+        if options.overlap:
+            patched, _ = await asyncio.gather(
+                finishing, create_jobs(api, deadline, deadline_policy, options.concurrency)
+            )
+        else:
+            patched = await finishing
+        await recorder.until("clean", "gone", n, timeout + options.ttl)
+        if not options.overlap:
+            await create_jobs(api, deadline, deadline_policy, options.concurrency)
+        await recorder.until("deadline", "Failed", n, timeout + options.deadline)
+    finally:
+        for watch in watches:
+            await watch.stop()
+        await watch_api.close()
+        await api.close()
+    answered = {job: t[1] for job, t in patched.items()}
+    first, last = clean_lateness(recorder, answered)
+    late_deadline, reasons = deadline_lateness(recorder, deadline, options.deadline)
+    return {
+        "options": vars(options),
+        "clean_first_worker": kube.spread(first),
+        "clean_last_worker": kube.spread(last),
+        "succeeded_seen": kube.spread(succeeded_after(recorder, answered)),
+        "ttl": kube.spread(ttl_lateness(recorder, clean, options.ttl)),
+        "deadline": kube.spread(late_deadline),
+        "deadline_reasons": dict(reasons),
+        "master_patch_seconds": kube.spread([b - a for a, b in patched.values()]),
+        "answers": {str(k): v for k, v in api.answers.items()},
+    }
+
+
+def _line(label: str, figures: dict[str, Any]) -> str:
+    if not figures["n"]:
+        return f"{label}: none seen"
+    ms = {k: 1000 * figures[k] for k in ("p50", "p99", "max")}
+    return f"{label} p50/p99/max {ms['p50']:.0f}/{ms['p99']:.0f}/{ms['max']:.0f} ms (n={figures['n']})"
+
+
+def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
+    cluster = kube.fresh_cluster(cluster_name)
+    operator = LocalOperator(cluster, log_dir / f"lateness-operator-{options.n}.log")
+    operator.start()
+    try:
+        assert operator.process is not None
+        pid = operator.process.pid
+        time.sleep(2)
+        load = kube.wait_idle()
+        cpu_before = kube.proc_cpu_seconds(pid)
+        result = asyncio.run(run(cluster, options))
+        result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(pid) - cpu_before)
+    finally:
+        operator.stop()
+    mode = "overlapping" if options.overlap else "after"
+    print(
+        f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s, deadline burst "
+        f"{mode} the Master PATCHes, load {load:.2f}):\n  "
+        + "\n  ".join(
+            [
+                _line("cleanPodPolicy, first worker", result["clean_first_worker"]),
+                _line("cleanPodPolicy, last worker", result["clean_last_worker"]),
+                _line("(Succeeded seen after the PATCH answer)", result["succeeded_seen"]),
+                _line("TTL", result["ttl"]),
+                _line("deadline", result["deadline"]) + f" reasons {result['deadline_reasons']}",
+                _line("Master PATCH answer", result["master_patch_seconds"]),
+            ]
+        ),
+        flush=True,
+    )
+    return result
