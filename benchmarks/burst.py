@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import cluster as devcluster
-from devcluster.operator import LocalOperator
 
 from benchmarks import kube
 from benchmarks.kube import JOB_NAME_LABEL, JOBS_PATH, NAMESPACE, Api, ObjectCounter
@@ -116,15 +115,8 @@ def bench_raw(name: str, n: int, concurrency: int) -> dict[str, Any]:
 
 
 def bench_jobwarden(name: str, n: int, concurrency: int, log_dir: Path) -> dict[str, Any]:
-    cluster = kube.fresh_cluster(name)
-    operator = LocalOperator(cluster, log_dir / f"burst-operator-{n}.log")
-    operator.start()
-    try:
-        assert operator.process is not None
-        pid = operator.process.pid
-        time.sleep(2)
-        idle_rss = kube.proc_rss_mib(pid)
-        load = kube.wait_idle()
+    with kube.operator_on_fresh_cluster(name, log_dir / f"burst-operator-{n}.log") as running:
+        cluster, pid = running.cluster, running.pid
         cpu_before, requests_before = kube.proc_cpu_seconds(pid), kube.request_counts(cluster)
         burst = timed_burst(cluster, job_creates(n), JOB_NAME_LABEL, 8 * n, concurrency, pid)
         result = asyncio.run(burst)
@@ -132,14 +124,12 @@ def bench_jobwarden(name: str, n: int, concurrency: int, log_dir: Path) -> dict[
         cpu = kube.proc_cpu_seconds(pid) - cpu_before
         return {
             **result,
-            "load": load,
+            "load": running.load,
             "cpu_ms_per_job": 1000 * cpu / n,
-            "rss_idle_mib": idle_rss,
+            "rss_idle_mib": running.rss_idle_mib,
             "rss_mib": kube.proc_rss_mib(pid),
             "requests": kube.operator_requests(requests_before, kube.request_counts(cluster)),
         }
-    finally:
-        operator.stop()
 
 
 def run_bursts(name: str, sizes: list[int], concurrency: int, log_dir: Path) -> dict[str, Any]:

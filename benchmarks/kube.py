@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from devcluster import cluster as devcluster
+from devcluster.operator import LocalOperator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -290,6 +291,34 @@ def wait_idle(threshold: float = 1.2, timeout: float = 120) -> float:
 def fresh_cluster(name: str) -> devcluster.Cluster:
     devcluster.down(name)
     return devcluster.up(name, crds=ROOT / "crds")
+
+
+@dataclass
+class Running:
+    """A fresh cluster with the operator started and settled: its pid, its idle RSS, the load."""
+
+    cluster: devcluster.Cluster
+    operator: LocalOperator
+    pid: int
+    rss_idle_mib: float
+    load: float
+
+
+@contextlib.contextmanager
+def operator_on_fresh_cluster(name: str, log: Path) -> Iterator[Running]:
+    """Every timed jobwarden run: a fresh cluster, the operator started, 2 s for its first lists,
+    its idle RSS, then an idle machine; the operator is stopped afterwards whatever happened."""
+    cluster = fresh_cluster(name)
+    operator = LocalOperator(cluster, log)
+    operator.start()
+    try:
+        assert operator.process is not None
+        pid = operator.process.pid
+        time.sleep(2)
+        idle = proc_rss_mib(pid)
+        yield Running(cluster, operator, pid, idle, wait_idle())
+    finally:
+        operator.stop()
 
 
 def _get_text(url: str, context: ssl.SSLContext | None = None) -> str:

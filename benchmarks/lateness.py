@@ -29,7 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from devcluster.operator import LocalOperator
 from devcluster.pods import finished_status
 
 from benchmarks import kube
@@ -240,19 +239,13 @@ def _line(label: str, figures: dict[str, Any]) -> str:
 
 
 def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
-    cluster = kube.fresh_cluster(cluster_name)
-    operator = LocalOperator(cluster, log_dir / f"lateness-operator-{options.n}.log")
-    operator.start()
-    try:
-        assert operator.process is not None
-        pid = operator.process.pid
-        time.sleep(2)
-        load = kube.wait_idle()
-        cpu_before = kube.proc_cpu_seconds(pid)
-        result = asyncio.run(run(cluster, options))
-        result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(pid) - cpu_before)
-    finally:
-        operator.stop()
+    with kube.operator_on_fresh_cluster(
+        cluster_name, log_dir / f"lateness-operator-{options.n}.log"
+    ) as running:
+        cpu_before = kube.proc_cpu_seconds(running.pid)
+        result = asyncio.run(run(running.cluster, options))
+        load = running.load
+        result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(running.pid) - cpu_before)
     mode = "overlapping" if options.overlap else "after"
     print(
         f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s, deadline burst "

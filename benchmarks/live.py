@@ -116,17 +116,9 @@ def summary(r: dict[str, Any]) -> str:
 
 
 def bench(cluster_name: str, n: int, concurrency: int, hold: float, log_dir: Path) -> dict[str, Any]:
-    cluster = kube.fresh_cluster(cluster_name)
-    operator = LocalOperator(cluster, log_dir / f"live-operator-{n}.log")
-    operator.start()
-    try:
-        assert operator.process is not None
-        time.sleep(2)
-        idle = kube.proc_rss_mib(operator.process.pid)
-        load = kube.wait_idle()
-        result = asyncio.run(fill_and_hold(cluster, operator, n, concurrency, hold))
-    finally:
-        operator.stop()
+    with kube.operator_on_fresh_cluster(cluster_name, log_dir / f"live-operator-{n}.log") as running:
+        result = asyncio.run(fill_and_hold(running.cluster, running.operator, n, concurrency, hold))
+    idle, load = running.rss_idle_mib, running.load
     result.update(n=n, load=load, rss_idle_mib=idle)
     result["bytes_per_job"] = (result["rss_held_mib"] - idle) * 2**20 / n
     print(summary(result), flush=True)
