@@ -210,6 +210,14 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="jobs reconciled at once (env JOBWARDEN_WORKERS); a job's own children are written concurrently",
     )
     jobs.add_argument(
+        "--status-coalesce-seconds",
+        type=float,
+        default=float(_env("STATUS_COALESCE_SECONDS", "1")),
+        help="how long a status write that only reports progress (replica counts, Running) may wait to "
+        "be merged with the next ones; finishes and writes that fence child changes never wait; 0 "
+        "writes every change at once (env JOBWARDEN_STATUS_COALESCE_SECONDS)",
+    )
+    jobs.add_argument(
         "--volcano-scheduler-fallback",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("VOLCANO_SCHEDULER_FALLBACK", True),
@@ -284,6 +292,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         pytorch_init_max_tries=args.pytorch_init_container_max_tries,
         pytorch_init_resources=args.pytorch_init_container_resources,
         workers=args.workers,
+        status_coalesce_seconds=args.status_coalesce_seconds,
         leader_election=args.leader_elect,
         lease=LeaseOptions(
             name=args.leader_elect_lease_name,
@@ -327,7 +336,10 @@ def hide_unused_clients() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     hide_unused_clients()
+    from jobwarden.shell import memory
     from jobwarden.shell.run import configure_logging, run_operator
+
+    memory.limit_arenas()  # before any thread starts (shell/memory.py)
 
     options = run_options(args)
     configure_logging(options)

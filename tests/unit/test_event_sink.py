@@ -62,3 +62,55 @@ def test_a_full_queue_drops_and_counts_and_a_failing_post_is_only_logged() -> No
         assert not sink.running
 
     asyncio.run(scenario())
+
+
+def test_while_the_controller_is_busy_one_sender_posts_and_the_others_join_after() -> None:
+    in_flight: list[int] = [0, 0]  # now, most at once
+    busy = [True]
+
+    async def post(job: Body, event: Event, at: datetime) -> None:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight[1], in_flight[0])
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+
+    async def scenario() -> None:
+        sink = EventSink(post, senders=4, busy=lambda: busy[0])
+        sink.start()
+        for i in range(20):
+            await sink.post(JOB, Event("Normal", f"R{i}", "m"))
+        await asyncio.sleep(0.05)
+        assert in_flight[1] == 1, "one at a time while the controller works"
+        busy[0] = False
+        await sink.stop()
+        assert in_flight[1] > 1, "all senders once it is idle"
+
+    asyncio.run(scenario())
+
+
+def test_a_queued_event_holds_only_the_reference_to_its_job() -> None:
+    seen: list[Body] = []
+    job: Body = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "job", "namespace": "ns", "uid": "u", "resourceVersion": "7", "labels": {}},
+        "spec": {"big": "x" * 10_000},
+    }
+
+    async def post(job: Body, event: Event, at: datetime) -> None:
+        seen.append(job)
+
+    async def scenario() -> None:
+        sink = EventSink(post, senders=1)
+        sink.start()
+        await sink.post(job, Event("Normal", "R", "m"))
+        await sink.stop()
+
+    asyncio.run(scenario())
+    assert seen == [
+        {
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "PyTorchJob",
+            "metadata": {"name": "job", "namespace": "ns", "uid": "u", "resourceVersion": "7"},
+        }
+    ]

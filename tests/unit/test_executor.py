@@ -571,3 +571,104 @@ def test_urgent_passes_go_before_the_queued_burst_and_a_job_runs_once() -> None:
 
     run(scenario)
     assert order == ["due", "c", "a", "b"]
+
+
+# -- progress-only status writes wait to be merged (issue 13: ≤ 3 status writes per job) -----------
+
+
+def one_start_not_recorded(controller: Controller, key: ctl.JobKey) -> None:
+    """The cached status counts one Worker fewer than are Running: the next plan only reports progress."""
+    controller.jobs[key].body["status"]["replicaStatuses"]["Worker"]["active"] = 1
+
+
+def test_a_progress_only_status_write_waits_and_the_pass_after_the_window_writes_it() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        controller.coalesce_seconds = 0.05
+        one_start_not_recorded(controller, key)
+        await controller.reconcile(key)
+        await controller.reconcile(key)  # another pod event inside the window
+        assert api.writes("status", "event") == [], "held back, events with it"
+        await asyncio.sleep(0.08)
+        assert controller._queue.qsize() == 1, "the window's end queues the pass that writes"
+        await controller.reconcile(key)
+        written = api.writes("status")
+        assert [w[2]["replicaStatuses"]["Worker"]["active"] for w in written] == [2]
+        assert key not in controller._coalescing and key not in controller._progress_since
+
+    run(scenario)
+
+
+def test_a_finish_is_written_at_once_even_while_progress_is_held_back() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        controller.coalesce_seconds = 60.0
+        one_start_not_recorded(controller, key)
+        await controller.reconcile(key)
+        assert api.writes("status") == [] and key in controller._coalescing
+        master_succeeded(cluster)
+        uid = cluster.job["metadata"]["uid"]
+        controller.indices["Pod"][uid] = list(copy.deepcopy(cluster.pods).values())  # type: ignore[index]
+        await controller.reconcile(key)
+        written = api.writes("status")
+        assert len(written) == 1 and written[0][2]["conditions"][-1]["type"] == "Succeeded"
+        assert api.writes("delete"), "and the cleanup it fences"
+        assert key not in controller._coalescing, "the pending merge is dropped with the write"
+
+    run(scenario)
+
+
+def test_with_no_window_every_progress_is_written_at_once() -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        controller.coalesce_seconds = 0.0
+        one_start_not_recorded(controller, key)
+        await controller.reconcile(key)
+        assert len(api.writes("status")) == 1
+
+    run(scenario)
+
+
+def test_only_a_plan_whose_sole_write_is_an_unfinished_status_reports_progress() -> None:
+    status = {"conditions": []}
+    assert Plan(status=status).only_reports_progress(finished=False)
+    assert not Plan(status=status).only_reports_progress(finished=True)
+    assert not Plan().only_reports_progress(finished=False), "nothing to write"
+    assert not Plan(status=status, delete=[ChildRef("Pod", "p")]).only_reports_progress(finished=False)
+    assert not Plan(status=status, create=[{"kind": "Pod"}]).only_reports_progress(finished=False)
+    assert not Plan(status=status, consumed_commands=["c"]).only_reports_progress(finished=False)
+    assert not Plan(status=status, delete_job=True).only_reports_progress(finished=False)
+
+
+def owned_pod(name: str, phase: str) -> dict[str, Any]:
+    ref = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "job", "uid": "u"}
+    ref["controller"] = True
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "ownerReferences": [ref]},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_run_of_child_events_brings_one_pass_and_a_finished_pod_goes_at_once() -> None:
+    async def scenario() -> None:
+        controller = Controller(FakeApi(), Settings())  # type: ignore[arg-type]
+        controller.batch_seconds = 0.05
+        for name in ("job-master-0", "job-worker-0", "job-worker-1"):
+            for phase in ("Pending", "Running"):
+                controller.observe_child(owned_pod(name, phase))
+        assert controller._queue.qsize() == 0, "waiting for the rest of the run"
+        await asyncio.sleep(0.08)
+        assert controller._queue.qsize() == 1, "one pass for the six events"
+        assert controller._queue.get_nowait()[0] == ctl.ORDINARY
+        controller._queued.clear()
+        controller.observe_child(owned_pod("job-master-0", "Succeeded"))
+        assert controller._queue.get_nowait()[0] == ctl.URGENT, "a finished pod is not delayed"
+
+    run(scenario)

@@ -181,6 +181,18 @@ class Plan:
     consumed_commands: list[str] = field(default_factory=list)
 
     @property
+    def writes_children(self) -> bool:
+        return bool(self.create or self.replace or self.patch or self.delete or self.consumed_commands)
+
+    def only_reports_progress(self, finished: bool) -> bool:
+        """Whether this plan's only write is a status of a job that is not `finished` (replica counts,
+        a `Running` condition): a write that may wait a moment and be merged with the next ones. The
+        pods of one job start within about a second of each other, and each start would otherwise
+        cost a status write of its own (issue 13: ≤ 3 status writes per job). A status that records a
+        finish (the TTL counts from it, cleanPodPolicy acts on it) or fences child writes never waits."""
+        return self.status is not None and not (finished or self.writes_children or self.delete_job)
+
+    @property
     def is_noop(self) -> bool:
         writes = (
             self.create or self.replace or self.patch or self.delete or self.events or self.consumed_commands

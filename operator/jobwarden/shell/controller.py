@@ -60,6 +60,13 @@ MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
 MAX_INFLIGHT_WRITES = 64
+# How long a status write that only reports progress (Plan.only_reports_progress) may wait to be merged
+# with the next ones: the pods of a job start within about a second of each other.
+COALESCE_SECONDS = 1.0
+# How long an ordinary child event waits for the next ones of the same job before its pass is queued: a
+# job's 8 children each bring 2-3 events within a fraction of a second (ADDED, scheduled, Running), and
+# one pass serves them all. A finished pod is never delayed.
+BATCH_SECONDS = 0.1
 URGENT, ORDINARY = 0, 1  # queue ranks
 # How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
@@ -90,10 +97,12 @@ class Controller:
         settings: Settings,
         clock: Callable[[], datetime] | None = None,
         workers: int = WORKERS,
+        coalesce_seconds: float = COALESCE_SECONDS,
     ) -> None:
         self.api = api
         self.workers = workers
-        self.events = EventSink(api.post_event)
+        self.coalesce_seconds = coalesce_seconds
+        self.events = EventSink(api.post_event, busy=self.has_work)
         # Child writes in flight across all workers: below the client's connection pool (100).
         self._inflight = asyncio.Semaphore(MAX_INFLIGHT_WRITES)
         self.settings = settings
@@ -113,6 +122,11 @@ class Controller:
         self._busy: set[JobKey] = set()
         self._again: set[JobKey] = set()
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
+        # Progress-only status writes held back: loop time the first one was, and the pass that writes.
+        self._progress_since: dict[JobKey, float] = {}
+        self._coalescing: dict[JobKey, asyncio.TimerHandle] = {}
+        self._batching: dict[JobKey, asyncio.TimerHandle] = {}  # child events waiting for their pass
+        self.batch_seconds = BATCH_SECONDS
         self._workers: list[asyncio.Task[None]] = []
         # uid -> monotonic expiry of children whose deletion this process issued. The watch lags the
         # DELETE: until it catches up, plans see such a child as terminating (the model the core
@@ -134,6 +148,7 @@ class Controller:
         # Done once the child caches hold their first full list; no plan is made before (it would see
         # a job without its pods).
         self.caches_ready: asyncio.Future[None] | None = None
+        self.activity = 0  # events observed plus passes made: when it stops moving, the burst is over
 
     # -- leadership ----------------------------------------------------------------------------
 
@@ -156,19 +171,25 @@ class Controller:
     async def stop(self) -> None:
         """Stop acting at once (lost leadership, shutdown). A pass cut short is like a crash at that
         point, which the executor's order makes harmless."""
-        for handle in [*self._timers.values(), *self._retries.values()]:
-            handle.cancel()
-        self._timers.clear()
-        self._retries.clear()
+        for handles in (self._timers, self._retries, self._coalescing, self._batching):
+            for handle in handles.values():
+                handle.cancel()
+            handles.clear()
+        self._progress_since.clear()
         workers, self._workers = self._workers, []
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self.events.stop()
 
+    def has_work(self) -> bool:
+        """Passes queued or running (the event senders give way to them)."""
+        return bool(self._queued or self._busy)
+
     # -- feeding -------------------------------------------------------------------------------
 
     def observe_job(self, kind: JobKind, body: Body, event_type: str | None) -> None:
+        self.activity += 1
         key = job_key(kind, body)
         if event_type == "DELETED":
             entry = self.jobs.pop(key, None)
@@ -192,15 +213,17 @@ class Controller:
 
     def observe_child(self, body: Body) -> None:
         """A child changed: reconcile the job that controls it (if it is one of ours)."""
+        self.activity += 1
         meta = body.get("metadata", {})
         for ref in meta.get("ownerReferences") or []:
             kind = kinds.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
             if ref.get("controller") and kind is not None:
                 self._seen(str(ref.get("uid")), str(body.get("kind")), str(meta.get("name")))
-                self.enqueue(
-                    (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"]),
-                    urgent=_finished_pod(body),
-                )
+                key = (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"])
+                if _finished_pod(body):
+                    self.enqueue(key, urgent=True)
+                else:
+                    self._enqueue_soon(key)
 
     def observe_command(self, body: Body) -> None:
         """A Volcano Command changed: reconcile the job it is aimed at."""
@@ -235,8 +258,20 @@ class Controller:
         self._sequence += 1
         self._queue.put_nowait((rank, self._sequence, key))
 
+    def _enqueue_soon(self, key: JobKey) -> None:
+        """Queue a pass BATCH_SECONDS from the first of a run of events (see BATCH_SECONDS)."""
+        if key in self._batching:
+            return
+        if self.batch_seconds <= 0:
+            self.enqueue(key)
+            return
+        self._batching[key] = asyncio.get_running_loop().call_later(
+            self.batch_seconds, self._fire, self._batching, key
+        )
+
     def _cancel_timer(self, key: JobKey) -> None:
-        for handles in (self._timers, self._retries):
+        self._progress_since.pop(key, None)
+        for handles in (self._timers, self._retries, self._coalescing, self._batching):
             handle = handles.pop(key, None)
             if handle:
                 handle.cancel()
@@ -340,6 +375,7 @@ class Controller:
         if entry is None or entry.body["metadata"].get("deletionTimestamp"):
             return
         started = time.perf_counter()
+        self.activity += 1
         observed = self.observed(entry, key)
         try:
             # Off the event loop that serves the webhook and the watches: a large job's plan is
@@ -365,8 +401,10 @@ class Controller:
     async def execute(self, key: JobKey, entry: _Entry, plan: Plan, observed: Observed) -> None:
         job, kind = entry.body, entry.kind
         plan = _without_creates_if_finished(kind, job, plan)
-        children_writes = plan.create or plan.replace or plan.patch or plan.delete
-        if plan.status is not None or children_writes or plan.consumed_commands:
+        if self._holds_back(key, kind, plan):
+            self._arm_timer(key, plan.wake_at)
+            return
+        if plan.status is not None or plan.writes_children:
             fence = plan.status if plan.status is not None else job.get("status")
             try:
                 await self._write_status(key, entry, fence)
@@ -393,6 +431,30 @@ class Controller:
             self._failures.pop(key, None)
             self._backoff_until.pop(key, None)
         # else: a refused write was left to the pending retry, whose backoff holds
+
+    def _holds_back(self, key: JobKey, kind: JobKind, plan: Plan) -> bool:
+        """Whether this pass leaves its progress-only status write (and its events) to a pass at most
+        `coalesce_seconds` after the first one held back. Nothing is lost: the cached job is unchanged,
+        so that pass plans the same transition from it, with whatever happened since."""
+        finished = kind.phase(plan.status) in FINISHED_PHASES
+        if self.coalesce_seconds <= 0 or not plan.only_reports_progress(finished):
+            self._progress_since.pop(key, None)
+            handle = self._coalescing.pop(key, None)
+            if handle:
+                handle.cancel()
+            return False
+        now = asyncio.get_running_loop().time()
+        due = self._progress_since.setdefault(key, now) + self.coalesce_seconds
+        if now >= due:
+            self._progress_since.pop(key, None)
+            self._coalescing.pop(key, None)
+            return False
+        if key not in self._coalescing:
+            self._coalescing[key] = asyncio.get_running_loop().call_later(
+                due - now, self._fire, self._coalescing, key
+            )
+        metrics.STATUS_WRITES_HELD.labels(kind.resource.kind).inc()
+        return True
 
     def _retry_later(self, key: JobKey, delay: float | None = None) -> None:
         """One pending retry per job. Without `delay`: exponential backoff, so a child the apiserver

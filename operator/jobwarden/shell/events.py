@@ -4,7 +4,13 @@ A job's pass used to await its events: upstream's per-child `SuccessfulCreatePod
 are 8 of a PyTorchJob's ~19 writes, so in a burst they held the worker and competed with the creates
 for the in-flight bound. Like client-go's event broadcaster, the sink queues them (stamped when they
 happened) and a few senders post them in order of occurrence; a full queue drops the newest and counts
-it (`jobwarden_events_dropped_total`). An event is best effort: never worth blocking a reconcile."""
+it (`jobwarden_events_dropped_total`; client-go's broadcaster drops beyond 1000 queued). An event is
+best effort: never worth blocking a reconcile.
+
+While the controller has passes queued or running (`busy`), only one sender posts: in a burst the
+events (as many as the children) would otherwise take half of the apiserver's capacity away from the
+creates, status writes and deletes that the user waits for. The others join when the work is done,
+and the queue drains in the gaps."""
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from jobwarden.shell.api import reason_of
 logger = logging.getLogger(__name__)
 
 SENDERS = 4
+BUSY_RECHECK_SECONDS = 0.1
+DROPS_PER_LOG = 1000  # a full queue logs its first drop and every 1000th, not each one
 CAPACITY = 10_000
 DRAIN_SECONDS = 2.0  # on stop: what is queued gets this long to go out
 
@@ -28,8 +36,16 @@ Post = Callable[[Body, Event, datetime], Awaitable[None]]
 
 
 class EventSink:
-    def __init__(self, post: Post, senders: int = SENDERS, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self,
+        post: Post,
+        senders: int = SENDERS,
+        capacity: int = CAPACITY,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._post = post
+        self._busy = busy
+        self._dropped = 0
         self._count = senders
         self._queue: asyncio.Queue[tuple[Body, Event, datetime]] = asyncio.Queue(capacity)
         self._senders: list[asyncio.Task[None]] = []
@@ -41,7 +57,7 @@ class EventSink:
     def start(self) -> None:
         if not self._senders:
             self._senders = [
-                asyncio.create_task(self._send(), name=f"events-{i}") for i in range(self._count)
+                asyncio.create_task(self._send(always=i == 0), name=f"events-{i}") for i in range(self._count)
             ]
 
     async def post(self, job: Body, event: Event) -> None:
@@ -52,10 +68,18 @@ class EventSink:
             await self._deliver(job, event, at)
             return
         try:
-            self._queue.put_nowait((job, event, at))
+            self._queue.put_nowait((_reference(job), event, at))
         except asyncio.QueueFull:
             metrics.EVENTS_DROPPED.inc()
-            logger.warning("event queue full: dropped %s for %s", event.reason, job["metadata"]["name"])
+            self._dropped += 1
+            if self._dropped % DROPS_PER_LOG == 1:
+                logger.warning(
+                    "event queue full (%d queued): dropped %s for %s (%d dropped so far)",
+                    self._queue.qsize(),
+                    event.reason,
+                    job["metadata"]["name"],
+                    self._dropped,
+                )
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Let what is queued go out (bounded), then stop the senders."""
@@ -68,8 +92,10 @@ class EventSink:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
 
-    async def _send(self) -> None:
+    async def _send(self, always: bool) -> None:
         while True:
+            while not always and self._busy():
+                await asyncio.sleep(BUSY_RECHECK_SECONDS)
             job, event, at = await self._queue.get()
             try:
                 await self._deliver(job, event, at)
@@ -83,3 +109,15 @@ class EventSink:
             logger.warning(
                 "posting event %s for %s failed: %s", event.reason, job["metadata"]["name"], reason_of(exc)
             )
+
+
+def _reference(job: Body) -> Body:
+    """What an event needs of its job (`involvedObject`): a queued event must not keep a whole,
+    possibly outdated, job body alive."""
+    meta = job.get("metadata") or {}
+    kept = ("name", "namespace", "uid", "resourceVersion")
+    return {
+        "apiVersion": job.get("apiVersion"),
+        "kind": job.get("kind"),
+        "metadata": {k: meta[k] for k in kept if k in meta},
+    }

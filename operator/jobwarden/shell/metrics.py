@@ -21,6 +21,11 @@ STALE_PLANS = Counter(
     "Passes dropped because their fencing status write was refused (409)",
     ["kind"],
 )
+STATUS_WRITES_HELD = Counter(
+    "jobwarden_status_writes_held_total",
+    "Passes whose progress-only status write waited to be merged with the next ones",
+    ["kind"],
+)
 RECONCILE_SECONDS = Histogram(
     "jobwarden_reconcile_seconds",
     "Time to plan and execute one reconcile",

@@ -19,7 +19,7 @@ from jobwarden import kinds
 from jobwarden.core.plan import Event, Settings
 from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import api as kube
-from jobwarden.shell import handlers, leader, metrics, sharedcert, webhook
+from jobwarden.shell import handlers, leader, memory, metrics, sharedcert, webhook
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger("jobwarden")
@@ -44,6 +44,7 @@ class RunOptions:
     pytorch_init_max_tries: int = Settings.pytorch_init_max_tries
     pytorch_init_resources: tuple[tuple[str, str], ...] = Settings.pytorch_init_resources
     workers: int = 16
+    status_coalesce_seconds: float = 1.0  # 0: every status change is written at once
     webhook: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     webhook_cert_secret: str = "jobwarden-webhook-tls"  # self-signed mode: the CA every replica serves
     leader_election: bool = True
@@ -166,7 +167,9 @@ async def run_operator(
             "gang scheduling (restart the operator once Volcano is installed)",
             options.gang_scheduler,
         )
-    controller = Controller(api, settings, workers=options.workers)
+    controller = Controller(
+        api, settings, workers=options.workers, coalesce_seconds=options.status_coalesce_seconds
+    )
     registry = kopf.OperatorRegistry()
     tls = await _tls_files(api, options) if options.webhook.enabled else None
     kopf_settings = operator_settings(options, tls)
@@ -204,6 +207,7 @@ async def run_operator(
             streams.extend(asyncio.create_task(w.run(), name=f"watch-{w.resource.plural}") for w in watches)
             # Plans need the children: no worker plans before every first list is in.
             controller.caches_ready = asyncio.create_task(_all_ready(watches))
+            streams.append(asyncio.create_task(memory.trim_when_quiet(lambda: controller.activity)))
         if elector is None:
             controller.start()
         elif election is None:
