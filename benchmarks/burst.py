@@ -167,6 +167,12 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="lateness: create the deadline jobs while the masters are being finished, not after",
     )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="lateness: spread the Master PATCHes evenly over this many seconds (default: all at once)",
+    )
     parser.add_argument("--hold", type=float, default=60, help="seconds the live jobs are held")
     parser.add_argument("--cluster", default="burst", help="name of the local cluster (recreated per run)")
     parser.add_argument("--json", type=Path, help="also write the figures and time series as JSON here")
@@ -186,8 +192,11 @@ def main() -> int:
     try:
         results["burst"] = run_bursts(args.cluster, args.n, args.concurrency, log_dir)
         for n in args.lateness:
-            options = lateness.Options(n, args.ttl, args.deadline, args.concurrency, args.overlap)
-            results["lateness"][str(n)] = lateness.bench(args.cluster, options, log_dir)
+            options = lateness.Options(
+                n, args.ttl, args.deadline, args.concurrency, args.overlap, args.stagger
+            )
+            label = f"{n} spread {args.stagger:g} s" if args.stagger else str(n)
+            results["lateness"][label] = lateness.bench(args.cluster, options, log_dir)
         for n in args.live:
             results["live"][str(n)] = live.bench(args.cluster, n, args.concurrency, args.hold, log_dir)
     finally:

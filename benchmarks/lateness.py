@@ -3,16 +3,18 @@ activeDeadlineSeconds act when N jobs fall due at once (issue 13: ≤ 0.25 s at 
 
 On a fresh cluster with the operator running:
 1. N PyTorchJobs `clean-<i>` with cleanPodPolicy Running and ttlSecondsAfterFinished `ttl` are created
-   in a burst; once all 4N pods are Running, every Master pod is PATCHed Succeeded at once (the status
-   a kubelet reports, devcluster/pods.py), each PATCH's answer time recorded. The job then succeeds,
+   in a burst; once all 4N pods are Running, every Master pod is PATCHed Succeeded (the status a
+   kubelet reports, devcluster/pods.py): all at once, or with `stagger` spread evenly over that many
+   seconds. Each PATCH's answer time is recorded. The job then succeeds,
    its still-running workers must go (cleanPodPolicy) and `ttl` seconds after completionTime the job.
 2. N PyTorchJobs `deadline-<i>` with activeDeadlineSeconds `deadline` are created in a burst (after
    step 1, or with `overlap` while the Masters are being finished) and must fail at startTime+deadline.
 
 Every instant is the wall-clock time an event was first seen by a watch in this process:
 - cleanPodPolicy: the first (and the last) worker pod of the job seen terminating (deletionTimestamp)
-  or deleted, minus the answer to the Master's PATCH (the pod event that decides it). The operator may
-  see that event before this process reads the answer, so a value can be slightly negative.
+  or deleted, minus the instant the Master's Succeeded phase was seen by the same watch (the pod event
+  that decides it; the operator's watch sees it at about the same instant). The same against the
+  answer to the PATCH is kept too: under a saturated apiserver the answer can come after the event.
 - TTL: the job seen terminating or deleted, minus completionTime + ttl.
 - deadline: the job seen with condition Failed=True, minus startTime + deadline.
 completionTime and startTime have second precision; the operator computes its due instants from those
@@ -44,6 +46,7 @@ class Options:
     deadline: int = 15
     concurrency: int = 32
     overlap: bool = False
+    stagger: float = 0.0  # seconds over which the Master PATCHes are spread (0: all at once)
 
 
 def group(job: str) -> str:
@@ -94,6 +97,8 @@ class Recorder:
             running.discard(name)
         elif obj.get("status", {}).get("phase") == "Running":
             running.add(name)
+        elif obj.get("status", {}).get("phase") == "Succeeded":
+            self._first(name, "PodSucceeded", now)
         self.counts[step, "Running"] = len(running)
         self._check()
 
@@ -119,26 +124,31 @@ async def create_jobs(api: Api, names: list[str], run_policy: dict[str, Any], co
     await kube.bounded(concurrency, posts)
 
 
-async def finish_masters(api: Api, recorder: Recorder, jobs: list[str]) -> dict[str, tuple[float, float]]:
-    """PATCH every job's Master pod Succeeded at once; (sent, answered) wall-clock instants per job."""
+async def finish_masters(
+    api: Api, recorder: Recorder, jobs: list[str], stagger: float = 0.0
+) -> dict[str, tuple[float, float]]:
+    """PATCH every job's Master pod Succeeded, at once or spread evenly over `stagger` seconds;
+    (sent, answered) wall-clock instants per job."""
     times: dict[str, tuple[float, float]] = {}
+    step = stagger / max(len(jobs), 1)
 
-    async def one(job: str) -> None:
+    async def one(i: int, job: str) -> None:
+        await asyncio.sleep(i * step)
         pod = f"{job}-master-0"
         status = finished_status(recorder.pods[pod])
         sent = time.time()
         await api.patch_status(f"{PODS_PATH}/{pod}", status)
         times[job] = (sent, time.time())
 
-    await asyncio.gather(*(one(job) for job in jobs))
+    await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
     return times
 
 
-def clean_lateness(recorder: Recorder, answered: dict[str, float]) -> tuple[list[float], list[float]]:
-    """Per job: first and last worker seen going, minus the Master PATCH's answer."""
+def clean_lateness(recorder: Recorder, decided: dict[str, float]) -> tuple[list[float], list[float]]:
+    """Per job: first and last worker seen going, minus the instant that decided it (`decided`)."""
     first: list[float] = []
     last: list[float] = []
-    for job, at in answered.items():
+    for job, at in decided.items():
         gone = [recorder.seen.get((f"{job}-{w}", "gone")) for w in WORKERS]
         known = [g for g in gone if g is not None]
         if known:
@@ -199,7 +209,7 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
             await watch.start()
         await create_jobs(api, clean, clean_policy, options.concurrency)
         await recorder.until("clean", "Running", 4 * n, timeout)
-        finishing = finish_masters(api, recorder, clean)
+        finishing = finish_masters(api, recorder, clean, options.stagger)
         if options.overlap:
             patched, _ = await asyncio.gather(
                 finishing, create_jobs(api, deadline, deadline_policy, options.concurrency)
@@ -216,12 +226,17 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
         await watch_api.close()
         await api.close()
     answered = {job: t[1] for job, t in patched.items()}
-    first, last = clean_lateness(recorder, answered)
+    master_seen = {
+        job: seen for job in clean if (seen := recorder.seen.get((f"{job}-master-0", "PodSucceeded")))
+    }
+    first, last = clean_lateness(recorder, master_seen)
+    first_after_answer, _ = clean_lateness(recorder, answered)
     late_deadline, reasons = deadline_lateness(recorder, deadline, options.deadline)
     return {
         "options": vars(options),
         "clean_first_worker": kube.spread(first),
         "clean_last_worker": kube.spread(last),
+        "clean_first_worker_after_answer": kube.spread(first_after_answer),
         "succeeded_seen": kube.spread(succeeded_after(recorder, answered)),
         "ttl": kube.spread(ttl_lateness(recorder, clean, options.ttl)),
         "deadline": kube.spread(late_deadline),
@@ -247,13 +262,15 @@ def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
         load = running.load
         result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(running.pid) - cpu_before)
     mode = "overlapping" if options.overlap else "after"
+    spread = f"spread over {options.stagger:g} s" if options.stagger else "all at once"
     print(
         f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s, deadline burst "
-        f"{mode} the Master PATCHes, load {load:.2f}):\n  "
+        f"{mode} the Master PATCHes {spread}, load {load:.2f}):\n  "
         + "\n  ".join(
             [
                 _line("cleanPodPolicy, first worker", result["clean_first_worker"]),
                 _line("cleanPodPolicy, last worker", result["clean_last_worker"]),
+                _line("(first worker, after the PATCH answer)", result["clean_first_worker_after_answer"]),
                 _line("(Succeeded seen after the PATCH answer)", result["succeeded_seen"]),
                 _line("TTL", result["ttl"]),
                 _line("deadline", result["deadline"]) + f" reasons {result['deadline_reasons']}",

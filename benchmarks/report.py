@@ -30,8 +30,11 @@ def burst_rows(n: str, run: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def lateness_rows(n: str, run: dict[str, Any]) -> list[tuple[str, str, str]]:
     when = "with" if run["options"]["overlap"] else "after"
+    stagger = run["options"].get("stagger") or 0
+    spread = f"finishes spread over {stagger:g} s" if stagger else "finishes at once"
     return [
-        ("lateness p50 / p99 / max: cleanPodPolicy (first worker)", n, _ms(run["clean_first_worker"])),
+        (f"lateness p50 / p99 / max: cleanPodPolicy (first worker; {spread})", n,
+         _ms(run["clean_first_worker"])),
         ("lateness: cleanPodPolicy (last worker)", n, _ms(run["clean_last_worker"])),
         (f"lateness: TTL ({run['options']['ttl']} s)", n, _ms(run["ttl"])),
         (f"lateness: deadline ({run['options']['deadline']} s, burst {when} the finishes)", n,
