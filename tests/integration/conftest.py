@@ -12,18 +12,19 @@ etcd, with controller-manager, scheduler and kwok. Never a mock of the API.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
 from kubernetes import client, config
+from volcano_steps import Body, NewJob, VolcanoJob, create
 
-from testlib import ROOT, wait_for
+from testlib import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,14 +35,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[devcluster.Cluster]:
-    name = os.environ.get("JOBWARDEN_TEST_CLUSTER", "test")
-    existing = devcluster.Cluster.load(name)
-    reused = bool(existing and existing.alive())
-    c = devcluster.up(name, crds=ROOT / "crds")
-    devcluster.install_crds(c, ROOT / "crds")  # a reused cluster may hold older versions
-    yield c
-    if not reused and not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +98,21 @@ def no_operator_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(
             f"the operator logged {len(found)} traceback(s) during this test ({op.log_path}):\n{excerpt}"
         )
+
+
+@pytest.fixture
+def new_vcjob(
+    cluster: devcluster.Cluster,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    operator: LocalOperator,
+) -> NewJob:
+    """`kubectl create`s a Volcano job (through the webhook); the handle carries the operator log."""
+
+    def make(body: Body) -> VolcanoJob:
+        return create(cluster, core, custom, operator.logs, body)
+
+    return make
 
 
 @pytest.fixture

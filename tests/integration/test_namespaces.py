@@ -5,30 +5,31 @@ session's all-namespaces operator does not run the jobs too."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
+from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
 
-from testlib import ROOT, creatable, load_seed, wait_for
+from testlib import creatable, load_seed, wait_for
 
 
 @pytest.fixture(scope="module")
 def scoped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devcluster.Cluster]:
-    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-scoped"
-    c = devcluster.up(name, crds=ROOT / "crds")
-    for ns in ("watched", "ignored"):
-        c.kubectl("create", "namespace", ns, check=False)
-        wait_for(lambda ns=ns: c.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 30)
-    operator = LocalOperator(c, tmp_path_factory.mktemp("scoped") / "operator.log", namespaces=("watched",))
-    operator.start()
-    yield c
-    operator.stop()
-    if not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster("scoped") as c:
+        for ns in ("watched", "ignored"):
+            c.kubectl("create", "namespace", ns, check=False)
+            wait_for(
+                lambda ns=ns: c.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 30
+            )
+        operator = LocalOperator(
+            c, tmp_path_factory.mktemp("scoped") / "operator.log", namespaces=("watched",)
+        )
+        operator.start()
+        yield c
+        operator.stop()
 
 
 def _pods(c: devcluster.Cluster, ns: str) -> list[str]:

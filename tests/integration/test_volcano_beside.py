@@ -11,12 +11,12 @@ A cluster of its own: the operator decides at start which Volcano CRDs exist."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
 
@@ -28,18 +28,17 @@ Cluster = devcluster.Cluster
 
 @pytest.fixture(scope="module")
 def volcano(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, LocalOperator]]:
-    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-volcano-beside"
-    c = devcluster.up(name, crds=ROOT / "crds")
-    for crd, fixture in (("podgroups", "podgroup-crd.yaml"), ("queues", "queue-crd.yaml")):
-        c.kubectl("apply", "--server-side", "-f", str(FIXTURES / fixture))
-        c.kubectl("wait", "--for=condition=Established", f"crd/{crd}.scheduling.volcano.sh", "--timeout=60s")
-    queue(c, "default", "Open")
-    operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-beside") / "operator.log")
-    operator.start()
-    yield c, operator
-    operator.stop()
-    if not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster("volcano-beside") as c:
+        for crd, fixture in (("podgroups", "podgroup-crd.yaml"), ("queues", "queue-crd.yaml")):
+            c.kubectl("apply", "--server-side", "-f", str(FIXTURES / fixture))
+            c.kubectl(
+                "wait", "--for=condition=Established", f"crd/{crd}.scheduling.volcano.sh", "--timeout=60s"
+            )
+        queue(c, "default", "Open")
+        operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-beside") / "operator.log")
+        operator.start()
+        yield c, operator
+        operator.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -154,15 +153,12 @@ def test_a_scale_patches_only_the_podgroup_fields_jobwarden_owns(
 def volcano_serves_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, LocalOperator]]:
     """A cluster where Volcano's installation replaced the jobs CRD (here: ours, relabelled as Volcano's
     would carry no jobwarden label) before the operator starts."""
-    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-volcano-aside"
-    c = devcluster.up(name, crds=ROOT / "crds")
-    c.kubectl("label", "--overwrite", "crd", "jobs.batch.volcano.sh", "app.kubernetes.io/name=volcano")
-    operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-aside") / "operator.log")
-    operator.start()
-    yield c, operator
-    operator.stop()
-    if not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster("volcano-aside") as c:
+        c.kubectl("label", "--overwrite", "crd", "jobs.batch.volcano.sh", "app.kubernetes.io/name=volcano")
+        operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-aside") / "operator.log")
+        operator.start()
+        yield c, operator
+        operator.stop()
 
 
 def test_jobwarden_stands_aside_when_volcano_serves_its_jobs(

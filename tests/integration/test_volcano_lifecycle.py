@@ -21,9 +21,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from devcluster.cluster import Cluster
 from devcluster.operator import LocalOperator
-from kubernetes import client
 from volcano_steps import (
     API_VERSION,
     DEFAULT_SCHEDULER,
@@ -39,10 +37,10 @@ from volcano_steps import (
     TASK_SPEC_KEY,
     TEMPLATE_UID_KEY,
     Body,
+    NewJob,
     VolcanoJob,
     condition_phases,
     container,
-    create,
     env_of,
     message_of,
     parse_time,
@@ -54,7 +52,6 @@ from volcano_steps import (
     task,
 )
 
-NewJob = Callable[[Body], VolcanoJob]
 PLUGIN_RESOURCES = {"plugin-env": "env", "plugin-ssh": "ssh", "plugin-svc": "svc"}
 SSH_KEYS = ("id_rsa", "id_rsa.pub", "authorized_keys", "config")
 # How long to watch for something that must NOT happen (a recreated pod, a TTL deletion...).
@@ -62,19 +59,6 @@ QUIET_SECONDS = 3.0
 
 # Captured output is shown only for a failing test: the operator log path is printed for each.
 pytestmark = pytest.mark.usefixtures("operator_log_hint")
-
-
-@pytest.fixture
-def new_job(
-    cluster: Cluster,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    operator: LocalOperator,
-) -> NewJob:
-    def make(body: Body) -> VolcanoJob:
-        return create(cluster, core, custom, operator.logs, body)
-
-    return make
 
 
 def fqdn(job: VolcanoJob, task_name: str, index: int) -> str:
@@ -224,10 +208,10 @@ def kubectl_columns(job: VolcanoJob) -> list[str]:
 # 1. Seed 003 end to end.
 
 
-def test_seed_job_end_to_end(new_job: NewJob, namespace: str) -> None:
+def test_seed_job_end_to_end(new_vcjob: NewJob, namespace: str) -> None:
     # Created with mpiworker replicas 1 (the seed's PUT scales it to 2 below) and a TTL, which may
     # be set only at creation.
-    job = new_job(seed_job(namespace, workers=1, ttl=3))
+    job = new_vcjob(seed_job(namespace, workers=1, ttl=3))
     assert job.name == SEED_NAME
     master, worker0, worker1 = (
         job.pod_name(t, i) for t, i in (("mpimaster", 0), ("mpiworker", 0), ("mpiworker", 1))
@@ -313,9 +297,9 @@ def test_seed_job_end_to_end(new_job: NewJob, namespace: str) -> None:
 # 2. PodFailed -> RestartJob until maxRetry, then Failed.
 
 
-def test_pod_failed_restarts_the_job_until_max_retry_then_fails(new_job: NewJob, namespace: str) -> None:
+def test_pod_failed_restarts_the_job_until_max_retry_then_fails(new_vcjob: NewJob, namespace: str) -> None:
     policy = {"event": "PodFailed", "action": "RestartJob"}
-    job = new_job(small_job(namespace, "restart-job", 1, policies=[policy], max_retry=2))
+    job = new_vcjob(small_job(namespace, "restart-job", 1, policies=[policy], max_retry=2))
     pod = job.pod_name("worker", 0)
     first = job.wait_pods_running(pod)[pod]
     before = wait_running(job, 1)["metadata"]["resourceVersion"]
@@ -372,12 +356,12 @@ def test_pod_failed_restarts_the_job_until_max_retry_then_fails(new_job: NewJob,
     ids=["minAvailable-3-not-met", "minAvailable-2-met"],
 )
 def test_all_pods_finished_decides_by_min_available(
-    new_job: NewJob, namespace: str, min_available: int, end: str
+    new_vcjob: NewJob, namespace: str, min_available: int, end: str
 ) -> None:
     """3 replicas, no policy: one pod fails, two succeed. With minAvailable 3 (= the task's own
     minimum) the task has fewer successes than it needs: Failed; with 2, succeeded >= minAvailable:
     Completed. While pods still run, the failure alone changes nothing."""
-    job = new_job(small_job(namespace, "gang", 3, min_available=min_available, plugins=False))
+    job = new_vcjob(small_job(namespace, "gang", 3, min_available=min_available, plugins=False))
     names = [job.pod_name("worker", i) for i in range(3)]
     pods = job.wait_pods_running(*names)
     wait_running(job, 3)
@@ -397,7 +381,7 @@ def test_all_pods_finished_decides_by_min_available(
     assert "ExecuteAction" not in [e.reason for e in job.events()]
 
 
-def test_min_available_not_met_while_a_pod_is_pending(new_job: NewJob, namespace: str) -> None:
+def test_min_available_not_met_while_a_pod_is_pending(new_vcjob: NewJob, namespace: str) -> None:
     """minAvailable 3 over two tasks, one of whose pods no node accepts: 2 run, 1 stays Pending, so
     the job is admitted (Inqueue) but never Running."""
     body = small_job(namespace, "pending-gang", 2, min_available=3, plugins=False)
@@ -405,7 +389,7 @@ def test_min_available_not_met_while_a_pod_is_pending(new_job: NewJob, namespace
     stuck.update(name="stuck", replicas=1)
     stuck["template"]["spec"]["nodeSelector"] = {"jobwarden.dev/no-such-node": "true"}
     body["spec"]["tasks"].append(stuck)
-    job = new_job(body)
+    job = new_vcjob(body)
     running = [job.pod_name("worker", i) for i in range(2)]
     pending = job.pod_name("stuck", 0)
 
@@ -429,9 +413,9 @@ def test_min_available_not_met_while_a_pod_is_pending(new_job: NewJob, namespace
 # 4. AbortJob.
 
 
-def test_pod_failed_aborts_the_job_keeping_finished_pods(new_job: NewJob, namespace: str) -> None:
+def test_pod_failed_aborts_the_job_keeping_finished_pods(new_vcjob: NewJob, namespace: str) -> None:
     policy = {"event": "PodFailed", "action": "AbortJob"}
-    job = new_job(small_job(namespace, "abort-job", 3, policies=[policy], ttl=1))
+    job = new_vcjob(small_job(namespace, "abort-job", 3, policies=[policy], ttl=1))
     names = [job.pod_name("worker", i) for i in range(3)]
     pods = job.wait_pods_running(*names)
     wait_running(job, 3)
@@ -469,8 +453,8 @@ def test_pod_failed_aborts_the_job_keeping_finished_pods(new_job: NewJob, namesp
 # 5. Scale down by replace.
 
 
-def test_scale_down_by_replace_deletes_the_highest_index(new_job: NewJob, namespace: str) -> None:
-    job = new_job(seed_job(namespace, workers=2))
+def test_scale_down_by_replace_deletes_the_highest_index(new_vcjob: NewJob, namespace: str) -> None:
+    job = new_vcjob(seed_job(namespace, workers=2))
     master, worker0, worker1 = (
         job.pod_name(t, i) for t, i in (("mpimaster", 0), ("mpiworker", 0), ("mpiworker", 1))
     )
@@ -500,10 +484,10 @@ def mode_of(pod: Any) -> str | None:
     return dict(env_of(pod)).get("MODE")
 
 
-def test_template_change_applies_only_to_pods_created_afterwards(new_job: NewJob, namespace: str) -> None:
+def test_template_change_applies_only_to_pods_created_afterwards(new_vcjob: NewJob, namespace: str) -> None:
     body = seed_job(namespace, workers=1)
     container(body, "mpiworker")["env"] = [{"name": "MODE", "value": "old"}]
-    job = new_job(body)
+    job = new_vcjob(body)
     master, worker0, worker1 = (
         job.pod_name(t, i) for t, i in (("mpimaster", 0), ("mpiworker", 0), ("mpiworker", 1))
     )
@@ -535,8 +519,8 @@ def test_template_change_applies_only_to_pods_created_afterwards(new_job: NewJob
 # 7. An operator restart mid-lifecycle.
 
 
-def test_operator_restart_mid_lifecycle(new_job: NewJob, namespace: str, operator: LocalOperator) -> None:
-    job = new_job(seed_job(namespace, workers=1))
+def test_operator_restart_mid_lifecycle(new_vcjob: NewJob, namespace: str, operator: LocalOperator) -> None:
+    job = new_vcjob(seed_job(namespace, workers=1))
     master, worker0, worker1 = (
         job.pod_name(t, i) for t, i in (("mpimaster", 0), ("mpiworker", 0), ("mpiworker", 1))
     )
@@ -576,8 +560,8 @@ def test_operator_restart_mid_lifecycle(new_job: NewJob, namespace: str, operato
 # 8. Refused updates (admission in depth is covered by test_admission_webhook.py).
 
 
-def test_refused_updates_name_the_path(new_job: NewJob, namespace: str) -> None:
-    job = new_job(seed_job(namespace, workers=1, ttl=60))
+def test_refused_updates_name_the_path(new_vcjob: NewJob, namespace: str) -> None:
+    job = new_vcjob(seed_job(namespace, workers=1, ttl=60))
     created = job.body()
 
     def add_task(body: Body) -> None:

@@ -12,31 +12,22 @@ import copy
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from devcluster.cluster import Cluster
-from devcluster.operator import LocalOperator
 from kubernetes import client
-from volcano_steps import JOB_VERSION_KEY, Body, VolcanoJob, create, env_of, small_job, task
-
-NewJob = Callable[[Body], VolcanoJob]
+from volcano_steps import (
+    JOB_VERSION_KEY,
+    Body,
+    NewJob,
+    VolcanoJob,
+    env_of,
+    small_job,
+    task,
+)
 
 pytestmark = pytest.mark.usefixtures("operator_log_hint")
-
-
-@pytest.fixture
-def new_job(
-    cluster: Cluster,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    operator: LocalOperator,
-) -> NewJob:
-    def make(body: Body) -> VolcanoJob:
-        return create(cluster, core, custom, operator.logs, body)
-
-    return make
 
 
 def two_task_job(namespace: str, name: str, plugins: dict[str, list[str]], workers: int = 2) -> Body:
@@ -59,12 +50,12 @@ def values(pod: Any) -> dict[str, Any]:
     return dict(env_of(pod))
 
 
-def test_mpi_launcher_waits_for_its_workers_with_a_user_dependson(new_job: NewJob, namespace: str) -> None:
+def test_mpi_launcher_waits_for_its_workers_with_a_user_dependson(new_vcjob: NewJob, namespace: str) -> None:
     """volcano-sh/volcano issue 2402: a `dependsOn` on the master, with the mpi plugin, starts the
     launcher once the workers run; it gets MPI_HOST and the ssh port, svc and ssh come implied."""
     body = two_task_job(namespace, "mpi-job", {"mpi": []})
     task(body, "master")["dependsOn"] = {"name": ["worker"]}
-    job = new_job(body)
+    job = new_vcjob(body)
 
     every = job.wait_pods_running(
         *(job.pod_name(t, i) for t, i in (("master", 0), ("worker", 0), ("worker", 1)))
@@ -84,22 +75,22 @@ def test_mpi_launcher_waits_for_its_workers_with_a_user_dependson(new_job: NewJo
     assert status["status"]["controlledResources"]["plugin-ssh"] == "ssh"
 
 
-def test_mpi_job_with_only_a_master_task_runs(new_job: NewJob, namespace: str) -> None:
+def test_mpi_job_with_only_a_master_task_runs(new_vcjob: NewJob, namespace: str) -> None:
     """volcano-sh/volcano issue 4609: upstream's controller panicked on it; here it runs."""
     body = small_job(namespace, "mpi-alone", 1)
     task(body, "worker")["name"] = "master"
     body["spec"]["plugins"] = {"mpi": []}
-    job = new_job(body)
+    job = new_vcjob(body)
 
     pod = job.wait_pods_running(job.pod_name("master", 0))[job.pod_name("master", 0)]
     assert "MPI_HOST" not in values(pod)
     job.wait_phase("Running")
 
 
-def test_pytorch_and_tensorflow_env(new_job: NewJob, namespace: str) -> None:
+def test_pytorch_and_tensorflow_env(new_vcjob: NewJob, namespace: str) -> None:
     """Upstream pytorch.go and tensorflow.go values, as the pods are stored by the apiserver."""
-    torch = new_job(two_task_job(namespace, "torch", {"pytorch": ["--port=29500"]}))
-    tf = new_job(two_task_job(namespace, "tf", {"tensorflow": []}, workers=1))
+    torch = new_vcjob(two_task_job(namespace, "torch", {"pytorch": ["--port=29500"]}))
+    tf = new_vcjob(two_task_job(namespace, "tf", {"tensorflow": []}, workers=1))
 
     worker = all_running(torch, 2)[torch.pod_name("worker", 1)]
     env = values(worker)
@@ -147,11 +138,11 @@ def commands(custom: client.CustomObjectsApi, namespace: str) -> list[Body]:
 
 
 def test_suspend_and_resume_commands(
-    new_job: NewJob, namespace: str, cluster: Cluster, custom: client.CustomObjectsApi
+    new_vcjob: NewJob, namespace: str, cluster: Cluster, custom: client.CustomObjectsApi
 ) -> None:
     """vcctl's suspend (AbortJob) and resume (ResumeJob) as Commands: carried out, then deleted
     (upstream job_controller_handler.go processNextCommand; state/aborted.go)."""
-    job = new_job(small_job(namespace, "pausable", 2))
+    job = new_vcjob(small_job(namespace, "pausable", 2))
     job.wait_pods_running(job.pod_name("worker", 0), job.pod_name("worker", 1))
     job.wait_phase("Running")
 
@@ -175,7 +166,7 @@ def test_suspend_and_resume_commands(
 
 
 def test_network_policy_and_volume_claims(
-    new_job: NewJob, namespace: str, core: client.CoreV1Api, api_client: client.ApiClient
+    new_vcjob: NewJob, namespace: str, core: client.CoreV1Api, api_client: client.ApiClient
 ) -> None:
     """The svc plugin's NetworkPolicy (upstream svc.go) and a PVC made from `volumes[].volumeClaim`
     (upstream job_controller_actions.go createPVC), both owned by the job; `--disable-network-policy`
@@ -183,10 +174,10 @@ def test_network_policy_and_volume_claims(
     claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     body = small_job(namespace, "guarded", 1)
     body["spec"]["volumes"] = [{"mountPath": "/scratch", "volumeClaim": claim}]
-    job = new_job(body)
+    job = new_vcjob(body)
     open_body = small_job(namespace, "open", 1)
     open_body["spec"]["plugins"]["svc"] = ["--disable-network-policy"]
-    unguarded = new_job(open_body)
+    unguarded = new_vcjob(open_body)
     networking = client.NetworkingV1Api(api_client)
 
     def policy(name: str) -> Any:

@@ -8,12 +8,12 @@ A cluster of its own: the operator decides at start whether Volcano is installed
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
 
@@ -27,16 +27,15 @@ JOB = "openmpi-hello-2-com"
 def volcano_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[devcluster.Cluster, LocalOperator]]:
-    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-volcano-sched"
-    c = devcluster.up(name, crds=ROOT / "crds")
-    c.kubectl("apply", "--server-side", "-f", str(HERE / "fixtures" / "podgroup-crd.yaml"))
-    c.kubectl("wait", "--for=condition=Established", "crd/podgroups.scheduling.volcano.sh", "--timeout=60s")
-    operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-sched") / "operator.log")
-    operator.start()
-    yield c, operator
-    operator.stop()
-    if not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster("volcano-sched") as c:
+        c.kubectl("apply", "--server-side", "-f", str(HERE / "fixtures" / "podgroup-crd.yaml"))
+        c.kubectl(
+            "wait", "--for=condition=Established", "crd/podgroups.scheduling.volcano.sh", "--timeout=60s"
+        )
+        operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-sched") / "operator.log")
+        operator.start()
+        yield c, operator
+        operator.stop()
 
 
 def _json(c: devcluster.Cluster, *args: str) -> dict[str, Any] | None:

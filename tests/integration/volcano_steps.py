@@ -355,3 +355,6 @@ def message_of(exc: ApiException) -> str:
         return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return str(exc.body)
+
+
+NewJob = Callable[[Body], "VolcanoJob"]

@@ -576,18 +576,20 @@ def test_urgent_passes_go_before_the_queued_burst_and_a_job_runs_once() -> None:
 # -- progress-only status writes wait to be merged (issue 13: ≤ 3 status writes per job) -----------
 
 
-def one_start_not_recorded(controller: Controller, key: ctl.JobKey) -> None:
-    """The cached status counts one Worker fewer than are Running: the next plan only reports progress."""
+def one_start_not_recorded(window: float) -> tuple[FakeCluster, FakeApi, Controller, ctl.JobKey]:
+    """A running job whose cached status counts one Worker fewer than are Running, so that the next
+    plan only reports progress, and a controller that merges such writes over `window` seconds."""
+    cluster = running_job()
+    api = FakeApi()
+    controller, key = controller_for(cluster, api)
+    controller.coalesce_seconds = window
     controller.jobs[key].body["status"]["replicaStatuses"]["Worker"]["active"] = 1
+    return cluster, api, controller, key
 
 
 def test_a_progress_only_status_write_waits_and_the_pass_after_the_window_writes_it() -> None:
     async def scenario() -> None:
-        cluster = running_job()
-        api = FakeApi()
-        controller, key = controller_for(cluster, api)
-        controller.coalesce_seconds = 0.05
-        one_start_not_recorded(controller, key)
+        _, api, controller, key = one_start_not_recorded(0.05)
         await controller.reconcile(key)
         await controller.reconcile(key)  # another pod event inside the window
         assert api.writes("status", "event") == [], "held back, events with it"
@@ -603,11 +605,7 @@ def test_a_progress_only_status_write_waits_and_the_pass_after_the_window_writes
 
 def test_a_finish_is_written_at_once_even_while_progress_is_held_back() -> None:
     async def scenario() -> None:
-        cluster = running_job()
-        api = FakeApi()
-        controller, key = controller_for(cluster, api)
-        controller.coalesce_seconds = 60.0
-        one_start_not_recorded(controller, key)
+        cluster, api, controller, key = one_start_not_recorded(60.0)
         await controller.reconcile(key)
         assert api.writes("status") == [] and key in controller._coalescing
         master_succeeded(cluster)
@@ -624,11 +622,7 @@ def test_a_finish_is_written_at_once_even_while_progress_is_held_back() -> None:
 
 def test_with_no_window_every_progress_is_written_at_once() -> None:
     async def scenario() -> None:
-        cluster = running_job()
-        api = FakeApi()
-        controller, key = controller_for(cluster, api)
-        controller.coalesce_seconds = 0.0
-        one_start_not_recorded(controller, key)
+        _, api, controller, key = one_start_not_recorded(0.0)
         await controller.reconcile(key)
         assert len(api.writes("status")) == 1
 

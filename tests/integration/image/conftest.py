@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.container import ContainerOperator, PodSpec
 from install_steps import apply_prerequisites, register_webhook, render, service_account_kubeconfig
@@ -73,13 +73,8 @@ def rendered() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="package")
 def cluster(image: str) -> Iterator[devcluster.Cluster]:
-    name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-image"
-    existing = devcluster.Cluster.load(name)
-    reused = bool(existing and existing.alive())
-    c = devcluster.up(name, crds=ROOT / "crds")
-    yield c
-    if not reused and not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
-        devcluster.down(name)
+    with local_cluster("image") as c:
+        yield c
 
 
 @pytest.fixture(scope="package")
