@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime
 
 from jobwarden.core.plan import Body, Event
-from jobwarden.shell import metrics
+from jobwarden.shell import events, metrics
 from jobwarden.shell.events import EventSink
 
 JOB: Body = {"metadata": {"name": "job", "namespace": "ns"}}
@@ -64,14 +64,16 @@ def test_a_full_queue_drops_and_counts_and_a_failing_post_is_only_logged() -> No
     asyncio.run(scenario())
 
 
-def test_while_the_controller_is_busy_one_sender_posts_and_the_others_join_after() -> None:
+def test_while_the_controller_is_busy_events_trickle_and_all_senders_post_once_it_is_idle() -> None:
     in_flight: list[int] = [0, 0]  # now, most at once
+    posted: list[str] = []
     busy = [True]
 
     async def post(job: Body, event: Event, at: datetime) -> None:
         in_flight[0] += 1
         in_flight[1] = max(in_flight[1], in_flight[0])
         await asyncio.sleep(0.01)
+        posted.append(event.reason)
         in_flight[0] -= 1
 
     async def scenario() -> None:
@@ -79,10 +81,12 @@ def test_while_the_controller_is_busy_one_sender_posts_and_the_others_join_after
         sink.start()
         for i in range(20):
             await sink.post(JOB, Event("Normal", f"R{i}", "m"))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.25)
         assert in_flight[1] == 1, "one at a time while the controller works"
+        assert 1 <= len(posted) <= 4, f"at most {events.BUSY_EVENTS_PER_SECOND}/s: {len(posted)} in 0.25 s"
         busy[0] = False
         await sink.stop()
+        assert len(posted) == 20
         assert in_flight[1] > 1, "all senders once it is idle"
 
     asyncio.run(scenario())

@@ -7,10 +7,11 @@ happened) and a few senders post them in order of occurrence; a full queue drops
 it (`jobwarden_events_dropped_total`; client-go's broadcaster drops beyond 1000 queued). An event is
 best effort: never worth blocking a reconcile.
 
-While the controller has passes queued or running (`busy`), only one sender posts: in a burst the
-events (as many as the children) would otherwise take half of the apiserver's capacity away from the
-creates, status writes and deletes that the user waits for. The others join when the work is done,
-and the queue drains in the gaps."""
+While the controller has passes queued or running (`busy`), one sender posts at most
+BUSY_EVENTS_PER_SECOND: in a burst the events (as many as the children) would otherwise take a good
+part of the apiserver's capacity away from the creates, status writes and deletes that the user waits
+for (measured in docs/benchmarks.md). All senders post once the work is done, and the queue drains.
+A burst so long that the queue fills drops events, as client-go's broadcaster does."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 SENDERS = 4
 BUSY_RECHECK_SECONDS = 0.1
+BUSY_EVENTS_PER_SECOND = 10
 DROPS_PER_LOG = 1000  # a full queue logs its first drop and every 1000th, not each one
 CAPACITY = 10_000
 DRAIN_SECONDS = 2.0  # on stop: what is queued gets this long to go out
@@ -101,6 +103,8 @@ class EventSink:
                 await self._deliver(job, event, at)
             finally:
                 self._queue.task_done()
+            if self._busy():
+                await asyncio.sleep(1 / BUSY_EVENTS_PER_SECOND)
 
     async def _deliver(self, job: Body, event: Event, at: datetime) -> None:
         try:
