@@ -10,9 +10,9 @@ each path named, nothing stored)."""
 from __future__ import annotations
 
 import pytest
-from test_volcano_lifecycle import new_job, test_refused_updates_name_the_path, test_seed_job_end_to_end
+from test_volcano_lifecycle import test_refused_updates_name_the_path, test_seed_job_end_to_end
 
 # Imported for pytest to collect here (the fixture with them); named so linters see them used.
-__all__ = ["new_job", "test_refused_updates_name_the_path", "test_seed_job_end_to_end"]
+__all__ = ["test_refused_updates_name_the_path", "test_seed_job_end_to_end"]
 
 pytestmark = pytest.mark.usefixtures("operator_log_hint")
