@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from test_volcano_lifecycle import test_refused_updates_name_the_path, test_seed_job_end_to_end
 
-# Imported for pytest to collect here (the fixture with them); named so linters see them used.
+# Imported for pytest to collect here (their fixture new_vcjob is in tests/integration/conftest.py);
+# named so linters see them used.
 __all__ = ["test_refused_updates_name_the_path", "test_seed_job_end_to_end"]
 
 pytestmark = pytest.mark.usefixtures("operator_log_hint")
