@@ -194,7 +194,4 @@ class Plan:
 
     @property
     def is_noop(self) -> bool:
-        writes = (
-            self.create or self.replace or self.patch or self.delete or self.events or self.consumed_commands
-        )
-        return not (writes or self.delete_job) and self.status is None
+        return not (self.writes_children or self.events or self.delete_job) and self.status is None

@@ -270,8 +270,8 @@ class Controller:
         )
 
     def _cancel_timer(self, key: JobKey) -> None:
-        self._progress_since.pop(key, None)
-        for handles in (self._timers, self._retries, self._coalescing, self._batching):
+        self._stop_coalescing(key)
+        for handles in (self._timers, self._retries, self._batching):
             handle = handles.pop(key, None)
             if handle:
                 handle.cancel()
@@ -438,16 +438,12 @@ class Controller:
         so that pass plans the same transition from it, with whatever happened since."""
         finished = kind.phase(plan.status) in FINISHED_PHASES
         if self.coalesce_seconds <= 0 or not plan.only_reports_progress(finished):
-            self._progress_since.pop(key, None)
-            handle = self._coalescing.pop(key, None)
-            if handle:
-                handle.cancel()
+            self._stop_coalescing(key)
             return False
         now = asyncio.get_running_loop().time()
         due = self._progress_since.setdefault(key, now) + self.coalesce_seconds
         if now >= due:
-            self._progress_since.pop(key, None)
-            self._coalescing.pop(key, None)
+            self._stop_coalescing(key)  # this pass writes: a timer still pending would only add a pass
             return False
         if key not in self._coalescing:
             self._coalescing[key] = asyncio.get_running_loop().call_later(
@@ -455,6 +451,12 @@ class Controller:
             )
         metrics.STATUS_WRITES_HELD.labels(kind.resource.kind).inc()
         return True
+
+    def _stop_coalescing(self, key: JobKey) -> None:
+        self._progress_since.pop(key, None)
+        handle = self._coalescing.pop(key, None)
+        if handle:
+            handle.cancel()
 
     def _retry_later(self, key: JobKey, delay: float | None = None) -> None:
         """One pending retry per job. Without `delay`: exponential backoff, so a child the apiserver
