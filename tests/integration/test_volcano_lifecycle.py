@@ -550,9 +550,11 @@ def test_operator_restart_mid_lifecycle(new_vcjob: NewJob, namespace: str, opera
         job.finish("mpimaster", 0, exit_code=0)
     completed = job.wait_phase("Completed")
     assert completed["status"]["state"]["reason"] == "CompleteJob"
-    assert [e.reason for e in job.events()].count("SchedulerFallback") == 1
-    assert [e.reason for e in job.events()].count("ExecuteAction") == 1
+    # Events are posted after the status write, so the test waits for this one before counting.
+    job.wait_event("ExecuteAction")
     job.wait(lambda: set(job.pods()) == {master}, "the workers deleted, the master kept")
+    reasons = [e.reason for e in job.events()]
+    assert (reasons.count("SchedulerFallback"), reasons.count("ExecuteAction")) == (1, 1)
     assert job.secret() is None and job.secrets() == []
 
 
