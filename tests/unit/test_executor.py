@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -571,6 +572,74 @@ def test_urgent_passes_go_before_the_queued_burst_and_a_job_runs_once() -> None:
 
     run(scenario)
     assert order == ["due", "c", "a", "b"]
+
+
+def test_an_urgent_pass_that_finds_every_worker_busy_runs_at_once_on_a_spare() -> None:
+    """Every worker held by a slow pass (a creation burst): a due timer still runs now, on one of at
+    most SPARE_WORKERS spares, which end once no urgent pass waits."""
+    started: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        controller = Controller(FakeApi(), Settings(), workers=2)  # type: ignore[arg-type]
+
+        async def slow(key: ctl.JobKey) -> None:
+            started.append(key[3])
+            await release.wait()
+
+        controller.reconcile = slow  # type: ignore[method-assign]
+        controller.start()
+        for name in ("a", "b", "c"):
+            controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", name))
+        await asyncio.sleep(0.01)
+        assert started == ["a", "b"], "both workers busy"
+        for i in range(ctl.SPARE_WORKERS + 2):
+            controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", f"due-{i}"), urgent=True)
+        await asyncio.sleep(0.01)
+        assert started[2:] == [f"due-{i}" for i in range(ctl.SPARE_WORKERS)], "spares, bounded"
+        release.set()
+        await asyncio.sleep(0.01)
+        assert started[2 + ctl.SPARE_WORKERS :] == ["due-4", "due-5", "c"], "urgent ones first"
+        assert not controller._spares and controller._urgent_waiting == 0
+        await controller.stop()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("urgent", [True, False])
+def test_an_urgent_pass_deletes_even_while_a_burst_holds_every_write_slot(urgent: bool) -> None:
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        controller._inflight = asyncio.Semaphore(0)  # every slot held by other passes' creates
+        controller.enqueue(key, urgent=urgent)
+        controller.start()
+        await asyncio.sleep(0.05)
+        deleted = {w[2] for w in api.writes("delete")}
+        if urgent:
+            assert deleted >= {"job-worker-0", "job-worker-1"}
+        else:
+            assert deleted == set(), "an ordinary pass waits for a slot"
+        await controller.stop()
+
+    run(scenario)
+
+
+def test_a_write_cancelled_while_waiting_for_a_slot_is_closed_not_left_unawaited() -> None:
+    async def scenario() -> None:
+        controller = Controller(FakeApi(), Settings())  # type: ignore[arg-type]
+        controller._inflight = asyncio.Semaphore(0)
+        write = asyncio.sleep(0)
+        waiting = asyncio.create_task(controller._bounded(write))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert inspect.getcoroutinestate(write) == inspect.CORO_CLOSED
+
+    run(scenario)
 
 
 # -- progress-only status writes wait to be merged (issue 13: ≤ 3 status writes per job) -----------

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,10 @@ RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failu
 MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
+# Urgent passes (a run-policy instant, a finished pod) that find every worker busy start one of these
+# spare workers instead of waiting for a worker to come free: under a creation burst each worker is
+# held by a pass creating 8 children, and a TTL fell due 0.44 s late behind them (issue 13).
+SPARE_WORKERS = 4
 MAX_INFLIGHT_WRITES = 64
 # How long a status write that only reports progress (Plan.only_reports_progress) may wait to be merged
 # with the next ones: the pods of a job start within about a second of each other.
@@ -84,6 +89,11 @@ def job_key(kind: JobKind, body: Body) -> JobKey:
 class _Entry:
     kind: JobKind
     body: dict[str, Any]
+
+
+# Set while a worker runs an urgent pass: its child writes skip the shared bound (`_bounded`), which a
+# creation burst holds.
+_URGENT_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("urgent_pass", default=False)
 
 
 class _Stale(Exception):
@@ -117,6 +127,9 @@ class Controller:
         # key's best rank; an entry whose rank is no longer that one is a superseded duplicate.
         self._queue: asyncio.PriorityQueue[tuple[int, int, JobKey]] = asyncio.PriorityQueue()
         self._queued: dict[JobKey, int] = {}
+        self._urgent_waiting = 0  # keys in `_queued` with rank URGENT
+        self._idle = 0  # workers waiting for the queue
+        self._spares: set[asyncio.Task[None]] = set()
         self._sequence = 0
         self._again_urgent: set[JobKey] = set()
         self._busy: set[JobKey] = set()
@@ -176,7 +189,8 @@ class Controller:
                 handle.cancel()
             handles.clear()
         self._progress_since.clear()
-        workers, self._workers = self._workers, []
+        workers, self._workers = [*self._workers, *self._spares], []
+        self._spares.clear()
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -257,6 +271,18 @@ class Controller:
         self._queued[key] = rank
         self._sequence += 1
         self._queue.put_nowait((rank, self._sequence, key))
+        if rank == URGENT:
+            self._urgent_waiting += 1
+            self._start_spare()
+
+    def _start_spare(self) -> None:
+        """A spare worker for the urgent entry just queued, when no worker waits for the queue."""
+        ready = self.caches_ready is None or self.caches_ready.done()
+        if self._idle or not self._workers or not ready or len(self._spares) >= SPARE_WORKERS:
+            return
+        task = asyncio.create_task(self._spare(), name="reconcile-spare")
+        self._spares.add(task)
+        task.add_done_callback(self._spares.discard)
 
     def _enqueue_soon(self, key: JobKey) -> None:
         """Queue a pass BATCH_SECONDS from the first of a run of events (see BATCH_SECONDS)."""
@@ -291,24 +317,41 @@ class Controller:
         if self.caches_ready is not None:
             await asyncio.shield(self.caches_ready)
         while True:
-            rank, _, key = await self._queue.get()
-            if self._queued.get(key) != rank:
-                continue  # superseded by an urgent entry for the same job, which ran already
-            del self._queued[key]
-            self._busy.add(key)
+            self._idle += 1
             try:
-                await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("reconcile of %s failed", key)
-                self._retry_later(key)
+                rank, _, key = await self._queue.get()
             finally:
-                self._busy.discard(key)
-                if key in self._again:
-                    self._again.discard(key)
-                    self.enqueue(key, urgent=key in self._again_urgent)
-                self._again_urgent.discard(key)
+                self._idle -= 1
+            await self._take(rank, key)
+
+    async def _spare(self) -> None:
+        """Run urgent passes while any wait (they sort first in the queue), then end."""
+        while self._urgent_waiting and not self._queue.empty():
+            rank, _, key = self._queue.get_nowait()
+            await self._take(rank, key)
+
+    async def _take(self, rank: int, key: JobKey) -> None:
+        if self._queued.get(key) != rank:
+            return  # superseded by an urgent entry for the same job, which ran already
+        del self._queued[key]
+        if rank == URGENT:
+            self._urgent_waiting -= 1
+        self._busy.add(key)
+        urgent = _URGENT_PASS.set(rank == URGENT)
+        try:
+            await self.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("reconcile of %s failed", key)
+            self._retry_later(key)
+        finally:
+            _URGENT_PASS.reset(urgent)
+            self._busy.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.enqueue(key, urgent=key in self._again_urgent)
+            self._again_urgent.discard(key)
 
     def children_of(self, uid: str) -> dict[str, dict[str, Body]]:
         now = time.monotonic()
@@ -512,9 +555,15 @@ class Controller:
         )
         return "failed" in created or False in replaced or False in deleted
 
-    async def _bounded(self, call: Awaitable[Any]) -> Any:
-        async with self._inflight:
-            return await call
+    async def _bounded(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """At most MAX_INFLIGHT_WRITES child writes at once, except those of urgent passes."""
+        try:
+            if _URGENT_PASS.get():
+                return await call
+            async with self._inflight:
+                return await call
+        finally:
+            call.close()  # a no-op once run; spares a never-awaited warning when cancelled while waiting
 
     async def _create_one(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> str:
         child_kind, name = manifest["kind"], manifest["metadata"]["name"]
