@@ -72,11 +72,14 @@ class Recorder:
     waiters: list[tuple[tuple[str, str], int, asyncio.Future[None]]] = field(default_factory=list)
     watches: list[Watch] = field(default_factory=list)
 
-    def _first(self, name: str, change: str, now: float) -> None:
+    def _first(self, name: str, change: str, now: float, counted: bool = True) -> None:
+        """Record the first sighting; `counted` ones count towards their step's "all N" (jobs only:
+        pods share their job's name prefix, and 200 worker pods gone are not 200 jobs gone)."""
         if (name, change) not in self.seen:
             self.seen[name, change] = now
-            self.counts[group(name), change] += 1
-            self._check()
+            if counted:
+                self.counts[group(name), change] += 1
+                self._check()
 
     def on_job(self, kind: str, obj: dict[str, Any]) -> None:
         now, name = time.time(), obj["metadata"]["name"]
@@ -93,12 +96,12 @@ class Recorder:
         self.pods[name] = obj
         running = self.running.setdefault(step, set())
         if _gone(kind, obj):
-            self._first(name, "gone", now)
+            self._first(name, "gone", now, counted=False)
             running.discard(name)
         elif obj.get("status", {}).get("phase") == "Running":
             running.add(name)
         elif obj.get("status", {}).get("phase") == "Succeeded":
-            self._first(name, "PodSucceeded", now)
+            self._first(name, "PodSucceeded", now, counted=False)
         self.counts[step, "Running"] = len(running)
         self._check()
 
