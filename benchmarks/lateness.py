@@ -7,8 +7,9 @@ On a fresh cluster with the operator running:
    kubelet reports, devcluster/pods.py): all at once, or with `stagger` spread evenly over that many
    seconds. Each PATCH's answer time is recorded. The job then succeeds,
    its still-running workers must go (cleanPodPolicy) and `ttl` seconds after completionTime the job.
-2. N PyTorchJobs `deadline-<i>` with activeDeadlineSeconds `deadline` are created in a burst (after
-   step 1, or with `overlap` while the Masters are being finished) and must fail at startTime+deadline.
+2. N PyTorchJobs `deadline-<i>` with activeDeadlineSeconds `deadline` are created (after step 1: in a
+   burst, or spread over `stagger` seconds like the finishes; with `overlap`: in a burst while the
+   Masters are being finished) and must fail at startTime+deadline.
 
 Every instant is the wall-clock time an event was first seen by a watch in this process:
 - cleanPodPolicy: the first (and the last) worker pod of the job seen terminating (deletionTimestamp)
@@ -33,7 +34,7 @@ from typing import Any
 
 from devcluster.pods import finished_status
 
-from benchmarks import kube
+from benchmarks import kube, report
 from benchmarks.kube import JOB_NAME_LABEL, JOBS_PATH, PODS_PATH, Api, Watch
 
 WORKERS = ("worker-0", "worker-1", "worker-2")
@@ -122,9 +123,21 @@ def _stamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-async def create_jobs(api: Api, names: list[str], run_policy: dict[str, Any], concurrency: int) -> None:
-    posts = [api.post(JOBS_PATH, kube.pytorchjob(name, run_policy)) for name in names]
-    await kube.bounded(concurrency, posts)
+async def create_jobs(
+    api: Api, names: list[str], run_policy: dict[str, Any], concurrency: int, stagger: float = 0.0
+) -> None:
+    """POST the jobs in a burst, or one every stagger/len(names) seconds."""
+    if not stagger:
+        posts = [api.post(JOBS_PATH, kube.pytorchjob(name, run_policy)) for name in names]
+        await kube.bounded(concurrency, posts)
+        return
+    step = stagger / max(len(names), 1)
+
+    async def one(i: int, name: str) -> None:
+        await asyncio.sleep(i * step)
+        await api.post(JOBS_PATH, kube.pytorchjob(name, run_policy))
+
+    await asyncio.gather(*(one(i, name) for i, name in enumerate(names)))
 
 
 async def finish_masters(
@@ -220,8 +233,8 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
         else:
             patched = await finishing
         await recorder.until("clean", "gone", n, timeout + options.ttl)
-        if not options.overlap:
-            await create_jobs(api, deadline, deadline_policy, options.concurrency)
+        if not options.overlap:  # at the same rate as the finishes when they are spread
+            await create_jobs(api, deadline, deadline_policy, options.concurrency, options.stagger)
         await recorder.until("deadline", "Failed", n, timeout + options.deadline)
     finally:
         for watch in watches:
@@ -264,11 +277,11 @@ def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
         result = asyncio.run(run(running.cluster, options))
         load = running.load
         result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(running.pid) - cpu_before)
-    mode = "overlapping" if options.overlap else "after"
     spread = f"spread over {options.stagger:g} s" if options.stagger else "all at once"
     print(
-        f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s, deadline burst "
-        f"{mode} the Master PATCHes {spread}, load {load:.2f}):\n  "
+        f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s; Master PATCHes "
+        f"{spread}, deadline jobs created {report.deadline_jobs(options.overlap, options.stagger)}; "
+        f"load {load:.2f}):\n  "
         + "\n  ".join(
             [
                 _line("cleanPodPolicy, first worker", result["clean_first_worker"]),

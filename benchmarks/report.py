@@ -34,16 +34,23 @@ def burst_rows(n: str, run: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def deadline_jobs(overlap: bool, stagger: float) -> str:
+    """How the deadline jobs were created (benchmarks/lateness.py, step 2)."""
+    if overlap:
+        return "in a burst with the finishes"
+    return f"after, spread over {stagger:g} s" if stagger else "after, in a burst"
+
+
 def lateness_rows(n: str, run: dict[str, Any]) -> list[tuple[str, str, str]]:
-    when = "with" if run["options"]["overlap"] else "after"
     stagger = run["options"].get("stagger") or 0
+    when = deadline_jobs(run["options"]["overlap"], stagger)
     spread = f"finishes spread over {stagger:g} s" if stagger else "finishes at once"
     return [
         (f"lateness p50 / p99 / max: cleanPodPolicy (first worker; {spread})", n,
          _ms(run["clean_first_worker"])),
         ("lateness: cleanPodPolicy (last worker)", n, _ms(run["clean_last_worker"])),
         (f"lateness: TTL ({run['options']['ttl']} s)", n, _ms(run["ttl"])),
-        (f"lateness: deadline ({run['options']['deadline']} s, burst {when} the finishes)", n,
+        (f"lateness: deadline ({run['options']['deadline']} s, jobs created {when})", n,
          _ms(run["deadline"])),
     ]  # fmt: skip
 
