@@ -698,6 +698,22 @@ def test_with_no_window_every_progress_is_written_at_once() -> None:
     run(scenario)
 
 
+def test_stopping_cancels_the_pending_merges_and_batches_so_a_follower_writes_nothing() -> None:
+    async def scenario() -> None:
+        _, api, controller, key = one_start_not_recorded(0.05)
+        controller.batch_seconds = 0.05
+        controller.start()
+        await controller.reconcile(key)
+        controller.observe_child(owned_pod("job-worker-0", "Running"))
+        assert controller._coalescing and controller._batching
+        await controller.stop()
+        assert not controller._coalescing and not controller._batching and not controller._progress_since
+        await asyncio.sleep(0.1)
+        assert controller._queue.qsize() == 0 and api.writes("status") == [], "nothing fired after stop"
+
+    run(scenario)
+
+
 def test_only_a_plan_whose_sole_write_is_an_unfinished_status_reports_progress() -> None:
     status = {"conditions": []}
     assert Plan(status=status).only_reports_progress(finished=False)
