@@ -206,8 +206,9 @@ def deadline_lateness(recorder: Recorder, jobs: list[str], deadline: int) -> tup
     return out, reasons
 
 
-async def run(cluster: Any, options: Options) -> dict[str, Any]:
-    """Steps 1 and 2 of the module docstring on a cluster whose operator is running."""
+async def run(cluster: Any, options: Options, pids: dict[str, int]) -> dict[str, Any]:
+    """Steps 1 and 2 of the module docstring on a cluster whose operator is running; the CPU time of
+    each of `pids` from the first Master PATCH to the last deadline failure."""
     n, recorder = options.n, Recorder()
     watch_api = Api.open(cluster, 4, total_timeout=None)
     api = Api.open(cluster, max(options.concurrency, 64))
@@ -225,6 +226,7 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
             await watch.start()
         await create_jobs(api, clean, clean_policy, options.concurrency)
         await recorder.until("clean", "Running", 4 * n, timeout)
+        cpu_before, started = {k: kube.proc_cpu_seconds(p) for k, p in pids.items()}, time.monotonic()
         finishing = finish_masters(api, recorder, clean, options.stagger)
         if options.overlap:
             patched, _ = await asyncio.gather(
@@ -236,6 +238,8 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
         if not options.overlap:  # at the same rate as the finishes when they are spread
             await create_jobs(api, deadline, deadline_policy, options.concurrency, options.stagger)
         await recorder.until("deadline", "Failed", n, timeout + options.deadline)
+        timed = time.monotonic() - started
+        cpu = {k: kube.proc_cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
     finally:
         for watch in watches:
             await watch.stop()
@@ -259,6 +263,8 @@ async def run(cluster: Any, options: Options) -> dict[str, Any]:
         "deadline_reasons": dict(reasons),
         "master_patch_seconds": kube.spread([b - a for a, b in patched.values()]),
         "answers": {str(k): v for k, v in api.answers.items()},
+        "cpu_by_process": cpu,
+        "timed_seconds": timed,
     }
 
 
@@ -269,14 +275,21 @@ def _line(label: str, figures: dict[str, Any]) -> str:
     return f"{label} p50/p99/max {ms['p50']:.0f}/{ms['p99']:.0f}/{ms['max']:.0f} ms (n={figures['n']})"
 
 
+def _cpu_line(cpu: dict[str, float], wall: float) -> str:
+    """Each process's share of one core while the run-policy actions were timed: how close the 2-core
+    machine came to its limit."""
+    shares = ", ".join(f"{name} {100 * seconds / wall:.0f} %" for name, seconds in cpu.items())
+    return f"CPU from the first Master PATCH to the last deadline ({wall:.0f} s), % of one core: {shares}"
+
+
 def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
     with kube.operator_on_fresh_cluster(
         cluster_name, log_dir / f"lateness-operator-{options.n}.log"
     ) as running:
-        cpu_before = kube.proc_cpu_seconds(running.pid)
-        result = asyncio.run(run(running.cluster, options))
+        pids = {"operator": running.pid, **running.cluster.pids}
+        result = asyncio.run(run(running.cluster, options, pids))
         load = running.load
-        result.update(load=load, cpu_seconds=kube.proc_cpu_seconds(running.pid) - cpu_before)
+        result.update(load=load, cpu_seconds=result["cpu_by_process"]["operator"])
     spread = f"spread over {options.stagger:g} s" if options.stagger else "all at once"
     print(
         f"lateness N={options.n} (ttl {options.ttl} s, deadline {options.deadline} s; Master PATCHes "
@@ -291,6 +304,7 @@ def bench(cluster_name: str, options: Options, log_dir: Path) -> dict[str, Any]:
                 _line("TTL", result["ttl"]),
                 _line("deadline", result["deadline"]) + f" reasons {result['deadline_reasons']}",
                 _line("Master PATCH answer", result["master_patch_seconds"]),
+                _cpu_line(result["cpu_by_process"], result["timed_seconds"]),
             ]
         ),
         flush=True,
