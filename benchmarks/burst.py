@@ -188,6 +188,9 @@ def parse_args() -> argparse.Namespace:
         help="lateness: spread the Master PATCHes evenly over this many seconds (default: all at once)",
     )
     parser.add_argument("--hold", type=float, default=60, help="seconds the live jobs are held")
+    parser.add_argument(
+        "--settle-cap", type=float, help="longest wait for the live jobs to settle (default 60 + N/20 s)"
+    )
     parser.add_argument("--cluster", default="burst", help="name of the local cluster (recreated per run)")
     parser.add_argument("--json", type=Path, help="also write the figures and time series as JSON here")
     args = parser.parse_args()
@@ -212,7 +215,9 @@ def main() -> int:
             label = f"{n} spread {args.stagger:g} s" if args.stagger else str(n)
             results["lateness"][label] = lateness.bench(args.cluster, options, log_dir)
         for n in args.live:
-            results["live"][str(n)] = live.bench(args.cluster, n, args.concurrency, args.hold, log_dir)
+            results["live"][str(n)] = live.bench(
+                args.cluster, n, args.concurrency, args.hold, log_dir, args.settle_cap
+            )
     finally:
         devcluster.down(args.cluster)
         if args.json:

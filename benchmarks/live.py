@@ -3,7 +3,8 @@ jobs exist and nothing changes.
 
 On a fresh cluster with the operator running: its RSS idle (no jobs); N PyTorchJobs created
 (`concurrency` at a time) and all 4N pods and 4N services awaited; then until the operator's reconcile
-count has not moved for 5 s (at most 60 s + N/20 s: its last Running status writes done); then `hold`
+count has not moved for 5 s (at most `settle_cap`, by default 60 s + N/20 s: its last Running status
+writes done); then `hold`
 seconds with nothing changing, over which are reported its RSS (held: at the end of the window),
 bytes per job ((held - idle) / N), CPU used (seconds and % of one core), its reconciles per second
 (`jobwarden_reconcile_seconds_count` from its /metrics: the steady-state reconcile rate) and the writes
@@ -62,7 +63,12 @@ def snapshot(cluster: devcluster.Cluster, operator: LocalOperator, pid: int) -> 
 
 
 async def fill_and_hold(
-    cluster: devcluster.Cluster, operator: LocalOperator, n: int, concurrency: int, hold: float
+    cluster: devcluster.Cluster,
+    operator: LocalOperator,
+    n: int,
+    concurrency: int,
+    hold: float,
+    settle_cap: float | None = None,
 ) -> dict[str, Any]:
     assert operator.process is not None
     pid = operator.process.pid
@@ -76,7 +82,7 @@ async def fill_and_hold(
         posts = (api.post(JOBS_PATH, kube.pytorchjob(f"live-{i}")) for i in range(n))
         await kube.bounded(concurrency, posts)
         filled = await counter.reached(8 * n, timeout=300 + 0.5 * n) - started
-        settled = await settle(operator, cap=60 + n / 20)
+        settled = await settle(operator, cap=settle_cap if settle_cap is not None else 60 + n / 20)
         before = await asyncio.to_thread(snapshot, cluster, operator, pid)
         await asyncio.sleep(hold)
         after = await asyncio.to_thread(snapshot, cluster, operator, pid)
@@ -115,9 +121,13 @@ def summary(r: dict[str, Any]) -> str:
     )
 
 
-def bench(cluster_name: str, n: int, concurrency: int, hold: float, log_dir: Path) -> dict[str, Any]:
+def bench(
+    cluster_name: str, n: int, concurrency: int, hold: float, log_dir: Path, settle_cap: float | None = None
+) -> dict[str, Any]:
     with kube.operator_on_fresh_cluster(cluster_name, log_dir / f"live-operator-{n}.log") as running:
-        result = asyncio.run(fill_and_hold(running.cluster, running.operator, n, concurrency, hold))
+        result = asyncio.run(
+            fill_and_hold(running.cluster, running.operator, n, concurrency, hold, settle_cap)
+        )
     idle, load = running.rss_idle_mib, running.load
     result.update(n=n, load=load, rss_idle_mib=idle)
     result["bytes_per_job"] = (result["rss_held_mib"] - idle) * 2**20 / n
