@@ -22,6 +22,7 @@ from jobwarden.kinds import pytorchjob
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import controller as ctl
+from jobwarden.shell import workqueue
 from jobwarden.shell.childwatch import ChildIndex, target_uid
 from jobwarden.shell.controller import Controller, job_key
 from jobwarden.shell.kubeclient import ApiError
@@ -593,14 +594,14 @@ def test_an_urgent_pass_that_finds_every_worker_busy_runs_at_once_on_a_spare() -
             controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", name))
         await asyncio.sleep(0.01)
         assert started == ["a", "b"], "both workers busy"
-        for i in range(ctl.SPARE_WORKERS + 2):
+        for i in range(workqueue.SPARE_WORKERS + 2):
             controller.enqueue(("kubeflow.org", "pytorchjobs", "ns", f"due-{i}"), urgent=True)
         await asyncio.sleep(0.01)
-        assert started[2:] == [f"due-{i}" for i in range(ctl.SPARE_WORKERS)], "spares, bounded"
+        assert started[2:] == [f"due-{i}" for i in range(workqueue.SPARE_WORKERS)], "spares, bounded"
         release.set()
         await asyncio.sleep(0.01)
-        assert started[2 + ctl.SPARE_WORKERS :] == ["due-4", "due-5", "c"], "urgent ones first"
-        assert not controller._spares and controller._urgent_waiting == 0
+        assert started[2 + workqueue.SPARE_WORKERS :] == ["due-4", "due-5", "c"], "urgent ones first"
+        assert not controller.queue._spares and controller.queue._urgent_waiting == 0
         await controller.stop()
 
     run(scenario)
@@ -663,7 +664,7 @@ def test_a_progress_only_status_write_waits_and_the_pass_after_the_window_writes
         await controller.reconcile(key)  # another pod event inside the window
         assert api.writes("status", "event") == [], "held back, events with it"
         await asyncio.sleep(0.08)
-        assert controller._queue.qsize() == 1, "the window's end queues the pass that writes"
+        assert controller.queue.qsize() == 1, "the window's end queues the pass that writes"
         await controller.reconcile(key)
         written = api.writes("status")
         assert [w[2]["replicaStatuses"]["Worker"]["active"] for w in written] == [2]
@@ -709,7 +710,7 @@ def test_stopping_cancels_the_pending_merges_and_batches_so_a_follower_writes_no
         await controller.stop()
         assert not controller._coalescing and not controller._batching and not controller._progress_since
         await asyncio.sleep(0.1)
-        assert controller._queue.qsize() == 0 and api.writes("status") == [], "nothing fired after stop"
+        assert controller.queue.qsize() == 0 and api.writes("status") == [], "nothing fired after stop"
 
     run(scenario)
 
@@ -742,12 +743,11 @@ def test_a_run_of_child_events_brings_one_pass_and_a_finished_pod_goes_at_once()
         for name in ("job-master-0", "job-worker-0", "job-worker-1"):
             for phase in ("Pending", "Running"):
                 controller.observe_child(owned_pod(name, phase))
-        assert controller._queue.qsize() == 0, "waiting for the rest of the run"
+        assert controller.queue.qsize() == 0, "waiting for the rest of the run"
         await asyncio.sleep(0.08)
-        assert controller._queue.qsize() == 1, "one pass for the six events"
-        assert controller._queue.get_nowait()[0] == ctl.ORDINARY
-        controller._queued.clear()
+        assert controller.queue.qsize() == 1, "one pass for the six events"
+        assert controller.queue._heap.get_nowait()[0] == workqueue.ORDINARY
         controller.observe_child(owned_pod("job-master-0", "Succeeded"))
-        assert controller._queue.get_nowait()[0] == ctl.URGENT, "a finished pod is not delayed"
+        assert controller.queue._heap.get_nowait()[0] == workqueue.URGENT, "a finished pod is not delayed"
 
     run(scenario)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import time
@@ -48,6 +47,7 @@ from jobwarden.shell import metrics
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
+from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failu
 MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
-# Urgent passes (a run-policy instant, a finished pod) that find every worker busy start one of these
-# spare workers instead of waiting for a worker to come free: under a creation burst each worker is
-# held by a pass creating 8 children, and a TTL fell due 0.44 s late behind them (issue 13).
-SPARE_WORKERS = 4
 MAX_INFLIGHT_WRITES = 64
 # How long a status write that only reports progress (Plan.only_reports_progress) may wait to be merged
 # with the next ones: the pods of a job start within about a second of each other.
@@ -72,7 +68,6 @@ COALESCE_SECONDS = 1.0
 # job's 8 children each bring 2-3 events within a fraction of a second (ADDED, scheduled, Running), and
 # one pass serves them all. A finished pod is never delayed.
 BATCH_SECONDS = 0.1
-URGENT, ORDINARY = 0, 1  # queue ranks
 # How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
 EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
@@ -89,11 +84,6 @@ def job_key(kind: JobKind, body: Body) -> JobKey:
 class _Entry:
     kind: JobKind
     body: dict[str, Any]
-
-
-# Set while a worker runs an urgent pass: its child writes skip the shared bound (`_bounded`), which a
-# creation burst holds.
-_URGENT_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("urgent_pass", default=False)
 
 
 class _Stale(Exception):
@@ -123,24 +113,14 @@ class Controller:
         self.commands: Any = None
         # Volcano Queues by name (`by_name`; None: the Queue CRD is not installed).
         self.queues: Any = None
-        # (rank, sequence, key): rank URGENT first, FIFO within a rank. `_queued` holds each waiting
-        # key's best rank; an entry whose rank is no longer that one is a superseded duplicate.
-        self._queue: asyncio.PriorityQueue[tuple[int, int, JobKey]] = asyncio.PriorityQueue()
-        self._queued: dict[JobKey, int] = {}
-        self._urgent_waiting = 0  # keys in `_queued` with rank URGENT
-        self._idle = 0  # workers waiting for the queue
-        self._spares: set[asyncio.Task[None]] = set()
-        self._sequence = 0
-        self._again_urgent: set[JobKey] = set()
-        self._busy: set[JobKey] = set()
-        self._again: set[JobKey] = set()
+        # The passes: urgent ones first, one at a time per job (late-bound `reconcile`: tests swap it).
+        self.queue: WorkQueue[JobKey] = WorkQueue(lambda key: self.reconcile(key), self._retry_later, workers)
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         # Progress-only status writes held back: loop time the first one was, and the pass that writes.
         self._progress_since: dict[JobKey, float] = {}
         self._coalescing: dict[JobKey, asyncio.TimerHandle] = {}
         self._batching: dict[JobKey, asyncio.TimerHandle] = {}  # child events waiting for their pass
         self.batch_seconds = BATCH_SECONDS
-        self._workers: list[asyncio.Task[None]] = []
         # uid -> monotonic expiry of children whose deletion this process issued. The watch lags the
         # DELETE: until it catches up, plans see such a child as terminating (the model the core
         # already has for pods being deleted), so it is neither counted again nor its name reused.
@@ -167,17 +147,15 @@ class Controller:
 
     @property
     def leading(self) -> bool:
-        return bool(self._workers)
+        return self.queue.running
 
     def start(self) -> None:
         """Start acting: workers, and one pass over every known job (what changed while we were not
         acting is in the caches, not in the queue)."""
-        if self._workers:  # kopf retries a failed startup handler: keep the workers already running
+        if self.queue.running:  # kopf retries a failed startup handler: keep the workers already running
             return
         self.events.start()
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.workers)
-        ]
+        self.queue.start(self.caches_ready)
         for key in list(self.jobs):
             self.enqueue(key)
 
@@ -189,16 +167,12 @@ class Controller:
                 handle.cancel()
             handles.clear()
         self._progress_since.clear()
-        workers, self._workers = [*self._workers, *self._spares], []
-        self._spares.clear()
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await self.queue.stop()
         await self.events.stop()
 
     def has_work(self) -> bool:
         """Passes queued or running (the event senders give way to them)."""
-        return bool(self._queued or self._busy)
+        return self.queue.busy()
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -257,32 +231,9 @@ class Controller:
                 self.enqueue(key)
 
     def enqueue(self, key: JobKey, urgent: bool = False) -> None:
-        """Queue a pass. Urgent ones (a run-policy timer fell due, a pod finished) go before the
-        ordinary ones: under a burst of new jobs, a TTL, a deadline or the cleanup after a success
-        would otherwise wait behind every job created before it (issue 13's lateness targets)."""
-        if key in self._busy:
-            self._again.add(key)
-            if urgent:
-                self._again_urgent.add(key)
-            return
-        rank = URGENT if urgent else ORDINARY
-        if self._queued.get(key, ORDINARY + 1) <= rank:
-            return
-        self._queued[key] = rank
-        self._sequence += 1
-        self._queue.put_nowait((rank, self._sequence, key))
-        if rank == URGENT:
-            self._urgent_waiting += 1
-            self._start_spare()
-
-    def _start_spare(self) -> None:
-        """A spare worker for the urgent entry just queued, when no worker waits for the queue."""
-        ready = self.caches_ready is None or self.caches_ready.done()
-        if self._idle or not self._workers or not ready or len(self._spares) >= SPARE_WORKERS:
-            return
-        task = asyncio.create_task(self._spare(), name="reconcile-spare")
-        self._spares.add(task)
-        task.add_done_callback(self._spares.discard)
+        """Queue a pass; urgent ones (a run-policy timer fell due, a pod finished) go first and never
+        wait for a worker (shell/workqueue.py)."""
+        self.queue.put(key, urgent)
 
     def _enqueue_soon(self, key: JobKey) -> None:
         """Queue a pass BATCH_SECONDS from the first of a run of events (see BATCH_SECONDS)."""
@@ -312,46 +263,6 @@ class Controller:
         self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._timers, key)
 
     # -- working -------------------------------------------------------------------------------
-
-    async def _work(self) -> None:
-        if self.caches_ready is not None:
-            await asyncio.shield(self.caches_ready)
-        while True:
-            self._idle += 1
-            try:
-                rank, _, key = await self._queue.get()
-            finally:
-                self._idle -= 1
-            await self._take(rank, key)
-
-    async def _spare(self) -> None:
-        """Run urgent passes while any wait (they sort first in the queue), then end."""
-        while self._urgent_waiting and not self._queue.empty():
-            rank, _, key = self._queue.get_nowait()
-            await self._take(rank, key)
-
-    async def _take(self, rank: int, key: JobKey) -> None:
-        if self._queued.get(key) != rank:
-            return  # superseded by an urgent entry for the same job, which ran already
-        del self._queued[key]
-        if rank == URGENT:
-            self._urgent_waiting -= 1
-        self._busy.add(key)
-        urgent = _URGENT_PASS.set(rank == URGENT)
-        try:
-            await self.reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("reconcile of %s failed", key)
-            self._retry_later(key)
-        finally:
-            _URGENT_PASS.reset(urgent)
-            self._busy.discard(key)
-            if key in self._again:
-                self._again.discard(key)
-                self.enqueue(key, urgent=key in self._again_urgent)
-            self._again_urgent.discard(key)
 
     def children_of(self, uid: str) -> dict[str, dict[str, Body]]:
         now = time.monotonic()
@@ -558,7 +469,7 @@ class Controller:
     async def _bounded(self, call: Coroutine[Any, Any, Any]) -> Any:
         """At most MAX_INFLIGHT_WRITES child writes at once, except those of urgent passes."""
         try:
-            if _URGENT_PASS.get():
+            if in_urgent_run():
                 return await call
             async with self._inflight:
                 return await call

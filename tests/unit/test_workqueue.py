@@ -1,0 +1,41 @@
+"""shell/workqueue.py on its own: one run per key at a time, and what arrives meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
+
+
+def test_a_key_put_while_it_runs_runs_once_more_urgently_if_any_put_was_urgent() -> None:
+    runs: list[tuple[str, bool]] = []
+    failed: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def run(key: str) -> None:
+            runs.append((key, in_urgent_run()))
+            if len(runs) == 1:
+                await release.wait()
+            if key == "bad":
+                raise RuntimeError("boom")
+
+        queue: WorkQueue[str] = WorkQueue(run, failed.append, workers=2)
+        queue.start()
+        queue.put("a")
+        await asyncio.sleep(0.01)
+        for urgent in (False, True, False):
+            queue.put("a", urgent)  # three events while "a" runs
+        assert queue.busy()
+        release.set()
+        queue.put("bad")
+        await asyncio.sleep(0.01)
+        assert not queue.busy()
+        await queue.stop()
+        assert not queue.running
+
+    asyncio.run(scenario())
+    assert runs[0] == ("a", False)
+    assert sorted(runs[1:]) == [("a", True), ("bad", False)], "three puts while running: one more, urgent"
+    assert failed == ["bad"], "a run that raised is handed to `failed`, and the worker goes on"
