@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +124,17 @@ def _stamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+async def staggered(seconds: float, items: list[str], call: Callable[[str], Awaitable[None]]) -> None:
+    """`call(item)` for each item, started evenly over `seconds` (all at once when 0)."""
+    step = seconds / max(len(items), 1)
+
+    async def one(i: int, item: str) -> None:
+        await asyncio.sleep(i * step)
+        await call(item)
+
+    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+
+
 async def create_jobs(
     api: Api, names: list[str], run_policy: dict[str, Any], concurrency: int, stagger: float = 0.0
 ) -> None:
@@ -131,13 +143,11 @@ async def create_jobs(
         posts = [api.post(JOBS_PATH, kube.pytorchjob(name, run_policy)) for name in names]
         await kube.bounded(concurrency, posts)
         return
-    step = stagger / max(len(names), 1)
 
-    async def one(i: int, name: str) -> None:
-        await asyncio.sleep(i * step)
+    async def one(name: str) -> None:
         await api.post(JOBS_PATH, kube.pytorchjob(name, run_policy))
 
-    await asyncio.gather(*(one(i, name) for i, name in enumerate(names)))
+    await staggered(stagger, names, one)
 
 
 async def finish_masters(
@@ -146,17 +156,15 @@ async def finish_masters(
     """PATCH every job's Master pod Succeeded, at once or spread evenly over `stagger` seconds;
     (sent, answered) wall-clock instants per job."""
     times: dict[str, tuple[float, float]] = {}
-    step = stagger / max(len(jobs), 1)
 
-    async def one(i: int, job: str) -> None:
-        await asyncio.sleep(i * step)
+    async def one(job: str) -> None:
         pod = f"{job}-master-0"
         status = finished_status(recorder.pods[pod])
         sent = time.time()
         await api.patch_status(f"{PODS_PATH}/{pod}", status)
         times[job] = (sent, time.time())
 
-    await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+    await staggered(stagger, jobs, one)
     return times
 
 
