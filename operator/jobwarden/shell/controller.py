@@ -100,7 +100,6 @@ class Controller:
         coalesce_seconds: float = COALESCE_SECONDS,
     ) -> None:
         self.api = api
-        self.workers = workers
         self.coalesce_seconds = coalesce_seconds
         self.events = EventSink(api.post_event, busy=self.has_work)
         # Child writes in flight across all workers: below the client's connection pool (100).
