@@ -39,3 +39,28 @@ def test_a_key_put_while_it_runs_runs_once_more_urgently_if_any_put_was_urgent()
     assert runs[0] == ("a", False)
     assert sorted(runs[1:]) == [("a", True), ("bad", False)], "three puts while running: one more, urgent"
     assert failed == ["bad"], "a run that raised is handed to `failed`, and the worker goes on"
+
+
+def test_stopping_cancels_a_spare_mid_run_so_a_lost_leader_stops_acting_at_once() -> None:
+    cancelled: list[str] = []
+
+    async def scenario() -> None:
+        async def run(key: str) -> None:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.append(key)
+                raise
+
+        queue: WorkQueue[str] = WorkQueue(run, lambda key: None, workers=1, spares=1)
+        queue.start()
+        queue.put("ordinary")
+        await asyncio.sleep(0.01)
+        queue.put("due", urgent=True)  # the only worker is busy: a spare takes it
+        await asyncio.sleep(0.01)
+        assert queue._spares
+        await queue.stop()
+        assert not queue.running and not queue._spares
+
+    asyncio.run(scenario())
+    assert sorted(cancelled) == ["due", "ordinary"]
