@@ -64,10 +64,26 @@ def test_a_full_queue_drops_and_counts_and_a_failing_post_is_only_logged() -> No
     asyncio.run(scenario())
 
 
+class _Work:
+    """The controller's work queue as the senders see it: busy until `done()`."""
+
+    def __init__(self) -> None:
+        self._idle = asyncio.Event()
+
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def done(self) -> None:
+        self._idle.set()
+
+
 def test_while_the_controller_is_busy_events_trickle_and_all_senders_post_once_it_is_idle() -> None:
     in_flight: list[int] = [0, 0]  # now, most at once
     posted: list[str] = []
-    busy = [True]
+    work = _Work()
 
     async def post(job: Body, event: Event, at: datetime) -> None:
         in_flight[0] += 1
@@ -77,17 +93,18 @@ def test_while_the_controller_is_busy_events_trickle_and_all_senders_post_once_i
         in_flight[0] -= 1
 
     async def scenario() -> None:
-        sink = EventSink(post, senders=4, busy=lambda: busy[0])
+        sink = EventSink(post, senders=4, work=work)
         sink.start()
         for i in range(20):
             await sink.post(JOB, Event("Normal", f"R{i}", "m"))
         await asyncio.sleep(0.25)
         assert in_flight[1] == 1, "one at a time while the controller works"
         assert 1 <= len(posted) <= 4, f"at most {events.BUSY_EVENTS_PER_SECOND}/s: {len(posted)} in 0.25 s"
-        busy[0] = False
+        work.done()
+        await asyncio.sleep(0.05)
+        assert in_flight[1] > 1, "the waiting senders woke when the work was done"
         await sink.stop()
         assert len(posted) == 20
-        assert in_flight[1] > 1, "all senders once it is idle"
 
     asyncio.run(scenario())
 

@@ -64,3 +64,29 @@ def test_stopping_cancels_a_spare_mid_run_so_a_lost_leader_stops_acting_at_once(
 
     asyncio.run(scenario())
     assert sorted(cancelled) == ["due", "ordinary"]
+
+
+def test_wait_idle_returns_once_nothing_is_queued_or_running() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def run(key: str) -> None:
+            await release.wait()
+
+        queue: WorkQueue[str] = WorkQueue(run, lambda key: None, workers=1)
+        await asyncio.wait_for(queue.wait_idle(), 1)  # nothing yet: at once
+        queue.start()
+        queue.put("a")
+        queue.put("b")
+        waiter = asyncio.create_task(queue.wait_idle())
+        await asyncio.sleep(0.02)
+        assert not waiter.done(), "a runs and b waits"
+        release.set()
+        await asyncio.wait_for(waiter, 1)
+        assert not queue.busy()
+        queue.put("c")  # runs at once (release is set)
+        assert queue.busy()
+        await asyncio.wait_for(queue.wait_idle(), 1)
+        await queue.stop()
+
+    asyncio.run(scenario())

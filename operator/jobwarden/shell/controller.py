@@ -101,7 +101,6 @@ class Controller:
     ) -> None:
         self.api = api
         self.coalesce_seconds = coalesce_seconds
-        self.events = EventSink(api.post_event, busy=self.has_work)
         # Child writes in flight across all workers: below the client's connection pool (100).
         self._inflight = asyncio.Semaphore(MAX_INFLIGHT_WRITES)
         self.settings = settings
@@ -114,6 +113,7 @@ class Controller:
         self.queues: Any = None
         # The passes: urgent ones first, one at a time per job (late-bound `reconcile`: tests swap it).
         self.queue: WorkQueue[JobKey] = WorkQueue(lambda key: self.reconcile(key), self._retry_later, workers)
+        self.events = EventSink(api.post_event, work=self.queue)  # events give way to the passes
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         # Progress-only status writes held back: loop time the first one was, and the pass that writes.
         self._progress_since: dict[JobKey, float] = {}
@@ -168,10 +168,6 @@ class Controller:
         self._progress_since.clear()
         await self.queue.stop()
         await self.events.stop()
-
-    def has_work(self) -> bool:
-        """Passes queued or running (the event senders give way to them)."""
-        return self.queue.busy()
 
     # -- feeding -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ happened) and a few senders post them in order of occurrence; a full queue drops
 it (`jobwarden_events_dropped_total`; client-go's broadcaster drops beyond 1000 queued). An event is
 best effort: never worth blocking a reconcile.
 
-While the controller has passes queued or running (`busy`), one sender posts at most
+While the controller has passes queued or running (`work.busy()`), one sender posts at most
 BUSY_EVENTS_PER_SECOND: in a burst the events (as many as the children) would otherwise take a good
 part of the apiserver's capacity away from the creates, status writes and deletes that the user waits
 for (measured in docs/benchmarks.md). All senders post once the work is done, and the queue drains.
@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from jobwarden.core.plan import Body, Event
 from jobwarden.shell import metrics
@@ -28,7 +29,6 @@ from jobwarden.shell.api import reason_of
 logger = logging.getLogger(__name__)
 
 SENDERS = 4
-BUSY_RECHECK_SECONDS = 0.1
 BUSY_EVENTS_PER_SECOND = 10
 DROPS_PER_LOG = 1000  # a full queue logs its first drop and every 1000th, not each one
 CAPACITY = 10_000
@@ -37,16 +37,32 @@ DRAIN_SECONDS = 2.0  # on stop: what is queued gets this long to go out
 Post = Callable[[Body, Event, datetime], Awaitable[None]]
 
 
+class Work(Protocol):
+    """What the senders give way to: the controller's work queue."""
+
+    def busy(self) -> bool: ...
+
+    async def wait_idle(self) -> None: ...
+
+
+class _NoWork:
+    def busy(self) -> bool:
+        return False
+
+    async def wait_idle(self) -> None:
+        return None
+
+
 class EventSink:
     def __init__(
         self,
         post: Post,
         senders: int = SENDERS,
         capacity: int = CAPACITY,
-        busy: Callable[[], bool] = lambda: False,
+        work: Work | None = None,
     ) -> None:
         self._post = post
-        self._busy = busy
+        self._work = work or _NoWork()
         self._dropped = 0
         self._count = senders
         self._queue: asyncio.Queue[tuple[Body, Event, datetime]] = asyncio.Queue(capacity)
@@ -96,14 +112,14 @@ class EventSink:
 
     async def _send(self, always: bool) -> None:
         while True:
-            while not always and self._busy():
-                await asyncio.sleep(BUSY_RECHECK_SECONDS)
+            while not always and self._work.busy():
+                await self._work.wait_idle()
             job, event, at = await self._queue.get()
             try:
                 await self._deliver(job, event, at)
             finally:
                 self._queue.task_done()
-            if self._busy():
+            if self._work.busy():
                 await asyncio.sleep(1 / BUSY_EVENTS_PER_SECOND)
 
     async def _deliver(self, job: Body, event: Event, at: datetime) -> None:

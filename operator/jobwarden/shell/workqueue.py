@@ -60,6 +60,8 @@ class WorkQueue(Generic[K]):
         self._workers: list[asyncio.Task[None]] = []
         self._spares: set[asyncio.Task[None]] = set()
         self._ready: asyncio.Future[None] | None = None
+        self._became_idle = asyncio.Event()  # set while nothing is queued or running
+        self._became_idle.set()
 
     @property
     def running(self) -> bool:
@@ -69,6 +71,10 @@ class WorkQueue(Generic[K]):
     def busy(self) -> bool:
         """Keys queued or running."""
         return bool(self._queued or self._running)
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or running (at once if so already)."""
+        await self._became_idle.wait()
 
     def qsize(self) -> int:
         """Entries in the queue, superseded ones included."""
@@ -99,6 +105,7 @@ class WorkQueue(Generic[K]):
         if self._queued.get(key, ORDINARY + 1) <= rank:
             return
         self._queued[key] = rank
+        self._became_idle.clear()
         self._sequence += 1
         self._heap.put_nowait((rank, self._sequence, key))
         if rank == URGENT:
@@ -153,3 +160,5 @@ class WorkQueue(Generic[K]):
                 self._again.discard(key)
                 self.put(key, urgent=key in self._again_urgent)
             self._again_urgent.discard(key)
+            if not self.busy():
+                self._became_idle.set()
