@@ -628,6 +628,29 @@ def test_an_urgent_pass_deletes_even_while_a_burst_holds_every_write_slot(urgent
     run(scenario)
 
 
+def test_an_urgent_pass_deletes_once_the_other_urgent_passes_have_written_their_status() -> None:
+    """Jobs that fall due together: every decision (status write) before any cleanup (delete)."""
+
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        other = ("kubeflow.org", "pytorchjobs", "ns", "other")
+        controller.decisions.begin(other)  # another due job, its status write still to come
+        controller.enqueue(key, urgent=True)
+        controller.start()
+        await asyncio.sleep(0.05)
+        assert api.writes("status") and not api.writes("delete"), "decided, cleanup held"
+        controller.decisions.end(other)
+        await asyncio.sleep(0.02)
+        assert {w[2] for w in api.writes("delete")} >= {"job-worker-0", "job-worker-1"}
+        assert controller.decisions.pending() == 0
+        await controller.stop()
+
+    run(scenario)
+
+
 def test_a_write_cancelled_while_waiting_for_a_slot_is_closed_not_left_unawaited() -> None:
     async def scenario() -> None:
         controller = Controller(FakeApi(), Settings())  # type: ignore[arg-type]

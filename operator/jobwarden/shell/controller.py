@@ -47,7 +47,7 @@ from jobwarden.shell import metrics
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
-from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
+from jobwarden.shell.workqueue import DecisionGate, WorkQueue, in_urgent_run
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ COALESCE_SECONDS = 1.0
 BATCH_SECONDS = 0.1
 # How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
 TOMBSTONE_SECONDS = 120.0
+# How long an urgent pass's deletes may wait for other urgent passes' status writes (DecisionGate).
+DECISIONS_FIRST_SECONDS = 0.5
 EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
 # The phases (as `JobKind.phase` reads them) after which a job never gets a child created again.
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Completed", "Aborted", "Terminated"})
@@ -114,6 +116,7 @@ class Controller:
         # The passes: urgent ones first, one at a time per job (late-bound `reconcile`: tests swap it).
         self.queue: WorkQueue[JobKey] = WorkQueue(lambda key: self.reconcile(key), self._retry_later, workers)
         self.events = EventSink(api.post_event, work=self.queue)  # events give way to the passes
+        self.decisions: DecisionGate[JobKey] = DecisionGate(DECISIONS_FIRST_SECONDS)
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         # Progress-only status writes held back: loop time the first one was, and the pass that writes.
         self._progress_since: dict[JobKey, float] = {}
@@ -325,6 +328,15 @@ class Controller:
             return
         started = time.perf_counter()
         self.activity += 1
+        if in_urgent_run():
+            self.decisions.begin(key)
+        try:
+            await self._plan_and_execute(key, entry)
+        finally:
+            self.decisions.end(key)
+            metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
+
+    async def _plan_and_execute(self, key: JobKey, entry: _Entry) -> None:
         observed = self.observed(entry, key)
         try:
             # Off the event loop that serves the webhook and the watches: a large job's plan is
@@ -337,8 +349,6 @@ class Controller:
             await self.execute(key, entry, plan, observed)
         except _Stale:
             logger.debug("plan for %s was stale; planning again", key)
-        finally:
-            metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
 
     async def _plan_failed(self, key: JobKey, entry: _Entry, exc: Exception) -> None:
         """A bug in the core: visible on the job (`kubectl describe`), retried with backoff."""
@@ -361,6 +371,7 @@ class Controller:
                 metrics.STALE_PLANS.labels(kind.resource.kind).inc()
                 logger.debug("plan for %s was computed from a stale job; planning again", key)
                 return
+        self.decisions.end(key)
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
         self._deferred.discard(key)
@@ -453,6 +464,8 @@ class Controller:
             *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace),
             *(self._bounded(self._patch_one(key, job, m)) for m in plan.patch),
         )
+        if plan.delete and in_urgent_run():
+            await self.decisions.wait()  # other urgent passes' status writes go first
         deleted = await asyncio.gather(
             *(
                 self._bounded(self._delete(key, job, kind, ref, children.get(ref.kind, {}).get(ref.name)))
