@@ -41,10 +41,10 @@ from jobwarden.core.plan import (
     Plan,
     Settings,
 )
-from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell import metrics
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
+from jobwarden.shell.childview import ChildIndices, ChildView
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
 from jobwarden.shell.workqueue import DecisionGate, WorkQueue, in_urgent_run
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 # (group, plural, namespace, name)
 JobKey = tuple[str, str, str, str]
-ChildIndices = Mapping[str, Any]  # child kind -> index with get(owner uid) -> list of slim bodies
 FaultKey = tuple[str, str, str]  # (verb, kind, name)
 
 RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
@@ -68,11 +67,8 @@ COALESCE_SECONDS = 1.0
 # job's 8 children each bring 2-3 events within a fraction of a second (ADDED, scheduled, Running), and
 # one pass serves them all. A finished pod is never delayed.
 BATCH_SECONDS = 0.1
-# How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
-TOMBSTONE_SECONDS = 120.0
 # How long an urgent pass's deletes may wait for other urgent passes' status writes (DecisionGate).
 DECISIONS_FIRST_SECONDS = 0.5
-EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
 # The phases (as `JobKind.phase` reads them) after which a job never gets a child created again.
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Completed", "Aborted", "Terminated"})
 
@@ -108,7 +104,7 @@ class Controller:
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
         self.jobs: dict[JobKey, _Entry] = {}
-        self.indices: ChildIndices = {}
+        self.view = ChildView(lambda: self.clock())  # the indices, corrected for the watch's lag
         # Volcano Commands by their target job's uid (None: the Command CRD is not installed).
         self.commands: Any = None
         # Volcano Queues by name (`by_name`; None: the Queue CRD is not installed).
@@ -123,23 +119,11 @@ class Controller:
         self._coalescing: dict[JobKey, asyncio.TimerHandle] = {}
         self._batching: dict[JobKey, asyncio.TimerHandle] = {}  # child events waiting for their pass
         self.batch_seconds = BATCH_SECONDS
-        # uid -> monotonic expiry of children whose deletion this process issued. The watch lags the
-        # DELETE: until it catches up, plans see such a child as terminating (the model the core
-        # already has for pods being deleted), so it is neither counted again nor its name reused.
-        self._tombstones: dict[str, float] = {}
         self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
         self._retries: dict[JobKey, asyncio.TimerHandle] = {}
         self._backoff_until: dict[JobKey, float] = {}  # loop time of the pending backoff retry
         self._deferred: set[JobKey] = set()  # jobs whose last pass left a refused write to the retry
         self._faults: dict[JobKey, dict[FaultKey, ChildFault]] = {}
-        # Children of kinds that are never watched (Secrets): job uid -> kind -> name -> minimal body,
-        # for those this process created or found already there and controlled by the job.
-        self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
-        # Expectations (as upstream controllers keep them): job uid -> kind -> name -> (the manifest
-        # created, monotonic expiry). Until the watch shows a created child, plans see what was sent:
-        # a pass right after the creates (the fencing status write's own event queues one) would
-        # otherwise create it again and earn a 409 and a GET.
-        self._expected: dict[str, dict[str, dict[str, tuple[Body, float]]]] = {}
         # Done once the child caches hold their first full list; no plan is made before (it would see
         # a job without its pods).
         self.caches_ready: asyncio.Future[None] | None = None
@@ -184,8 +168,7 @@ class Controller:
             self._deferred.discard(key)
             self._faults.pop(key, None)
             if entry is not None:
-                self._unwatched.pop(str(entry.body["metadata"].get("uid")), None)
-                self._expected.pop(str(entry.body["metadata"].get("uid")), None)
+                self.view.forget(str(entry.body["metadata"].get("uid")))
             self._cancel_timer(key)
             metrics.JOBS_DELETED.labels(kind.resource.kind).inc()
             return
@@ -204,7 +187,7 @@ class Controller:
         for ref in meta.get("ownerReferences") or []:
             kind = kinds.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
             if ref.get("controller") and kind is not None:
-                self._seen(str(ref.get("uid")), str(body.get("kind")), str(meta.get("name")))
+                self.view.seen(str(ref.get("uid")), str(body.get("kind")), str(meta.get("name")))
                 key = (kind.resource.group, kind.resource.plural, meta.get("namespace", ""), ref["name"])
                 if _finished_pod(body):
                     self.enqueue(key, urgent=True)
@@ -262,48 +245,23 @@ class Controller:
 
     # -- working -------------------------------------------------------------------------------
 
+    @property
+    def indices(self) -> ChildIndices:
+        """kopf's indices of the watched child kinds (shell/handlers.py sets them at startup)."""
+        return self.view.indices
+
+    @indices.setter
+    def indices(self, value: ChildIndices) -> None:
+        self.view.indices = value
+
     def children_of(self, uid: str) -> dict[str, dict[str, Body]]:
-        now = time.monotonic()
-        self._tombstones = {k: v for k, v in self._tombstones.items() if v > now}
-        children: dict[str, dict[str, Body]] = {}
-        for child_kind, index in self.indices.items():
-            store = index.get(uid) if hasattr(index, "get") else None
-            children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
-        for child_kind, known in self._unwatched.get(uid, {}).items():
-            children.setdefault(child_kind, {}).update(known)
-        for child_kind, expected in list(self._expected.get(uid, {}).items()):
-            for name, (manifest, expiry) in list(expected.items()):
-                if expiry < now or name in children.get(child_kind, {}):
-                    del expected[name]
-                else:
-                    children.setdefault(child_kind, {})[name] = manifest
-        return children
-
-    def _expect(self, job: Body, manifest: Manifest) -> None:
-        meta = {**manifest["metadata"], "namespace": job["metadata"]["namespace"]}
-        expected = self._expected.setdefault(str(job["metadata"]["uid"]), {}).setdefault(manifest["kind"], {})
-        expected[meta["name"]] = ({**manifest, "metadata": meta}, time.monotonic() + EXPECT_SECONDS)
-
-    def _seen(self, job_uid: str, child_kind: str, name: str) -> None:
-        """The watch shows this child (any event): the index is its truth from now on."""
-        expected = self._expected.get(job_uid)
-        if expected is None:
-            return
-        expected.get(child_kind, {}).pop(name, None)
-        if not any(expected.values()):
-            del self._expected[job_uid]
-
-    def _as_seen(self, child: Body) -> Body:
-        meta = child["metadata"]
-        if meta.get("uid") not in self._tombstones or meta.get("deletionTimestamp"):
-            return child
-        return {**child, "metadata": {**meta, "deletionTimestamp": to_rfc3339(self.clock())}}
+        return self.view.children_of(uid)
 
     def commands_of(self, uid: str) -> tuple[Body, ...]:
         """The job's pending Commands, oldest first; those this process deleted are gone already
         (the watch lags the DELETE, and a Command must never be carried out twice)."""
         found = (self.commands.get(uid) if self.commands is not None else None) or []
-        pending = [c for c in found if c["metadata"].get("uid") not in self._tombstones]
+        pending = [c for c in found if not self.view.tombstoned(c["metadata"].get("uid"))]
         return tuple(
             sorted(
                 pending, key=lambda c: (c["metadata"].get("creationTimestamp") or "", c["metadata"]["name"])
@@ -541,21 +499,9 @@ class Controller:
             if controller_uid(existing) != job["metadata"]["uid"]:
                 raise ForeignChild(manifest["kind"], name, job) from exc
             made = False
-        self._remember_unwatched(key, job, manifest)
+        if self.view.created(job, manifest):
+            self.enqueue(key)  # no watch event will come: the core records it in status on the next pass
         return made
-
-    def _remember_unwatched(self, key: JobKey, job: Body, manifest: Manifest) -> None:
-        if manifest["kind"] in self.indices:
-            self._expect(job, manifest)  # until the watch shows it
-            return
-        uid = str(job["metadata"]["uid"])
-        known = self._unwatched.setdefault(uid, {}).setdefault(manifest["kind"], {})
-        known[manifest["metadata"]["name"]] = {
-            "apiVersion": manifest.get("apiVersion"),
-            "kind": manifest["kind"],
-            "metadata": {"name": manifest["metadata"]["name"], "namespace": job["metadata"]["namespace"]},
-        }
-        self.enqueue(key)  # no watch event will come: the core records it in status on the next pass
 
     async def _delete(self, key: JobKey, job: Body, kind: JobKind, ref: ChildRef, child: Body | None) -> bool:
         """Delete with the observed child's uid as precondition, so a newer object that took the same
@@ -572,11 +518,7 @@ class Controller:
                 await self._child_failed(key, job, "Delete", ref.kind, ref.name, exc)
                 return False
         self._clear_fault(key, "Delete", {"kind": ref.kind, "metadata": {"name": ref.name}})
-        if uid:
-            self._tombstones[uid] = time.monotonic() + TOMBSTONE_SECONDS
-        known = self._unwatched.get(str(job["metadata"]["uid"]), {}).get(ref.kind)
-        if known is not None:
-            known.pop(ref.name, None)
+        self.view.deleted(job, ref.kind, ref.name, uid)
         return True
 
     async def _child_failed(
@@ -630,7 +572,7 @@ class Controller:
                     ok = False
                     continue
             if uid:
-                self._tombstones[str(uid)] = time.monotonic() + TOMBSTONE_SECONDS
+                self.view.tombstone(str(uid))
         return ok
 
     # -- the job -------------------------------------------------------------------------------

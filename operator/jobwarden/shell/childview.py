@@ -1,0 +1,109 @@
+"""The controller's view of a job's children: the watch's indices (kopf), corrected for what the watch
+has not caught up with yet. Plans are made from this view, never from the indices alone.
+
+- Expectations (as upstream controllers keep them): a child this process created is shown as the
+  manifest sent until the watch shows it (or EXPECT_SECONDS pass). A pass right after the creates (the
+  fencing status write's own event queues one) would otherwise create it again and earn a 409 and a GET.
+- Tombstones: a child (or a Volcano Command) whose deletion this process issued is shown as
+  terminating for TOMBSTONE_SECONDS. The watch lags the DELETE: until it catches up the child is
+  neither counted again nor its name reused, and a Command is never carried out twice.
+- Unwatched kinds (Secrets): no index holds them, so the ones created here, or found already there
+  and controlled by the job, are remembered as minimal bodies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from jobwarden.core.plan import Body, Manifest
+from jobwarden.core.timefmt import to_rfc3339
+
+ChildIndices = Mapping[str, Any]  # child kind -> index with get(owner uid) -> list of slim bodies
+
+# How long a child whose deletion we issued is shown to plans as terminating while the watch catches up.
+TOMBSTONE_SECONDS = 120.0
+EXPECT_SECONDS = 30.0  # a created child the watch has not shown by then is planned from the index again
+
+
+class ChildView:
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.indices: ChildIndices = {}
+        self._clock = clock
+        self._tombstones: dict[str, float] = {}  # object uid -> monotonic expiry
+        # job uid -> kind -> name -> minimal body
+        self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
+        # job uid -> kind -> name -> (the manifest created, monotonic expiry)
+        self._expected: dict[str, dict[str, dict[str, tuple[Body, float]]]] = {}
+
+    def children_of(self, job_uid: str) -> dict[str, dict[str, Body]]:
+        """kind -> name -> body, as plans must see them."""
+        now = time.monotonic()
+        self._tombstones = {k: v for k, v in self._tombstones.items() if v > now}
+        children: dict[str, dict[str, Body]] = {}
+        for child_kind, index in self.indices.items():
+            store = index.get(job_uid) if hasattr(index, "get") else None
+            children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
+        for child_kind, known in self._unwatched.get(job_uid, {}).items():
+            children.setdefault(child_kind, {}).update(known)
+        for child_kind, expected in list(self._expected.get(job_uid, {}).items()):
+            for name, (manifest, expiry) in list(expected.items()):
+                if expiry < now or name in children.get(child_kind, {}):
+                    del expected[name]
+                else:
+                    children.setdefault(child_kind, {})[name] = manifest
+        return children
+
+    def created(self, job: Body, manifest: Manifest) -> bool:
+        """The child exists now (created, or found ours). Returns True when no watch will show it
+        (an unwatched kind): the next pass must be queued by the caller."""
+        if manifest["kind"] in self.indices:
+            self._expect(job, manifest)
+            return False
+        known = self._unwatched.setdefault(str(job["metadata"]["uid"]), {}).setdefault(manifest["kind"], {})
+        known[manifest["metadata"]["name"]] = {
+            "apiVersion": manifest.get("apiVersion"),
+            "kind": manifest["kind"],
+            "metadata": {"name": manifest["metadata"]["name"], "namespace": job["metadata"]["namespace"]},
+        }
+        return True
+
+    def deleted(self, job: Body, child_kind: str, name: str, uid: str | None) -> None:
+        """Our DELETE of it was answered (or it was gone already)."""
+        if uid:
+            self.tombstone(uid)
+        known = self._unwatched.get(str(job["metadata"]["uid"]), {}).get(child_kind)
+        if known is not None:
+            known.pop(name, None)
+
+    def tombstone(self, uid: str) -> None:
+        self._tombstones[uid] = time.monotonic() + TOMBSTONE_SECONDS
+
+    def tombstoned(self, uid: str | None) -> bool:
+        return uid in self._tombstones
+
+    def seen(self, job_uid: str, child_kind: str, name: str) -> None:
+        """The watch shows this child (any event): the index is its truth from now on."""
+        expected = self._expected.get(job_uid)
+        if expected is None:
+            return
+        expected.get(child_kind, {}).pop(name, None)
+        if not any(expected.values()):
+            del self._expected[job_uid]
+
+    def forget(self, job_uid: str) -> None:
+        """The job is gone."""
+        self._unwatched.pop(job_uid, None)
+        self._expected.pop(job_uid, None)
+
+    def _expect(self, job: Body, manifest: Manifest) -> None:
+        meta = {**manifest["metadata"], "namespace": job["metadata"]["namespace"]}
+        expected = self._expected.setdefault(str(job["metadata"]["uid"]), {}).setdefault(manifest["kind"], {})
+        expected[meta["name"]] = ({**manifest, "metadata": meta}, time.monotonic() + EXPECT_SECONDS)
+
+    def _as_seen(self, child: Body) -> Body:
+        meta = child["metadata"]
+        if meta.get("uid") not in self._tombstones or meta.get("deletionTimestamp"):
+            return child
+        return {**child, "metadata": {**meta, "deletionTimestamp": to_rfc3339(self._clock())}}

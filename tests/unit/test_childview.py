@@ -1,0 +1,52 @@
+"""shell/childview.py on its own: the indices, corrected for what the watch has not caught up with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from jobwarden.shell.childview import ChildView
+
+NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+JOB = {"metadata": {"name": "job", "namespace": "ns", "uid": "job-uid"}}
+
+
+def pod(name: str, uid: str) -> dict[str, object]:
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": "ns", "uid": uid}}
+
+
+def test_a_created_child_is_shown_as_sent_until_the_watch_shows_it() -> None:
+    view = ChildView(lambda: NOW)
+    index: dict[str, list[dict[str, object]]] = {}
+    view.indices = {"Pod": index}
+    manifest = {"kind": "Pod", "metadata": {"name": "job-worker-0"}}
+    assert not view.created(JOB, manifest), "a watched kind: its watch event will queue the next pass"
+    shown = view.children_of("job-uid")["Pod"]["job-worker-0"]
+    assert shown["metadata"]["namespace"] == "ns"
+    index["job-uid"] = [pod("job-worker-0", "p1")]
+    view.seen("job-uid", "Pod", "job-worker-0")
+    assert view.children_of("job-uid")["Pod"]["job-worker-0"]["metadata"]["uid"] == "p1", "the index wins"
+
+
+def test_a_child_we_deleted_is_terminating_until_the_watch_catches_up() -> None:
+    view = ChildView(lambda: NOW)
+    view.indices = {"Pod": {"job-uid": [pod("job-master-0", "p0")]}}
+    view.deleted(JOB, "Pod", "job-master-0", "p0")
+    seen = view.children_of("job-uid")["Pod"]["job-master-0"]
+    assert seen["metadata"]["deletionTimestamp"] == "2026-12-01T12:00:00Z"
+    assert view.tombstoned("p0") and not view.tombstoned("other")
+
+
+def test_an_unwatched_child_is_remembered_until_deleted_or_its_job_is_forgotten() -> None:
+    view = ChildView(lambda: NOW)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "job-ssh"}, "data": {"k": "v"}}
+    assert view.created(JOB, secret), "no watch will show it: the caller queues the next pass"
+    assert view.children_of("job-uid")["Secret"]["job-ssh"] == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "job-ssh", "namespace": "ns"},
+    }, "a minimal body: the key material is not kept"
+    view.deleted(JOB, "Secret", "job-ssh", None)
+    assert view.children_of("job-uid") == {"Secret": {}}
+    view.created(JOB, secret)
+    view.forget("job-uid")
+    assert view.children_of("job-uid") == {}
