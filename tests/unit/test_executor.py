@@ -236,7 +236,7 @@ def test_deletes_carry_the_observed_uid_and_a_precondition_conflict_counts_as_do
         plan = Plan(delete=[ChildRef("Pod", "job-worker-0")])
         await controller.execute(key, entry, plan, controller.observed(entry, key))
         assert api.writes("delete") == [("delete", "Pod", "job-worker-0", "uid-job-worker-0")]
-        assert key not in controller._retries and not controller._faults
+        assert key not in controller._retries and not controller.faults.faults(key)
 
     run(scenario)
 
@@ -256,7 +256,7 @@ def test_a_name_taken_by_a_foreign_object_is_a_fault_shown_in_status_and_an_even
         assert shown["type"] == faults.FAILURE_CONDITION and shown["reason"] == "FailedCreatePod"
         assert "job-master-0" in shown["message"] and "not controlled" in shown["message"]
         assert api.writes("status")[-1][2]["conditions"][-1]["type"] == "Created"  # the STATE column
-        assert controller._failures[key] == 1 and key in controller._retries
+        assert controller.faults.failures(key) == 1 and key in controller._retries
 
     run(scenario)
 
@@ -272,7 +272,7 @@ def test_our_own_object_already_there_is_harmless() -> None:
         api.existing = {"job-master-0": mine}
         controller, key = controller_for(FakeCluster(KIND, job), api)
         await controller.reconcile(key)
-        assert not controller._faults and key not in controller._retries
+        assert not controller.faults.faults(key) and key not in controller._retries
 
     run(scenario)
 
@@ -287,7 +287,7 @@ def test_a_fault_clears_from_status_once_the_create_succeeds() -> None:
         assert api.writes("status")[-1][2]["conditions"][0]["type"] == faults.FAILURE_CONDITION
         controller._fire(controller._retries, key)  # the retry is due
         await controller.reconcile(key)  # this time the apiserver takes it
-        assert not controller._faults
+        assert not controller.faults.faults(key)
         await controller.reconcile(key)  # the pod's ADDED event
         types = [c["type"] for c in api.writes("status")[-1][2]["conditions"]]
         assert faults.FAILURE_CONDITION not in types
@@ -623,29 +623,6 @@ def test_an_urgent_pass_deletes_even_while_a_burst_holds_every_write_slot(urgent
             assert deleted >= {"job-worker-0", "job-worker-1"}
         else:
             assert deleted == set(), "an ordinary pass waits for a slot"
-        await controller.stop()
-
-    run(scenario)
-
-
-def test_an_urgent_pass_deletes_once_the_other_urgent_passes_have_written_their_status() -> None:
-    """Jobs that fall due together: every decision (status write) before any cleanup (delete)."""
-
-    async def scenario() -> None:
-        cluster = running_job()
-        master_succeeded(cluster)
-        api = FakeApi()
-        controller, key = controller_for(cluster, api)
-        other = ("kubeflow.org", "pytorchjobs", "ns", "other")
-        controller.decisions.begin(other)  # another due job, its status write still to come
-        controller.enqueue(key, urgent=True)
-        controller.start()
-        await asyncio.sleep(0.05)
-        assert api.writes("status") and not api.writes("delete"), "decided, cleanup held"
-        controller.decisions.end(other)
-        await asyncio.sleep(0.02)
-        assert {w[2] for w in api.writes("delete")} >= {"job-worker-0", "job-worker-1"}
-        assert controller.decisions.pending() == 0
         await controller.stop()
 
     run(scenario)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jobwarden.shell.workqueue import DecisionGate, WorkQueue, in_urgent_run
+from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
 
 
 def test_a_key_put_while_it_runs_runs_once_more_urgently_if_any_put_was_urgent() -> None:
@@ -88,27 +88,5 @@ def test_wait_idle_returns_once_nothing_is_queued_or_running() -> None:
         assert queue.busy()
         await asyncio.wait_for(queue.wait_idle(), 1)
         await queue.stop()
-
-    asyncio.run(scenario())
-
-
-def test_a_cleanup_waits_for_the_pending_decisions_but_never_longer_than_its_bound() -> None:
-    async def scenario() -> None:
-        gate: DecisionGate[str] = DecisionGate(at_most=0.05)
-        await asyncio.wait_for(gate.wait(), 0.01)  # nothing pending: at once
-        gate.begin("a")
-        gate.begin("b")
-        waiter = asyncio.create_task(gate.wait())
-        await asyncio.sleep(0.01)
-        gate.end("a")
-        gate.end("a")  # idempotent
-        await asyncio.sleep(0.01)
-        assert not waiter.done(), "b still decides"
-        gate.end("b")
-        await asyncio.wait_for(waiter, 0.01)
-        gate.begin("stuck")
-        started = asyncio.get_running_loop().time()
-        await gate.wait()
-        assert 0.04 <= asyncio.get_running_loop().time() - started < 0.5, "bounded by at_most"
 
     asyncio.run(scenario())

@@ -47,16 +47,14 @@ from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, statu
 from jobwarden.shell.childview import ChildIndices, ChildView
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
-from jobwarden.shell.workqueue import DecisionGate, WorkQueue, in_urgent_run
+from jobwarden.shell.faultbook import FaultBook
+from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
 
 logger = logging.getLogger(__name__)
 
 # (group, plural, namespace, name)
 JobKey = tuple[str, str, str, str]
-FaultKey = tuple[str, str, str]  # (verb, kind, name)
 
-RETRY_DELAY_SECONDS = 5.0  # first retry after a failed write; doubles per failure, up to the maximum
-MAX_RETRY_DELAY_SECONDS = 300.0
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
 MAX_INFLIGHT_WRITES = 64
@@ -67,8 +65,6 @@ COALESCE_SECONDS = 1.0
 # job's 8 children each bring 2-3 events within a fraction of a second (ADDED, scheduled, Running), and
 # one pass serves them all. A finished pod is never delayed.
 BATCH_SECONDS = 0.1
-# How long an urgent pass's deletes may wait for other urgent passes' status writes (DecisionGate).
-DECISIONS_FIRST_SECONDS = 0.5
 # The phases (as `JobKind.phase` reads them) after which a job never gets a child created again.
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Completed", "Aborted", "Terminated"})
 
@@ -112,18 +108,14 @@ class Controller:
         # The passes: urgent ones first, one at a time per job (late-bound `reconcile`: tests swap it).
         self.queue: WorkQueue[JobKey] = WorkQueue(lambda key: self.reconcile(key), self._retry_later, workers)
         self.events = EventSink(api.post_event, work=self.queue)  # events give way to the passes
-        self.decisions: DecisionGate[JobKey] = DecisionGate(DECISIONS_FIRST_SECONDS)
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
         # Progress-only status writes held back: loop time the first one was, and the pass that writes.
         self._progress_since: dict[JobKey, float] = {}
         self._coalescing: dict[JobKey, asyncio.TimerHandle] = {}
         self._batching: dict[JobKey, asyncio.TimerHandle] = {}  # child events waiting for their pass
         self.batch_seconds = BATCH_SECONDS
-        self._failures: dict[JobKey, int] = {}  # consecutive failed passes, for the retry backoff
+        self.faults: FaultBook[JobKey] = FaultBook()  # refused child writes and their backoff
         self._retries: dict[JobKey, asyncio.TimerHandle] = {}
-        self._backoff_until: dict[JobKey, float] = {}  # loop time of the pending backoff retry
-        self._deferred: set[JobKey] = set()  # jobs whose last pass left a refused write to the retry
-        self._faults: dict[JobKey, dict[FaultKey, ChildFault]] = {}
         # Done once the child caches hold their first full list; no plan is made before (it would see
         # a job without its pods).
         self.caches_ready: asyncio.Future[None] | None = None
@@ -163,10 +155,7 @@ class Controller:
         key = job_key(kind, body)
         if event_type == "DELETED":
             entry = self.jobs.pop(key, None)
-            self._failures.pop(key, None)
-            self._backoff_until.pop(key, None)
-            self._deferred.discard(key)
-            self._faults.pop(key, None)
+            self.faults.forget(key)
             if entry is not None:
                 self.view.forget(str(entry.body["metadata"].get("uid")))
             self._cancel_timer(key)
@@ -275,7 +264,7 @@ class Controller:
             children=self.children_of(uid),
             now=self.clock(),
             settings=self.settings,
-            faults=tuple(self._faults.get(key, {}).values()),
+            faults=self.faults.faults(key),
             commands=self.commands_of(uid),
             queues=dict(self.queues.by_name) if self.queues is not None else None,
         )
@@ -286,12 +275,9 @@ class Controller:
             return
         started = time.perf_counter()
         self.activity += 1
-        if in_urgent_run():
-            self.decisions.begin(key)
         try:
             await self._plan_and_execute(key, entry)
         finally:
-            self.decisions.end(key)
             metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
 
     async def _plan_and_execute(self, key: JobKey, entry: _Entry) -> None:
@@ -329,10 +315,9 @@ class Controller:
                 metrics.STALE_PLANS.labels(kind.resource.kind).inc()
                 logger.debug("plan for %s was computed from a stale job; planning again", key)
                 return
-        self.decisions.end(key)
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
-        self._deferred.discard(key)
+        self.faults.pass_started(key)
         retry = await self._write_children(key, job, kind, plan, observed.children)
         retry = not await self._delete_commands(job, plan, observed) or retry
         await self._show_faults(key, entry, observed)
@@ -345,10 +330,8 @@ class Controller:
         self._arm_timer(key, plan.wake_at)
         if retry:
             self._retry_later(key)
-        elif key not in self._deferred:
-            self._failures.pop(key, None)
-            self._backoff_until.pop(key, None)
-        # else: a refused write was left to the pending retry, whose backoff holds
+        else:
+            self.faults.pass_succeeded(key)
 
     def _holds_back(self, key: JobKey, kind: JobKind, plan: Plan) -> bool:
         """Whether this pass leaves its progress-only status write (and its events) to a pass at most
@@ -377,33 +360,21 @@ class Controller:
             handle.cancel()
 
     def _retry_later(self, key: JobKey, delay: float | None = None) -> None:
-        """One pending retry per job. Without `delay`: exponential backoff, so a child the apiserver
-        keeps refusing costs one call (and one Warning event) per 5, 10, 20 … 300 s, however many
-        events arrive meanwhile."""
+        """One pending retry per job. Without `delay`: a failed pass, retried with the book's backoff,
+        so a child the apiserver keeps refusing costs one call (and one Warning event) per 5, 10, 20 …
+        300 s, however many events arrive meanwhile."""
         if delay is None:
-            failures = self._failures[key] = self._failures.get(key, 0) + 1
-            delay = min(RETRY_DELAY_SECONDS * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS)
-            logger.info("retrying %s in %.0fs (failure %d)", key, delay, failures)
-            self._backoff_until[key] = asyncio.get_running_loop().time() + delay
+            delay = self.faults.failed_pass(key, asyncio.get_running_loop().time())
+            logger.info("retrying %s in %.0fs (failure %d)", key, delay, self.faults.failures(key))
         previous = self._retries.pop(key, None)
         if previous:
             previous.cancel()
         self._retries[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._retries, key)
 
-    def _backing_off(self, key: JobKey, fault: FaultKey) -> bool:
-        """Whether this write was refused and its retry is not due yet. Passes that events trigger in
-        the meantime leave it to the retry timer: each attempt would double the backoff, so a few pod
-        events would push the next retry (and the recovery once the cause is fixed) minutes out."""
-        refused = fault in self._faults.get(key, {})
-        if refused and asyncio.get_running_loop().time() < self._backoff_until.get(key, 0.0):
-            self._deferred.add(key)
-            return True
-        return False
-
     def _fire(self, handles: dict[JobKey, asyncio.TimerHandle], key: JobKey) -> None:
         handles.pop(key, None)
         if handles is self._retries:
-            self._backoff_until.pop(key, None)  # the retry is due: this pass attempts again
+            self.faults.retry_due(key)  # this pass attempts the refused writes again
         self.enqueue(key, urgent=handles is self._timers)  # a run-policy instant is due
 
     # -- children ------------------------------------------------------------------------------
@@ -422,8 +393,6 @@ class Controller:
             *(self._bounded(self._replace_one(key, job, m)) for m in plan.replace),
             *(self._bounded(self._patch_one(key, job, m)) for m in plan.patch),
         )
-        if plan.delete and in_urgent_run():
-            await self.decisions.wait()  # other urgent passes' status writes go first
         deleted = await asyncio.gather(
             *(
                 self._bounded(self._delete(key, job, kind, ref, children.get(ref.kind, {}).get(ref.name)))
@@ -444,7 +413,7 @@ class Controller:
 
     async def _create_one(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> str:
         child_kind, name = manifest["kind"], manifest["metadata"]["name"]
-        if self._backing_off(key, ("Create", child_kind, name)):
+        if self.faults.backing_off(key, ("Create", child_kind, name), asyncio.get_running_loop().time()):
             return "deferred"
         try:
             made = await self._create(key, job, kind, manifest)
@@ -531,22 +500,18 @@ class Controller:
         logger.warning("%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason)
         fault = ChildFault(verb, child_kind, name, reason)
         if is_refusal(exc):
-            self._faults.setdefault(key, {})[(verb, child_kind, name)] = fault
+            self.faults.refused(key, fault)
         message = f"{verb} {child_kind.lower()} {name} failed: {reason}"
         await self._post_event(job, Event("Warning", fault.reason, message))
 
     def _clear_fault(self, key: JobKey, verb: str, manifest: Mapping[str, Any]) -> None:
-        found = self._faults.get(key)
-        if found is not None:
-            found.pop((verb, manifest["kind"], manifest["metadata"]["name"]), None)
-            if not found:
-                del self._faults[key]
+        self.faults.succeeded(key, verb, manifest["kind"], manifest["metadata"]["name"])
 
     async def _show_faults(self, key: JobKey, entry: _Entry, observed: Observed) -> None:
         """When the set of refused child writes changed in this pass, write the status that shows it
         now (a second plan of the same observation, only its status is used) rather than a backoff
         period later."""
-        now_faults = tuple(self._faults.get(key, {}).values())
+        now_faults = self.faults.faults(key)
         if now_faults == observed.faults or self.jobs.get(key) is not entry:
             return
         again = dataclasses.replace(observed, job=entry.body, faults=now_faults)

@@ -9,8 +9,7 @@
   urgent keys while any wait and then end: under a creation burst every worker is held by a pass
   creating 8 children, and a TTL fell due 0.45 s late behind them.
 - `in_urgent_run()` tells the code a worker runs whether it serves an urgent key (its writes skip the
-  bound the ordinary ones share).
-- `DecisionGate`: across urgent runs, the decisions (status writes) go before the cleanups (deletes)."""
+  bound the ordinary ones share)."""
 
 from __future__ import annotations
 
@@ -163,39 +162,3 @@ class WorkQueue(Generic[K]):
             self._again_urgent.discard(key)
             if not self.busy():
                 self._became_idle.set()
-
-
-class DecisionGate(Generic[K]):
-    """Urgent runs' decisions before their cleanups. Jobs created in the same second fall due at the
-    same instant (their `startTime` has second precision): 20 deadlines at once are 20 status writes
-    (what the user waits for) and 160 deletes (cleanup), and a saturated apiserver served them mixed,
-    so the last decision came 0.47 s late (docs/benchmarks.md). A run `begin`s its decision when it
-    starts and `end`s it once its status is written; its deletes first `wait` (at most `at_most`
-    seconds, so a stream of decisions cannot hold a cleanup for ever) until no decision is pending."""
-
-    def __init__(self, at_most: float) -> None:
-        self.at_most = at_most
-        self._pending: set[K] = set()
-        self._none_pending = asyncio.Event()
-        self._none_pending.set()
-
-    def begin(self, key: K) -> None:
-        self._pending.add(key)
-        self._none_pending.clear()
-
-    def end(self, key: K) -> None:
-        """Idempotent: the decision is written, or the run ended without one."""
-        self._pending.discard(key)
-        if not self._pending:
-            self._none_pending.set()
-
-    def pending(self) -> int:
-        return len(self._pending)
-
-    async def wait(self) -> None:
-        try:
-            await asyncio.wait_for(self._none_pending.wait(), self.at_most)
-        except TimeoutError:
-            logger.debug(
-                "cleanup goes ahead of %d pending decisions after %.2fs", len(self._pending), self.at_most
-            )
