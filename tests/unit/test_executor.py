@@ -22,7 +22,7 @@ from jobwarden.kinds import pytorchjob
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import controller as ctl
-from jobwarden.shell import workqueue
+from jobwarden.shell import metrics, workqueue
 from jobwarden.shell.childwatch import ChildIndex, target_uid
 from jobwarden.shell.controller import Controller, job_key
 from jobwarden.shell.kubeclient import ApiError
@@ -624,6 +624,35 @@ def test_an_urgent_pass_deletes_even_while_a_burst_holds_every_write_slot(urgent
         else:
             assert deleted == set(), "an ordinary pass waits for a slot"
         await controller.stop()
+
+    run(scenario)
+
+
+def test_a_deadline_timer_reports_how_late_its_failed_status_was_written() -> None:
+    """jobwarden_runpolicy_lateness_seconds: from the due instant (status timestamps) to the answer."""
+
+    async def scenario() -> None:
+        job = kubeflow_job(KIND, {"Master": 1, "Worker": 1}, runPolicy={"activeDeadlineSeconds": 30})
+        job["metadata"]["resourceVersion"] = "7"
+        cluster = FakeCluster(KIND, job)
+        cluster.step()
+        cluster.run_all()
+        cluster.step(later(5))
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        now = [later(10)]
+        controller.clock = lambda: now[0]
+        await controller.reconcile(key)  # arms the deadline's timer
+        due = controller._wake_at[key]
+        now[0] = due + (later(0.2) - later(0))
+        controller._fire(controller._timers, key)  # the timer goes off, 0.2 s late on this clock
+        histogram = metrics.RUNPOLICY_LATENESS.labels("PyTorchJob", "deadline")
+        before = histogram._sum.get()
+        await controller.reconcile(key)
+        failed = api.writes("status")[-1][2]["conditions"][-1]
+        assert (failed["type"], failed["status"]) == ("Failed", "True")
+        assert abs(histogram._sum.get() - before - 0.2) < 1e-6
+        assert key not in controller._fell_due, "one observation per timer"
 
     run(scenario)
 

@@ -109,6 +109,8 @@ class Controller:
         self.queue: WorkQueue[JobKey] = WorkQueue(lambda key: self.reconcile(key), self._retry_later, workers)
         self.events = EventSink(api.post_event, work=self.queue)  # events give way to the passes
         self._timers: dict[JobKey, asyncio.TimerHandle] = {}
+        self._wake_at: dict[JobKey, datetime] = {}  # the instant each armed timer is for
+        self._fell_due: dict[JobKey, datetime] = {}  # that instant, once fired, until its pass acts
         # Progress-only status writes held back: loop time the first one was, and the pass that writes.
         self._progress_since: dict[JobKey, float] = {}
         self._coalescing: dict[JobKey, asyncio.TimerHandle] = {}
@@ -144,6 +146,8 @@ class Controller:
             for handle in handles.values():
                 handle.cancel()
             handles.clear()
+        self._wake_at.clear()
+        self._fell_due.clear()
         self._progress_since.clear()
         await self.queue.stop()
         await self.events.stop()
@@ -218,6 +222,8 @@ class Controller:
 
     def _cancel_timer(self, key: JobKey) -> None:
         self._stop_coalescing(key)
+        self._wake_at.pop(key, None)
+        self._fell_due.pop(key, None)
         for handles in (self._timers, self._retries, self._batching):
             handle = handles.pop(key, None)
             if handle:
@@ -227,8 +233,10 @@ class Controller:
         handle = self._timers.pop(key, None)
         if handle:
             handle.cancel()
+        self._wake_at.pop(key, None)
         if wake_at is None or key not in self.jobs:
             return
+        self._wake_at[key] = wake_at
         delay = max(0.0, (wake_at - self.clock()).total_seconds())
         self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, self._timers, key)
 
@@ -303,6 +311,7 @@ class Controller:
 
     async def execute(self, key: JobKey, entry: _Entry, plan: Plan, observed: Observed) -> None:
         job, kind = entry.body, entry.kind
+        fell_due = self._fell_due.pop(key, None)  # this pass follows a run-policy timer
         plan = _without_creates_if_finished(kind, job, plan)
         if self._holds_back(key, kind, plan):
             self._arm_timer(key, plan.wake_at)
@@ -315,6 +324,7 @@ class Controller:
                 metrics.STALE_PLANS.labels(kind.resource.kind).inc()
                 logger.debug("plan for %s was computed from a stale job; planning again", key)
                 return
+        written_at = self.clock()  # the status (a decision, when it fails the job) is stored
         if plan.status is not None:
             _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
         self.faults.pass_started(key)
@@ -324,8 +334,10 @@ class Controller:
         await asyncio.gather(*(self._post_event(job, event) for event in plan.events))
         if plan.deadline_exceeded:
             metrics.DEADLINE_ACTIONS.labels(kind.resource.kind).inc()
+            self._punctuality(kind, job, "deadline", fell_due, written_at)
         if plan.delete_job:
-            await self._delete_job(key, kind, entry.body)
+            if await self._delete_job(key, kind, entry.body):
+                self._punctuality(kind, job, "ttl", fell_due, self.clock())
             return
         self._arm_timer(key, plan.wake_at)
         if retry:
@@ -375,6 +387,8 @@ class Controller:
         handles.pop(key, None)
         if handles is self._retries:
             self.faults.retry_due(key)  # this pass attempts the refused writes again
+        if handles is self._timers and key in self._wake_at:
+            self._fell_due[key] = self._wake_at.pop(key)
         self.enqueue(key, urgent=handles is self._timers)  # a run-policy instant is due
 
     # -- children ------------------------------------------------------------------------------
@@ -567,22 +581,42 @@ class Controller:
     async def _post_event(self, job: Body, event: Event) -> None:
         await self.events.post(job, event)  # queued: never holds the pass (shell/events.py)
 
-    async def _delete_job(self, key: JobKey, kind: JobKind, job: Body) -> None:
-        """TTL expired: delete fenced by uid and resourceVersion (the TTL was read from this version)."""
+    async def _delete_job(self, key: JobKey, kind: JobKind, job: Body) -> bool:
+        """TTL expired: delete fenced by uid and resourceVersion (the TTL was read from this version).
+        True when this DELETE was accepted."""
         try:
             await self.api.delete_job(kind.resource, job)
-            metrics.TTL_DELETIONS.labels(kind.resource.kind).inc()
-            logger.info(
-                "deleted %s %s/%s: ttlSecondsAfterFinished expired",
-                kind.resource.kind,
-                job["metadata"]["namespace"],
-                job["metadata"]["name"],
-            )
         except Exception as exc:
             if status_of(exc) == 409:  # changed since the plan (e.g. a new TTL): plan again
                 self._retry_later(key, CONFLICT_DELAY_SECONDS)
             elif status_of(exc) != 404:
                 raise
+            return False
+        metrics.TTL_DELETIONS.labels(kind.resource.kind).inc()
+        logger.info(
+            "deleted %s %s/%s: ttlSecondsAfterFinished expired",
+            kind.resource.kind,
+            job["metadata"]["namespace"],
+            job["metadata"]["name"],
+        )
+        return True
+
+    def _punctuality(
+        self, kind: JobKind, job: Body, action: str, fell_due: datetime | None, acted_at: datetime
+    ) -> None:
+        """How long after its due instant a timer's action was answered (the operator's own view of
+        the lateness the benchmark sees from outside: the two differ by the watch's delivery)."""
+        if fell_due is None:
+            return  # acted on by a pass no timer started (the job changed meanwhile)
+        late = (acted_at - fell_due).total_seconds()
+        metrics.RUNPOLICY_LATENESS.labels(kind.resource.kind, action).observe(max(0.0, late))
+        logger.info(
+            "%s %s: %s acted on %.3f s after it fell due",
+            kind.resource.kind,
+            job["metadata"]["name"],
+            action,
+            late,
+        )
 
 
 class ForeignChild(Exception):

@@ -32,6 +32,13 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RUNPOLICY_LATENESS = Histogram(
+    "jobwarden_runpolicy_lateness_seconds",
+    "From the instant a run-policy timer fell due (computed from status timestamps) to the answer of "
+    "the write that acted on it: the deadline's Failed status, the TTL's job delete",
+    ["kind", "action"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 ADMISSION_SECONDS = Histogram(
     "jobwarden_admission_seconds",
     "Time to review one admission request",
