@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from jobwarden.shell import childview
 from jobwarden.shell.childview import ChildView
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -50,3 +53,23 @@ def test_an_unwatched_child_is_remembered_until_deleted_or_its_job_is_forgotten(
     view.created(JOB, secret)
     view.forget("job-uid")
     assert view.children_of("job-uid") == {}
+
+
+def test_tombstones_expire_in_order_and_one_renewed_lives_its_full_time_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(childview.time, "monotonic", lambda: clock[0])
+    view = ChildView(lambda: NOW)
+    view.indices = {"Pod": {"job-uid": []}}
+    view.tombstone("a")
+    clock[0] += 10
+    view.tombstone("b")
+    clock[0] += 10
+    view.tombstone("a")  # tombstoned again: now the younger of the two
+    clock[0] += childview.TOMBSTONE_SECONDS - 5  # b (and a's first tombstone) expired, a's second not
+    view.children_of("job-uid")
+    assert (view.tombstoned("a"), view.tombstoned("b")) == (True, False)
+    clock[0] += 10
+    view.children_of("job-uid")
+    assert not view.tombstoned("a")

@@ -13,6 +13,7 @@ has not caught up with yet. Plans are made from this view, never from the indice
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,10 @@ class ChildView:
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.indices: ChildIndices = {}
         self._clock = clock
-        self._tombstones: dict[str, float] = {}  # object uid -> monotonic expiry
+        # object uid -> monotonic expiry, oldest first: all live TOMBSTONE_SECONDS, so the expired ones
+        # are at the front and a pass drops them without walking the rest (a profile at 20 jobs/s found
+        # 7 % of the event loop's time in rebuilding this map on every pass)
+        self._tombstones: OrderedDict[str, float] = OrderedDict()
         # job uid -> kind -> name -> minimal body
         self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
         # job uid -> kind -> name -> (the manifest created, monotonic expiry)
@@ -40,7 +44,7 @@ class ChildView:
     def children_of(self, job_uid: str) -> dict[str, dict[str, Body]]:
         """kind -> name -> body, as plans must see them."""
         now = time.monotonic()
-        self._tombstones = {k: v for k, v in self._tombstones.items() if v > now}
+        self._drop_expired_tombstones(now)
         children: dict[str, dict[str, Body]] = {}
         for child_kind, index in self.indices.items():
             store = index.get(job_uid) if hasattr(index, "get") else None
@@ -79,6 +83,7 @@ class ChildView:
 
     def tombstone(self, uid: str) -> None:
         self._tombstones[uid] = time.monotonic() + TOMBSTONE_SECONDS
+        self._tombstones.move_to_end(uid)  # a uid tombstoned again keeps the order by expiry
 
     def tombstoned(self, uid: str | None) -> bool:
         return uid in self._tombstones
@@ -96,6 +101,13 @@ class ChildView:
         """The job is gone."""
         self._unwatched.pop(job_uid, None)
         self._expected.pop(job_uid, None)
+
+    def _drop_expired_tombstones(self, now: float) -> None:
+        while self._tombstones:
+            uid, expiry = next(iter(self._tombstones.items()))
+            if expiry > now:
+                return
+            del self._tombstones[uid]
 
     def _expect(self, job: Body, manifest: Manifest) -> None:
         meta = {**manifest["metadata"], "namespace": job["metadata"]["namespace"]}
