@@ -436,7 +436,7 @@ class Controller:
                 return "terminating"
             await self._child_failed(key, job, "Create", child_kind, name, exc)
             return "failed"
-        self._clear_fault(key, "Create", manifest)
+        self.faults.succeeded(key, "Create", child_kind, name)
         if made:  # upstream's per-child event (training-operator's pod and service control)
             event = Event("Normal", f"SuccessfulCreate{child_kind}", f"Created {child_kind.lower()}: {name}")
             await self._post_event(job, event)
@@ -451,7 +451,7 @@ class Controller:
                 return True
             await self._child_failed(key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc)
             return False
-        self._clear_fault(key, "Update", manifest)
+        self.faults.succeeded(key, "Update", manifest["kind"], manifest["metadata"]["name"])
         return True
 
     async def _patch_one(self, key: JobKey, job: Body, patch: Manifest) -> bool:
@@ -460,7 +460,7 @@ class Controller:
         except Exception as exc:
             await self._child_failed(key, job, "Update", patch["kind"], patch["metadata"]["name"], exc)
             return False
-        self._clear_fault(key, "Update", patch)
+        self.faults.succeeded(key, "Update", patch["kind"], patch["metadata"]["name"])
         return True
 
     async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:
@@ -500,7 +500,7 @@ class Controller:
             if status_of(exc) not in (404, 409):
                 await self._child_failed(key, job, "Delete", ref.kind, ref.name, exc)
                 return False
-        self._clear_fault(key, "Delete", {"kind": ref.kind, "metadata": {"name": ref.name}})
+        self.faults.succeeded(key, "Delete", ref.kind, ref.name)
         self.view.deleted(job, ref.kind, ref.name, uid)
         return True
 
@@ -517,9 +517,6 @@ class Controller:
             self.faults.refused(key, fault)
         message = f"{verb} {child_kind.lower()} {name} failed: {reason}"
         await self._post_event(job, Event("Warning", fault.reason, message))
-
-    def _clear_fault(self, key: JobKey, verb: str, manifest: Mapping[str, Any]) -> None:
-        self.faults.succeeded(key, verb, manifest["kind"], manifest["metadata"]["name"])
 
     async def _show_faults(self, key: JobKey, entry: _Entry, observed: Observed) -> None:
         """When the set of refused child writes changed in this pass, write the status that shows it
