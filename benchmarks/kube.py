@@ -377,6 +377,19 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cluster_cpu_seconds(cluster: devcluster.Cluster, operator_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each of the cluster's processes, the operator and this process (the
+    load generator), so a timed window's share per component is the difference of two calls."""
+    pids = {**cluster.pids, **({"operator": operator_pid} if operator_pid else {})}
+    used = {name: proc_cpu_seconds(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+    own = os.times()
+    return {**used, "benchmark": own.user + own.system}
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before[name], 2) for name in after if name in before}
+
+
 def proc_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
