@@ -19,10 +19,12 @@ import aiohttp
 import kopf
 import orjson
 
+from jobwarden.shell.httppool import HttpPool
+
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
+REQUEST_TIMEOUT_SECONDS = 60.0
 # Bounded, and above the executor's 64 writes in flight so the watches' long requests never queue.
 CONNECTIONS = 100
 
@@ -65,15 +67,19 @@ def login(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
 
 
 class KubeClient:
-    """Raw-JSON requests on one keep-alive connection pool. The session does not consult proxy
-    variables or ~/.netrc per request (aiohttp's trust_env does that in a thread per call); the API
-    server is reached directly, as kopf's own session does."""
+    """Raw-JSON requests on a keep-alive connection pool of its own (shell/httppool.py says why);
+    list pages and watch streams on an aiohttp session. Neither consults proxy variables or ~/.netrc
+    (aiohttp's trust_env does that in a thread per call); the API server is reached directly, as
+    kopf's own session does."""
 
     def __init__(self, info: kopf.ConnectionInfo, relogin: Login | None = None) -> None:
         self.server = info.server.rstrip("/")
         self._relogin = relogin
         self._headers = info.as_http_headers()
-        connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=info.as_ssl_context())
+        self._header_lines = _header_lines(self._headers)
+        tls = info.as_ssl_context()
+        self.pool = HttpPool(self.server, tls, limit=CONNECTIONS)
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=tls)
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
 
     @classmethod
@@ -81,6 +87,7 @@ class KubeClient:
         return cls(login(kubeconfig), relogin=lambda: login())
 
     async def close(self) -> None:
+        await self.pool.close()
         await self.session.close()
 
     async def __aenter__(self) -> KubeClient:
@@ -95,22 +102,19 @@ class KubeClient:
         path: str,
         body: Any = None,
         content_type: str = JSON,
-        timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> bytes:
         """One request; the answer's bytes (parsed only by callers that read it), or ApiError.
         A 401 re-reads the credentials once: a service account's token file is rotated in place."""
         data = None if body is None else orjson.dumps(body)
         for attempt in (1, 2):
-            headers = {**self._headers, "Accept": JSON, "Content-Type": content_type}
-            async with self.session.request(
-                method, self.server + path, data=data, headers=headers, timeout=timeout
-            ) as response:
-                payload = await response.read()
-                if 200 <= response.status <= 299:
-                    return payload
-                if response.status == 401 and attempt == 1 and self.refresh():
-                    continue
-                raise ApiError(response.status, response.reason or "", payload)
+            headers = self._header_lines + b"Content-Type: %s\r\n" % content_type.encode()
+            answer = await self.pool.request(method, path, headers, data, timeout)
+            if 200 <= answer.status <= 299:
+                return answer.body
+            if answer.status == 401 and attempt == 1 and self.refresh():
+                continue
+            raise ApiError(answer.status, answer.reason, answer.body)
         raise AssertionError("unreachable")
 
     async def get(self, path: str) -> dict[str, Any]:
@@ -142,4 +146,13 @@ class KubeClient:
             return False
         changed = headers != self._headers
         self._headers = headers
+        self._header_lines = _header_lines(headers)
         return changed
+
+
+def _header_lines(headers: dict[str, str]) -> bytes:
+    """The fixed headers of every request, encoded once."""
+    lines = {**headers, "Accept": JSON}
+    if any(c in f"{name}{value}" for name, value in lines.items() for c in "\r\n"):
+        raise CredentialsError("a credential header holds a line break; refusing to send it")
+    return "".join(f"{name}: {value}\r\n" for name, value in lines.items()).encode()

@@ -1,0 +1,247 @@
+"""The operator's HTTP/1.1 pool (shell/httppool.py) against loopback servers that answer with exact
+bytes: how answers are framed, when a connection is reused, and what a closing server does to a
+request in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from jobwarden.shell.httppool import BadAnswer, ConnectionLost, HttpPool, parse_head
+
+Reply = Callable[[bytes, asyncio.StreamWriter, int], Awaitable[bool]]  # -> keep the connection open
+
+
+async def _serve(reply: Reply) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A server that reads one request head (and its Content-Length body) at a time; `reply` answers
+    it, given the request, the writer and the connection's number."""
+    seen: list[bytes] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                request = head + await reader.readexactly(length)
+                seen.append(request)
+                if not await reply(request, writer, number):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}", seen
+
+
+def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())
+
+
+def _answer(status: str, body: bytes, *headers: bytes) -> bytes:
+    lines = b"".join(h + b"\r\n" for h in headers)
+    return b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n\r\n%s" % (status.encode(), lines, len(body), body)
+
+
+def test_keep_alive_answers_reuse_one_connection_and_send_the_request_whole() -> None:
+    numbers: list[int] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        writer.write(_answer("201 Created", b'{"ok":1}'))
+        await writer.drain()
+        return True
+
+    async def scenario() -> list[Any]:
+        server, url, seen = await _serve(reply)
+        pool = HttpPool(url + "/prefix/", None)
+        try:
+            answers = [await pool.request("POST", "/api/x", b"A: b\r\n", b'{"n":1}', 5) for _ in range(3)]
+        finally:
+            await pool.close()
+            server.close()
+        return [answers, seen]
+
+    answers, seen = _run(scenario)
+    assert [(a.status, a.reason, a.body) for a in answers] == [(201, "Created", b'{"ok":1}')] * 3
+    assert numbers == [1, 1, 1]
+    assert seen[0].startswith(b"POST /prefix/api/x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nA: b\r\nContent-Length: 7\r\n\r\n" in seen[0] and seen[0].endswith(b'{"n":1}')
+
+
+def test_a_chunked_answer_arriving_in_pieces_is_joined() -> None:
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"lo\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def scenario() -> list[bytes]:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            return [(await pool.request("GET", "/", b"", None, 5)).body for _ in range(2)]
+        finally:
+            await pool.close()
+            server.close()
+
+    assert _run(scenario) == [b"hello world", b"hello world"]
+
+
+def test_a_request_on_an_idle_connection_the_server_closed_goes_out_again_on_a_new_one() -> None:
+    """The server answers, then closes the connection (as Go's does with idle ones): the next request
+    must not fail for it."""
+    numbers: list[int] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        writer.write(_answer("200 OK", b"x"))
+        await writer.drain()
+        return False  # close after every answer, without saying so
+
+    async def scenario() -> list[int]:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            statuses = []
+            for _ in range(3):
+                statuses.append((await pool.request("GET", "/", b"", None, 5)).status)
+                await asyncio.sleep(0.05)  # the close reaches the client: the connection is not reused
+            return statuses
+        finally:
+            await pool.close()
+            server.close()
+
+    assert _run(scenario) == [200, 200, 200]
+    assert numbers == [1, 2, 3]
+
+
+def test_a_reused_connection_closing_before_any_answer_byte_is_retried_once() -> None:
+    """The race itself: the connection looks open when taken, the server closes it unanswered."""
+    numbers: list[int] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        if number == 1 and len(numbers) == 2:
+            return False  # the second request on the first connection: closed, no answer
+        writer.write(_answer("200 OK", b"y"))
+        await writer.drain()
+        return True
+
+    async def scenario() -> list[bytes]:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            return [(await pool.request("PUT", "/", b"", b"{}", 5)).body for _ in range(2)]
+        finally:
+            await pool.close()
+            server.close()
+
+    assert _run(scenario) == [b"y", b"y"]
+    assert numbers == [1, 1, 2]
+
+
+def test_a_connection_closing_mid_answer_is_an_error_and_is_not_retried() -> None:
+    calls = 0
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        nonlocal calls
+        calls += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        return False
+
+    async def scenario() -> None:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            with pytest.raises(ConnectionLost):
+                await pool.request("POST", "/", b"", b"{}", 5)
+        finally:
+            await pool.close()
+            server.close()
+
+    _run(scenario)
+    assert calls == 1, "some of the answer arrived: the request was served, it is not sent again"
+
+
+def test_a_timed_out_request_leaves_its_connection_unused() -> None:
+    numbers: list[int] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        if len(numbers) == 1:
+            await asyncio.sleep(0.5)  # answers after the client gave up: must not be read as the next
+        writer.write(_answer("200 OK", b"%d" % len(numbers)))
+        await writer.drain()
+        return True
+
+    async def scenario() -> bytes:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            with pytest.raises(TimeoutError):
+                await pool.request("GET", "/", b"", None, 0.1)
+            return (await pool.request("GET", "/", b"", None, 5)).body
+        finally:
+            await pool.close()
+            server.close()
+
+    assert _run(scenario) == b"2"
+    assert numbers == [1, 2]
+
+
+def test_an_answer_framed_by_the_close_is_read_to_the_end() -> None:
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+        return False
+
+    async def scenario() -> tuple[int, bytes]:
+        server, url, _ = await _serve(reply)
+        pool = HttpPool(url, None)
+        try:
+            answer = await pool.request("GET", "/", b"", None, 5)
+            return answer.status, answer.body
+        finally:
+            await pool.close()
+            server.close()
+
+    assert _run(scenario) == (500, b"all of it")
+
+
+def test_heads() -> None:
+    head = parse_head(b"HTTP/1.1 201 Created\r\nContent-Length: 12\r\nConnection: keep-alive")
+    assert (head.status, head.reason, head.length, head.chunked, head.keep_alive) == (
+        201,
+        "Created",
+        12,
+        False,
+        True,
+    )
+    assert not parse_head(b"HTTP/1.1 200 OK\r\nCONNECTION: Close").keep_alive
+    assert not parse_head(b"HTTP/1.0 200 OK\r\nContent-Length: 1").keep_alive
+    assert parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive").keep_alive
+    chunked = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked")
+    assert chunked.chunked and chunked.length is None, "chunked framing wins over a length"
+    for bad in (b"SSH-2.0-OpenSSH", b"HTTP/1.1 OK", b"HTTP/1.1 200 OK\r\nContent-Length: -1"):
+        with pytest.raises(BadAnswer):
+            parse_head(bad)
