@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -778,5 +780,50 @@ def test_a_run_of_child_events_brings_one_pass_and_a_finished_pod_goes_at_once()
         assert controller.queue._heap.get_nowait()[0] == workqueue.ORDINARY
         controller.observe_child(owned_pod("job-master-0", "Succeeded"))
         assert controller.queue._heap.get_nowait()[0] == workqueue.URGENT, "a finished pod is not delayed"
+
+    run(scenario)
+
+
+# -- where plans run ------------------------------------------------------------------------------
+
+
+class _PlanSpy:
+    """The PyTorchJob kind, noting on which thread each plan ran; `slow` makes a plan use more CPU
+    than INLINE_PLAN_SECONDS."""
+
+    def __init__(self) -> None:
+        self.on_loop: list[bool] = []
+        self.slow = False
+
+    def plan(self, observed: Observed) -> Plan:
+        self.on_loop.append(threading.current_thread() is threading.main_thread())
+        if self.slow:
+            until = time.thread_time() + 2 * ctl.INLINE_PLAN_SECONDS
+            while time.thread_time() < until:
+                pass
+        return KIND.plan(observed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(KIND, name)
+
+
+def test_a_plan_runs_on_the_loop_only_once_the_same_generation_planned_cheaply() -> None:
+    """Handing a small job's plan to a thread costs as much CPU as the plan; a job's first plan, the
+    first after a spec change and any plan of a job whose plans are slow still leave the loop."""
+
+    async def scenario() -> None:
+        controller, key = controller_for(running_job(), FakeApi())
+        spy = _PlanSpy()
+        entry = controller.jobs[key]
+        entry.kind = spy  # type: ignore[assignment]
+        for _ in range(2):
+            await controller.reconcile(key)
+        entry.body["metadata"]["generation"] = 2  # the spec changed
+        for _ in range(2):
+            await controller.reconcile(key)
+        spy.slow = True
+        for _ in range(2):
+            await controller.reconcile(key)
+        assert spy.on_loop == [False, True, False, True, True, False]
 
     run(scenario)
