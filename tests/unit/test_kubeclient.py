@@ -130,3 +130,14 @@ def test_kopf_keeps_no_diff_base_because_no_handler_detects_changes() -> None:
     settings = run.operator_settings(options, None)
     assert isinstance(settings.persistence.diffbase_storage, run.NoDiffBase)
     assert settings.persistence.diffbase_storage.fetch(body=kopf.Body({})) is None
+
+
+def test_a_credential_with_a_line_break_is_refused_not_sent() -> None:
+    """The pool writes header lines itself: a token holding CR/LF would inject headers."""
+    from jobwarden.shell.kubeclient import CredentialsError
+
+    async def scenario() -> None:
+        with pytest.raises(CredentialsError):
+            KubeClient(kopf.ConnectionInfo(server="https://127.0.0.1:1", token="t\r\nX-Evil: 1"))
+
+    _run(scenario)
