@@ -340,6 +340,7 @@ def _run(args: argparse.Namespace) -> int:
     from jobwarden.shell.run import configure_logging, run_operator
 
     memory.limit_arenas()  # before any thread starts (shell/memory.py)
+    memory.defer_full_collections()  # the imports are done: full collections only when quiet
 
     options = run_options(args)
     configure_logging(options)

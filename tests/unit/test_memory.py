@@ -4,7 +4,11 @@ once after a stretch of work, never during it."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 from typing import Any
+
+import pytest
 
 from jobwarden.shell import memory
 
@@ -46,3 +50,43 @@ def test_the_trim_comes_once_after_work_stops_and_never_while_it_goes_on(monkeyp
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_full_collections_are_deferred_but_young_ones_stay_automatic() -> None:
+    before = gc.get_threshold()
+    try:
+        memory.defer_full_collections()
+        young, middle, full = gc.get_threshold()
+        assert (young, middle) == before[:2] and full == memory.OUT_OF_REACH
+        assert gc.get_freeze_count() > 0, "what the imports made is frozen"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["quiet after work", "never quiet"])
+def test_a_full_collection_runs_when_quiet_and_at_least_every_bound(
+    busy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collections: list[float] = []
+    ticks = itertools.count()
+    work = 5  # calls of activity() that see new work before it stops (unless busy)
+
+    def activity() -> int:
+        tick = next(ticks)
+        return tick if busy or tick < work else work
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        monkeypatch.setattr(gc, "collect", lambda *a: collections.append(loop.time() - started) or 0)
+        task = asyncio.create_task(memory.trim_when_quiet(activity, quiet=0.01, most=0.2))
+        await asyncio.sleep(0.45)
+        task.cancel()
+
+    asyncio.run(scenario())
+    if busy:
+        assert len(collections) == 2 and all(t >= 0.2 * (i + 1) for i, t in enumerate(collections))
+    else:
+        assert len(collections) == 2, "once after the work stopped, then at the bound while idle"
+        assert collections[0] < 0.1 and collections[1] - collections[0] >= 0.2
