@@ -90,3 +90,32 @@ def test_wait_idle_returns_once_nothing_is_queued_or_running() -> None:
         await queue.stop()
 
     asyncio.run(scenario())
+
+
+def test_urgent_keys_put_at_once_beyond_the_idle_workers_get_spares() -> None:
+    """A group of deadlines falls due at one instant (their startTimes share a second). Every put saw
+    the same idle worker, so no spare started, and the rest waited for whole passes to finish: the
+    late tail of the deadline at 20 jobs per second (docs/benchmarks.md)."""
+    started: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def run(key: str) -> None:
+            started.append(key)
+            await release.wait()
+
+        queue: WorkQueue[str] = WorkQueue(run, lambda key: None, workers=2, spares=3)
+        queue.start()
+        queue.put("ordinary")
+        await asyncio.sleep(0.01)  # one worker busy, one idle
+        for i in range(6):
+            queue.put(f"due-{i}", urgent=True)
+        await asyncio.sleep(0.01)
+        assert sorted(started) == ["due-0", "due-1", "due-2", "due-3", "ordinary"], "1 idle worker + 3 spares"
+        release.set()
+        await asyncio.sleep(0.01)
+        assert len(started) == 7 and not queue.busy()
+        await queue.stop()
+
+    asyncio.run(scenario())

@@ -59,6 +59,7 @@ class WorkQueue(Generic[K]):
         self._idle = 0  # workers waiting for the queue
         self._workers: list[asyncio.Task[None]] = []
         self._spares: set[asyncio.Task[None]] = set()
+        self._spares_starting = 0  # created, not yet running: each will take one urgent key
         self._ready: asyncio.Future[None] | None = None
         self._became_idle = asyncio.Event()  # set while nothing is queued or running
         self._became_idle.set()
@@ -91,6 +92,7 @@ class WorkQueue(Generic[K]):
         """Cancel every worker at once (what is queued stays queued for the next start)."""
         tasks, self._workers = [*self._workers, *self._spares], []
         self._spares.clear()
+        self._spares_starting = 0
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -113,10 +115,15 @@ class WorkQueue(Generic[K]):
             self._start_spare()
 
     def _start_spare(self) -> None:
-        """A spare worker for the urgent entry just queued, when no worker waits for the queue."""
+        """A spare worker for the urgent entry just queued, unless an idle worker or a spare about to
+        start will take it. (Counting only the idle workers started none for a group of keys put at
+        once: each put saw the same idle worker, which takes one key.)"""
         ready = self._ready is None or self._ready.done()
-        if self._idle or not self._workers or not ready or len(self._spares) >= self._spare_count:
+        if not self._workers or not ready or len(self._spares) >= self._spare_count:
             return
+        if self._urgent_waiting <= self._idle + self._spares_starting:
+            return
+        self._spares_starting += 1
         task = asyncio.create_task(self._spare(), name="reconcile-spare")
         self._spares.add(task)
         task.add_done_callback(self._spares.discard)
@@ -134,6 +141,7 @@ class WorkQueue(Generic[K]):
 
     async def _spare(self) -> None:
         """Run urgent keys while any wait (they sort first), then end."""
+        self._spares_starting -= 1
         while self._urgent_waiting and not self._heap.empty():
             rank, _, key = self._heap.get_nowait()
             await self._take(rank, key)
