@@ -58,6 +58,11 @@ JobKey = tuple[str, str, str, str]
 CONFLICT_DELAY_SECONDS = 1.0
 WORKERS = 16  # jobs reconciled at once; each pass is mostly waiting on the apiserver
 MAX_INFLIGHT_WRITES = 64
+# Child writes of urgent passes (cleanup after a finish or a deadline) in flight at once, apart from the
+# ordinary ones' bound. A group of deadlines falling due together is 20 status writes and 160 deletes
+# at 20 jobs/s: unbounded, the deletes of the first jobs slowed the status writes of the last ones.
+# The status writes themselves (the decisions) are not bounded.
+MAX_URGENT_INFLIGHT_WRITES = 16
 # How long a status write that only reports progress (Plan.only_reports_progress) may wait to be merged
 # with the next ones: the pods of a job start within about a second of each other.
 COALESCE_SECONDS = 1.0
@@ -101,6 +106,7 @@ class Controller:
         self.coalesce_seconds = coalesce_seconds
         # Child writes in flight across all workers: below the client's connection pool (100).
         self._inflight = asyncio.Semaphore(MAX_INFLIGHT_WRITES)
+        self._urgent_inflight = asyncio.Semaphore(MAX_URGENT_INFLIGHT_WRITES)
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
         self.jobs: dict[JobKey, _Entry] = {}
@@ -434,11 +440,10 @@ class Controller:
         return "failed" in created or False in replaced or False in deleted
 
     async def _bounded(self, call: Coroutine[Any, Any, Any]) -> Any:
-        """At most MAX_INFLIGHT_WRITES child writes at once, except those of urgent passes."""
+        """At most MAX_INFLIGHT_WRITES child writes of ordinary passes at once, and apart from them
+        (a burst holds every ordinary slot) MAX_URGENT_INFLIGHT_WRITES of urgent ones."""
         try:
-            if in_urgent_run():
-                return await call
-            async with self._inflight:
+            async with self._urgent_inflight if in_urgent_run() else self._inflight:
                 return await call
         finally:
             call.close()  # a no-op once run; spares a never-awaited warning when cancelled while waiting
