@@ -5,7 +5,8 @@ request in flight."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -50,6 +51,18 @@ async def _serve(reply: Reply) -> tuple[asyncio.Server, str, list[bytes]]:
     return server, f"http://127.0.0.1:{port}", seen
 
 
+@contextlib.asynccontextmanager
+async def _pool_for(reply: Reply, prefix: str = "") -> AsyncIterator[tuple[HttpPool, list[bytes]]]:
+    """A pool on a fresh server; the requests the server read."""
+    server, url, seen = await _serve(reply)
+    pool = HttpPool(url + prefix, None)
+    try:
+        yield pool, seen
+    finally:
+        await pool.close()
+        server.close()
+
+
 def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(scenario())
 
@@ -69,13 +82,8 @@ def test_keep_alive_answers_reuse_one_connection_and_send_the_request_whole() ->
         return True
 
     async def scenario() -> list[Any]:
-        server, url, seen = await _serve(reply)
-        pool = HttpPool(url + "/prefix/", None)
-        try:
+        async with _pool_for(reply, "/prefix/") as (pool, seen):
             answers = [await pool.request("POST", "/api/x", b"A: b\r\n", b'{"n":1}', 5) for _ in range(3)]
-        finally:
-            await pool.close()
-            server.close()
         return [answers, seen]
 
     answers, seen = _run(scenario)
@@ -95,13 +103,8 @@ def test_a_chunked_answer_arriving_in_pieces_is_joined() -> None:
         return True
 
     async def scenario() -> list[bytes]:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             return [(await pool.request("GET", "/", b"", None, 5)).body for _ in range(2)]
-        finally:
-            await pool.close()
-            server.close()
 
     assert _run(scenario) == [b"hello world", b"hello world"]
 
@@ -118,17 +121,12 @@ def test_a_request_on_an_idle_connection_the_server_closed_goes_out_again_on_a_n
         return False  # close after every answer, without saying so
 
     async def scenario() -> list[int]:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             statuses = []
             for _ in range(3):
                 statuses.append((await pool.request("GET", "/", b"", None, 5)).status)
                 await asyncio.sleep(0.05)  # the close reaches the client: the connection is not reused
             return statuses
-        finally:
-            await pool.close()
-            server.close()
 
     assert _run(scenario) == [200, 200, 200]
     assert numbers == [1, 2, 3]
@@ -147,13 +145,8 @@ def test_a_reused_connection_closing_before_any_answer_byte_is_retried_once() ->
         return True
 
     async def scenario() -> list[bytes]:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             return [(await pool.request("PUT", "/", b"", b"{}", 5)).body for _ in range(2)]
-        finally:
-            await pool.close()
-            server.close()
 
     assert _run(scenario) == [b"y", b"y"]
     assert numbers == [1, 1, 2]
@@ -170,14 +163,9 @@ def test_a_connection_closing_mid_answer_is_an_error_and_is_not_retried() -> Non
         return False
 
     async def scenario() -> None:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             with pytest.raises(ConnectionLost):
                 await pool.request("POST", "/", b"", b"{}", 5)
-        finally:
-            await pool.close()
-            server.close()
 
     _run(scenario)
     assert calls == 1, "some of the answer arrived: the request was served, it is not sent again"
@@ -195,15 +183,10 @@ def test_a_timed_out_request_leaves_its_connection_unused() -> None:
         return True
 
     async def scenario() -> bytes:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             with pytest.raises(TimeoutError):
                 await pool.request("GET", "/", b"", None, 0.1)
             return (await pool.request("GET", "/", b"", None, 5)).body
-        finally:
-            await pool.close()
-            server.close()
 
     assert _run(scenario) == b"2"
     assert numbers == [1, 2]
@@ -216,14 +199,9 @@ def test_an_answer_framed_by_the_close_is_read_to_the_end() -> None:
         return False
 
     async def scenario() -> tuple[int, bytes]:
-        server, url, _ = await _serve(reply)
-        pool = HttpPool(url, None)
-        try:
+        async with _pool_for(reply) as (pool, _):
             answer = await pool.request("GET", "/", b"", None, 5)
             return answer.status, answer.body
-        finally:
-            await pool.close()
-            server.close()
 
     assert _run(scenario) == (500, b"all of it")
 
