@@ -827,3 +827,26 @@ def test_a_plan_runs_on_the_loop_only_once_the_same_generation_planned_cheaply()
         assert spy.on_loop == [False, True, False, True, True, False]
 
     run(scenario)
+
+
+def test_urgent_child_writes_wait_for_a_slot_of_their_own_bound() -> None:
+    """A group of deadlines is 8 deletes per job: unbounded, the first jobs' deletes slowed the last
+    ones' status writes. The status write (the decision) never waits for a slot."""
+
+    async def scenario() -> None:
+        cluster = running_job()
+        master_succeeded(cluster)
+        api = FakeApi()
+        controller, key = controller_for(cluster, api)
+        controller._urgent_inflight = asyncio.Semaphore(0)  # every urgent slot held by other passes
+        controller.enqueue(key, urgent=True)
+        controller.start()
+        await asyncio.sleep(0.05)
+        assert api.writes("status") and not api.writes("delete"), "decided, the cleanup waits"
+        for _ in range(8):
+            controller._urgent_inflight.release()
+        await asyncio.sleep(0.05)
+        assert {w[2] for w in api.writes("delete")} >= {"job-worker-0", "job-worker-1"}
+        await controller.stop()
+
+    run(scenario)
