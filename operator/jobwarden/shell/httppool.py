@@ -64,7 +64,7 @@ def parse_head(raw: bytes) -> _Head:
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise BadAnswer(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     length: int | None = None
-    chunked, keep_alive = False, parts[0] == b"HTTP/1.1"
+    chunked, connection = False, b""
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip().lower()
@@ -75,7 +75,9 @@ def parse_head(raw: bytes) -> _Head:
         elif name == b"transfer-encoding":
             chunked = value.endswith(b"chunked")
         elif name == b"connection":
-            keep_alive = b"close" not in value if keep_alive else b"keep-alive" in value
+            connection = value
+    # HTTP/1.1 keeps the connection unless told to close it; HTTP/1.0 closes it unless told to keep it.
+    keep_alive = b"close" not in connection if parts[0] == b"HTTP/1.1" else b"keep-alive" in connection
     reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
     return _Head(int(parts[1]), reason, None if chunked else length, chunked, keep_alive)
 
@@ -204,8 +206,7 @@ class HttpPool:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._base = parts.path.rstrip("/")
         self._host_header = f"Host: {parts.netloc}\r\n".encode()
-        self._limit = limit
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
 
     async def request(
@@ -222,8 +223,6 @@ class HttpPool:
             len(data),
             data,
         )
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._limit)
         async with self._slots, asyncio.timeout(timeout):
             return await self._exchange(request)
 

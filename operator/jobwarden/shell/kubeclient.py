@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 REQUEST_TIMEOUT_SECONDS = 60.0
-# Bounded, and above the executor's 64 writes in flight so the watches' long requests never queue.
+# Connections of the request pool, and apart from them of the watch session: the pool's bound is above
+# the executor's 64 + 16 child writes in flight, so a lease renewal or a status write never queues.
 CONNECTIONS = 100
 
 Login = Callable[[], kopf.ConnectionInfo]
