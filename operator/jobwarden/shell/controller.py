@@ -549,7 +549,7 @@ class Controller:
         if now_faults == observed.faults or self.jobs.get(key) is not entry:
             return
         again = dataclasses.replace(observed, job=entry.body, faults=now_faults)
-        plan = await asyncio.to_thread(entry.kind.plan, again)
+        plan = await self._plan(key, entry, again)  # where plans run is decided in one place
         if plan.status is not None:
             with contextlib.suppress(_Stale):  # the next pass shows them
                 await self._write_status(key, entry, plan.status)
