@@ -77,12 +77,16 @@ def target_uid(body: Body) -> str | None:
 class ChildIndex:
     """Children by their controller owner's uid: `get(owner_uid)` lists their slim bodies (the shape
     the controller read from kopf's indices). `owner_of` says whose an object is (Commands: their
-    target's uid)."""
+    target's uid).
+
+    One index per child kind is shared by the streams of every watched namespace, so it knows each
+    child's namespace: a stream's list replaces what it holds of its own namespace only (`uids`)."""
 
     def __init__(self, owner_of: Callable[[Body], str | None] = controller_uid) -> None:
         self.owner_of = owner_of
         self._by_owner: dict[str, dict[str, dict[str, Any]]] = {}
         self._owner_of: dict[str, str] = {}  # child uid -> owner uid
+        self._namespace_of: dict[str, str] = {}  # child uid -> its namespace
 
     def get(self, owner_uid: str, default: Any = None) -> list[dict[str, Any]] | Any:
         children = self._by_owner.get(owner_uid)
@@ -98,17 +102,25 @@ class ChildIndex:
         if owner is not None:  # a child whose ownerReference was removed leaves its former job's index
             self._by_owner.setdefault(owner, {})[uid] = slim(body)
             self._owner_of[uid] = owner
+            self._namespace_of[uid] = str(body["metadata"].get("namespace") or "")
 
-    def remove(self, uid: str) -> None:
+    def remove(self, uid: str) -> dict[str, Any] | None:
+        """Drop a child; returns its last body (None when it was not held)."""
         owner = self._owner_of.pop(uid, None)
-        if owner is not None:
-            children = self._by_owner.get(owner, {})
-            children.pop(uid, None)
-            if not children:
-                self._by_owner.pop(owner, None)
+        self._namespace_of.pop(uid, None)
+        if owner is None:
+            return None
+        children = self._by_owner.get(owner, {})
+        removed = children.pop(uid, None)
+        if not children:
+            self._by_owner.pop(owner, None)
+        return removed
 
-    def uids(self) -> Iterator[str]:
-        return iter(list(self._owner_of))
+    def uids(self, namespace: str | None = None) -> Iterator[str]:
+        """The children held, of `namespace` only when one is given."""
+        if namespace is None:
+            return iter(list(self._owner_of))
+        return iter([uid for uid, ns in self._namespace_of.items() if ns == namespace])
 
 
 class NameIndex:
@@ -124,12 +136,12 @@ class NameIndex:
         self.by_name[str(meta["name"])] = slim(body)
         self._name_of[str(meta["uid"])] = str(meta["name"])
 
-    def remove(self, uid: str) -> None:
+    def remove(self, uid: str) -> dict[str, Any] | None:
         name = self._name_of.pop(uid, None)
-        if name is not None:
-            self.by_name.pop(name, None)
+        return self.by_name.pop(name, None) if name is not None else None
 
-    def uids(self) -> Iterator[str]:
+    def uids(self, namespace: str | None = None) -> Iterator[str]:
+        del namespace  # cluster-scoped: one stream holds them all
         return iter(list(self._name_of))
 
 
@@ -177,7 +189,10 @@ class ChildWatch:
         return self.client.stream(self.resource.path(self.namespace) + "?" + urlencode(query), timeout)
 
     async def _list(self) -> str:
-        """The full set (paginated); children gone since the last list are removed and announced."""
+        """The full set (paginated) of this stream's namespace; children of it gone since the last
+        list are removed and announced (their owner is enqueued like on a DELETED event: a job whose
+        pods vanished during a watch gap must see it). Other namespaces' children in the shared
+        index are not this stream's to judge."""
         seen: dict[str, dict[str, Any]] = {}
         token, version = "", ""
         while True:
@@ -195,9 +210,11 @@ class ChildWatch:
             version = (page.get("metadata") or {}).get("resourceVersion") or ""
             if not token:
                 break
-        for uid in self.index.uids():
+        for uid in self.index.uids(self.namespace):
             if uid not in seen:
-                self.index.remove(uid)
+                removed = self.index.remove(uid)
+                if removed is not None:
+                    self.on_event(removed)
         for item in seen.values():
             self.index.put(item)
             self.on_event(item)
