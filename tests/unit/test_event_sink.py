@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from jobwarden.core.plan import Body, Event
 from jobwarden.shell import events, metrics
@@ -135,3 +136,33 @@ def test_a_queued_event_holds_only_the_reference_to_its_job() -> None:
             "metadata": {"name": "job", "namespace": "ns", "uid": "u", "resourceVersion": "7"},
         }
     ]
+
+
+def test_events_are_named_by_the_client_so_a_repeat_is_a_409_that_counts_as_posted() -> None:
+    """As client-go's recorder names them (`<object>.<hex ns>`): the POST of a named event may be sent
+    again after a stale connection (issue 27), where a `generateName` one would make a duplicate."""
+    from jobwarden.shell.api import KubeApi
+    from jobwarden.shell.kubeclient import ApiError
+
+    sent: list[dict[str, Any]] = []
+
+    class Client:
+        async def request(self, method: str, path: str, body: Any = None, content_type: str = "") -> bytes:
+            sent.append(body)
+            if len(sent) == 3:
+                raise ApiError(409, "Conflict", b'{"reason":"AlreadyExists"}')
+            return b"{}"
+
+    job = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "job", "namespace": "ns", "uid": "u"}}
+
+    async def scenario() -> None:
+        api = KubeApi(Client())  # type: ignore[arg-type]
+        for _ in range(3):
+            await api.post_event(job, Event("Normal", "R", "m"))
+
+    asyncio.run(scenario())
+    names = [body["metadata"]["name"] for body in sent]
+    assert all(
+        n.startswith("job.") and "generateName" not in b["metadata"] for n, b in zip(names, sent, strict=True)
+    )
+    assert len(set(names)) == 3, "unique even within one clock tick"

@@ -9,9 +9,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import kopf
 import pytest
 
 from jobwarden.shell.httppool import BadAnswer, ConnectionLost, HttpPool, parse_head
+from jobwarden.shell.kubeclient import KubeClient
 
 Reply = Callable[[bytes, asyncio.StreamWriter, int], Awaitable[bool]]  # -> keep the connection open
 
@@ -150,6 +152,64 @@ def test_a_reused_connection_closing_before_any_answer_byte_is_retried_once() ->
 
     assert _run(scenario) == [b"y", b"y"]
     assert numbers == [1, 1, 2]
+
+
+def _first_request_closed_unanswered_on_reuse(numbers: list[int]) -> Reply:
+    """Answers everything, except the second request on the first connection: read, then the
+    connection closes without a byte of answer (the server may or may not have acted on it)."""
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        if number == 1 and len(numbers) == 2:
+            return False
+        writer.write(_answer("201 Created", b'{"metadata":{"name":"made"}}'))
+        await writer.drain()
+        return True
+
+    return reply
+
+
+def test_a_post_of_a_generated_name_is_never_sent_twice_on_a_stale_connection() -> None:
+    """Issue 27: a `generateName` create that may have been acted on must not go out again (a
+    `jobwarden job restart` Command would be created, and carried out, twice). A named create may:
+    a repeat answers 409 AlreadyExists."""
+    numbers: list[int] = []
+
+    async def scenario() -> list[bytes]:
+        server, url, seen = await _serve(_first_request_closed_unanswered_on_reuse(numbers))
+        client = KubeClient(kopf.ConnectionInfo(server=url, token="t"))
+        try:
+            await client.get("/api/v1/namespaces/x/configmaps/warm")  # the connection now idle, reused
+            with pytest.raises(ConnectionLost):
+                await client.create("/apis/bus.volcano.sh/v1alpha1/namespaces/x/commands",
+                                    {"metadata": {"generateName": "job-restartjob-"}})  # fmt: skip
+            await client.get("/api/v1/namespaces/x/configmaps/warm")
+            return seen
+        finally:
+            await client.close()
+            server.close()
+
+    seen = _run(scenario)
+    posts = [r for r in seen if r.startswith(b"POST ")]
+    assert len(posts) == 1, "the generated-name create went out once"
+    assert numbers == [1, 1, 2]
+
+
+def test_a_named_create_and_the_idempotent_methods_are_repeated_on_a_stale_connection() -> None:
+    async def attempt(method: str, body: Any, numbers: list[int]) -> bytes:
+        server, url, _ = await _serve(_first_request_closed_unanswered_on_reuse(numbers))
+        client = KubeClient(kopf.ConnectionInfo(server=url, token="t"))
+        try:
+            await client.get("/api/v1/namespaces/x/configmaps/warm")
+            return await client.request(method, "/api/v1/namespaces/x/secrets", body)
+        finally:
+            await client.close()
+            server.close()
+
+    for method, body in (("POST", {"metadata": {"name": "job-ssh"}}), ("PUT", {}), ("DELETE", {})):
+        numbers: list[int] = []
+        assert b"made" in asyncio.run(attempt(method, body, numbers)), method
+        assert numbers == [1, 1, 2], method
 
 
 def test_a_connection_closing_mid_answer_is_an_error_and_is_not_retried() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -35,6 +36,7 @@ PODGROUP_CRD = "{0.plural}.{0.group}".format(
 )  # podgroups.scheduling.volcano.sh
 COMMAND_CRD = f"{COMMAND_KIND.plural}.{COMMAND_KIND.group}"  # commands.bus.volcano.sh
 QUEUE_CRD = f"{QUEUE_KIND.plural}.{QUEUE_KIND.group}"  # queues.scheduling.volcano.sh
+EVENT_NAME_LIMIT = 253  # a DNS subdomain
 
 
 def load_config(kubeconfig: str | None) -> KubeClient:
@@ -49,6 +51,7 @@ class KubeApi:
     def __init__(self, client: KubeClient) -> None:
         self.client = client
         self.instance = socket.gethostname()
+        self._last_event_ns = 0
 
     async def close(self) -> None:
         await self.client.close()
@@ -131,7 +134,7 @@ class KubeApi:
     ) -> None:
         now = to_rfc3339(at or datetime.now(UTC))
         body = {
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "metadata": {"name": self._event_name(str(involved["name"])), "namespace": namespace},
             "involvedObject": dict(involved),
             "type": event.type,
             "reason": event.reason,
@@ -143,7 +146,18 @@ class KubeApi:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self.send("POST", f"/api/v1/namespaces/{namespace}/events", body)
+        try:
+            await self.send("POST", f"/api/v1/namespaces/{namespace}/events", body)
+        except ApiError as exc:
+            if exc.status != 409:  # AlreadyExists: our own POST, repeated after a stale connection
+                raise
+
+    def _event_name(self, involved: str) -> str:
+        """`<object>.<hex nanoseconds>`, as client-go's recorder names events: a named create may be
+        sent again after a stale connection (httppool.py), a `generateName` one may not. Unique in
+        this process even for events made within one clock tick."""
+        self._last_event_ns = max(time.time_ns(), self._last_event_ns + 1)
+        return f"{involved[: EVENT_NAME_LIMIT - 17]}.{self._last_event_ns:x}"
 
     async def send(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"

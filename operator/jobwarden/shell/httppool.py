@@ -12,10 +12,12 @@ body, so that is what is parsed; an answer framed by closing the connection is r
 No proxies (the session never consulted them either), no redirects, no compression.
 
 A request that finds its reused connection closed before any byte of the answer arrived is sent once
-more on a new connection: the server closed an idle keep-alive connection as the request left (Go's
-transport retries the same case). Every write the operator makes is safe to repeat: a create answers
-409 AlreadyExists (the controller then checks the owner), a status write and a delete carry
-resourceVersion or uid preconditions."""
+more on a new connection, when it is safe to repeat: the server closed an idle keep-alive connection
+as the request left (Go's transport retries the same case), but it may also have read the request and
+acted on it. So only idempotent methods go out again (GET, HEAD, PUT, DELETE, OPTIONS, as aiohttp and
+Go's transport decide), and a POST only when its caller says it is (`repeatable`): a named create
+answers 409 AlreadyExists the second time, while a `generateName` create would make a second object (a
+`jobwarden job restart` Command carried out twice; issue 27)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from urllib.parse import urlsplit
 IDLE_SECONDS: Final = 30.0
 MAX_HEAD_BYTES: Final = 64 * 1024
 NO_BODY_STATUSES: Final = frozenset({204, 304})
+# Methods whose request may be sent twice with the effect of once (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class ConnectionLost(ConnectionError):
@@ -210,10 +214,17 @@ class HttpPool:
         self._idle: list[_Connection] = []
 
     async def request(
-        self, method: str, path: str, headers: bytes, body: bytes | None, timeout: float
+        self,
+        method: str,
+        path: str,
+        headers: bytes,
+        body: bytes | None,
+        timeout: float,
+        repeatable: bool | None = None,
     ) -> Answer:
         """`headers`: complete header lines (`Name: value\\r\\n` each), without Host and
-        Content-Length."""
+        Content-Length. `repeatable`: whether the request may go out twice when a stale connection
+        closes before any answer byte (None: only for an idempotent method)."""
         data = body or b""
         request = b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
             method.encode(),
@@ -223,17 +234,19 @@ class HttpPool:
             len(data),
             data,
         )
+        if repeatable is None:
+            repeatable = method in IDEMPOTENT_METHODS
         async with self._slots, asyncio.timeout(timeout):
-            return await self._exchange(request)
+            return await self._exchange(request, repeatable)
 
-    async def _exchange(self, request: bytes) -> Answer:
+    async def _exchange(self, request: bytes, repeatable: bool) -> Answer:
         for attempt in (1, 2):
             connection, reused = await self._connection()
             try:
                 answer = await connection.send(request)
             except ConnectionLost:
                 connection.close()
-                if reused and not connection.received and attempt == 1:
+                if repeatable and reused and not connection.received and attempt == 1:
                     continue  # the server closed an idle connection as the request left
                 raise
             except BaseException:  # cancelled or timed out mid-answer: the connection is out of step

@@ -108,9 +108,10 @@ class KubeClient:
         """One request; the answer's bytes (parsed only by callers that read it), or ApiError.
         A 401 re-reads the credentials once: a service account's token file is rotated in place."""
         data = None if body is None else orjson.dumps(body)
+        repeatable = repeatable_request(method, body)
         for attempt in (1, 2):
             headers = self._header_lines + b"Content-Type: %s\r\n" % content_type.encode()
-            answer = await self.pool.request(method, path, headers, data, timeout)
+            answer = await self.pool.request(method, path, headers, data, timeout, repeatable)
             if 200 <= answer.status <= 299:
                 return answer.body
             if answer.status == 401 and attempt == 1 and self.refresh():
@@ -149,6 +150,16 @@ class KubeClient:
         self._headers = headers
         self._header_lines = _header_lines(headers)
         return changed
+
+
+def repeatable_request(method: str, body: Any) -> bool:
+    """Whether a request may go out twice when a stale connection closes unanswered (httppool.py):
+    the idempotent methods; PATCH, whose merge patches here set fixed values; a POST only when it
+    names the object it creates (a repeat answers 409), never a `generateName` create."""
+    if method != "POST":
+        return True
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    return isinstance(metadata, dict) and bool(metadata.get("name"))
 
 
 def _header_lines(headers: dict[str, str]) -> bytes:
