@@ -363,6 +363,9 @@ def test_an_exception_in_plan_is_a_warning_event_on_the_job_and_a_retry() -> Non
         def phase(self, status: Any) -> str:
             return ""
 
+        def unwatched_children(self, job: Any) -> list[Any]:
+            return []
+
     async def scenario() -> None:
         api = FakeApi()
         controller, key = controller_for(FakeCluster(KIND, kubeflow_job(KIND, {"Master": 1})), api)
@@ -848,5 +851,68 @@ def test_urgent_child_writes_wait_for_a_slot_of_their_own_bound() -> None:
         await asyncio.sleep(0.05)
         assert {w[2] for w in api.writes("delete")} >= {"job-worker-0", "job-worker-1"}
         await controller.stop()
+
+    run(scenario)
+
+
+# -- unwatched children after a restart (issue 27) --------------------------------------------------
+
+
+def test_after_a_restart_the_ssh_secret_is_looked_up_once_and_a_kill_removes_it() -> None:
+    """The issue's timeline: the job restarted (controlledResources cleared), the operator was killed
+    before the ssh plugin recorded itself again, and the new process's first pass fails the job
+    (MaxRetryReached). The Secret made before the restart still exists: it must go with the kill."""
+
+    async def scenario() -> None:
+        job_spec = vcjob(vtask("worker", 2), maxRetry=2, plugins={"ssh": [], "svc": [], "env": []})
+        cluster = volcano_running(job_spec)
+        secret = cluster.children["Secret"]["job-ssh"]
+        # What the job's status held when the new process started: restarted twice (= maxRetry), and
+        # the ssh plugin not recorded again before the SIGKILL.
+        status = cluster.job["status"]
+        status["state"] = {"phase": "Restarting", "reason": "RestartJob"}
+        status.update(retryCount=2, version=2, controlledResources={"plugin-env": "env", "plugin-svc": "svc"})
+        job = {**cluster.job, "metadata": {**cluster.job["metadata"], "resourceVersion": "7"}}
+        uid = job["metadata"]["uid"]
+        api = FakeApi()
+        api.existing["job-ssh"] = secret
+        controller = Controller(api, Settings(), clock=lambda: later(20))  # type: ignore[arg-type]
+        controller.indices = {
+            kind: {uid: list(copy.deepcopy(cluster.children[kind]).values())}
+            for kind in ("Pod", "Service", "ConfigMap", "NetworkPolicy")
+        }
+        key = job_key(VOLCANO, job)
+        controller.jobs[key] = ctl._Entry(VOLCANO, copy.deepcopy(job))
+
+        await controller.reconcile(key)
+        (status,) = api.writes("status")
+        assert status[2]["state"]["phase"] == "Failed" and status[2]["state"]["reason"] == "MaxRetryReached"
+        deleted = {(c[1], c[2]): c[3] for c in api.writes("delete")}
+        assert deleted[("Secret", "job-ssh")] == "uid-job-ssh", "deleted, with its uid as precondition"
+        assert {("Service", "job"), ("ConfigMap", "job-svc"), ("NetworkPolicy", "job")} <= set(deleted)
+        # Looked up once per job and process: the next pass reads nothing again.
+        api.existing.clear()
+        await controller.reconcile(key)
+
+    run(scenario)
+
+
+def test_a_secret_of_the_same_name_another_owner_controls_is_neither_shown_nor_removed() -> None:
+    async def scenario() -> None:
+        job_spec = vcjob(vtask("worker", 1), plugins={"ssh": []})
+        cluster = volcano_running(job_spec)
+        cluster.job["status"]["state"]["phase"] = "Failed"
+        cluster.job["status"].pop("controlledResources", None)
+        job = {**cluster.job, "metadata": {**cluster.job["metadata"], "resourceVersion": "7"}}
+        foreign = copy.deepcopy(cluster.children["Secret"]["job-ssh"])
+        foreign["metadata"]["ownerReferences"] = [{"controller": True, "uid": "someone-else"}]
+        api = FakeApi()
+        api.existing["job-ssh"] = foreign
+        controller = Controller(api, Settings(), clock=lambda: later(20))  # type: ignore[arg-type]
+        controller.indices = {"Pod": {job["metadata"]["uid"]: list(copy.deepcopy(cluster.pods).values())}}
+        key = job_key(VOLCANO, job)
+        controller.jobs[key] = ctl._Entry(VOLCANO, copy.deepcopy(job))
+        await controller.reconcile(key)
+        assert ("Secret", "job-ssh") not in {(c[1], c[2]) for c in api.writes("delete")}
 
     run(scenario)

@@ -925,3 +925,23 @@ def test_running_duration_is_written_when_the_job_is_killed_as_upstream() -> Non
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (7205, "2h0m5s")])
 def test_go_duration_text(seconds: int, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+def test_a_kill_removes_what_exists_and_carries_a_plugin_label_not_what_status_recorded() -> None:
+    """Issue 27: controlledResources is bookkeeping a restart clears. A kill removes the plugins'
+    children that exist (the caches hold only the job's own), and any child of the job labelled by a
+    plugin (e.g. one made under an older name); one already being deleted is left to finish."""
+    cluster = running(vcjob(task("worker", 1), plugins={"svc": []}))
+    assert cluster.children["Service"]["job"]["metadata"]["labels"]["jobwarden.dev/plugin"] == "svc"
+    older = copy.deepcopy(cluster.children["ConfigMap"]["job-svc"])
+    older["metadata"]["name"] = "job-hosts"
+    cluster.children["ConfigMap"]["job-hosts"] = older
+    cluster.children["NetworkPolicy"]["job"]["metadata"]["deletionTimestamp"] = "2024-05-01T12:00:01Z"
+    cluster.job["status"].pop("controlledResources")
+    cluster.set_phase("job-worker-0", "Failed", exit_code=1)
+
+    plan = cluster.step(later(10))
+
+    assert plan.status is not None and plan.status["state"]["phase"] == "Failed"
+    assert sorted(deleted(plan, "ConfigMap")) == ["job-hosts", "job-svc"]
+    assert deleted(plan, "Service") == ["job"] and deleted(plan, "NetworkPolicy") == []

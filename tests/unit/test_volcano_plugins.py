@@ -190,7 +190,10 @@ def test_svc_headless_service_selects_the_jobs_pods() -> None:
     service = built(SvcPlugin(publish_not_ready_addresses=True), job(task("w", 1)))["Service"]
 
     assert service["metadata"]["name"] == "job"
-    assert service["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "jobwarden"}
+    assert service["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "jobwarden",
+        "jobwarden.dev/plugin": "svc",
+    }
     assert service["spec"] == {
         "clusterIP": "None",
         "selector": {"volcano.sh/job-name": "job", "volcano.sh/job-namespace": "ns"},

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobwarden.core.fielderrors import FieldError
-from jobwarden.core.plan import Body, Manifest, Observed, Plan
+from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 
 
 @dataclass(frozen=True)
@@ -56,4 +56,12 @@ class JobKind(Protocol):
         is filled in (e.g. an ssh key pair). Pure from the core's point of view but possibly CPU-heavy
         or random, so the shell calls it in a worker thread just before creating each manifest. Most
         kinds return the manifest unchanged."""
+        ...
+
+    def unwatched_children(self, job: Body) -> list[ChildRef]:
+        """The children of kinds the shell never watches (Secrets) that this job may own. No cache
+        holds them, so the shell looks each one up by name once per job and process and shows it in
+        `Observed.children` when it exists and the job controls it: what a plan keeps or removes is
+        decided from what exists, never from bookkeeping in status that a restart loses (issue 27).
+        Most kinds have none."""
         ...

@@ -63,7 +63,7 @@ from typing import Any
 
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
-from jobwarden.core.plan import Body, Manifest, Observed, Plan
+from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow_gang import decorate_pod, gang_scheduled
 from jobwarden.kinds.kubeflow_job import (
@@ -146,6 +146,9 @@ class KubeflowKind:
 
     def materialize(self, manifest: Manifest) -> Manifest:
         return manifest  # every child is complete in the plan
+
+    def unwatched_children(self, job: Body) -> list[ChildRef]:
+        return []  # pods, services and PodGroups: all watched
 
     # -- reading ------------------------------------------------------------------------------
 

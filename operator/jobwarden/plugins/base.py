@@ -24,6 +24,9 @@ FlagValue = bool | int | str
 # Labels upstream puts on every pod of a job; the svc plugin's Service selects pods by them.
 JOB_NAME_LABEL = "volcano.sh/job-name"
 JOB_NAMESPACE_LABEL = "volcano.sh/job-namespace"
+# On every child a plugin makes (jobwarden's own; upstream has none): with the job's controller
+# ownerReference it says what a kill removes, whatever status.controlledResources recorded.
+PLUGIN_LABEL = "jobwarden.dev/plugin"
 
 
 def pod_name(job_name: str, task_name: str, index: int) -> str:
@@ -150,6 +153,11 @@ class JobPlugin(ABC):
     @property
     def controlled_key(self) -> str:
         return f"plugin-{self.name}"
+
+    @property
+    def child_labels(self) -> dict[str, str]:
+        """The labels of every child this plugin makes."""
+        return {PLUGIN_LABEL: self.name}
 
     @abstractmethod
     def on_pod_create(self, pod: Manifest, job: JobContext, task: str, index: int) -> None:

@@ -129,7 +129,7 @@ class SshPlugin(JobPlugin):
             annotations[GIVEN_PRIVATE_KEY_ANNOTATION] = self.private_key
             if self.public_key:
                 annotations[GIVEN_PUBLIC_KEY_ANNOTATION] = self.public_key
-        metadata = child_metadata(job.job, secret_name(job), annotations=annotations)
+        metadata = child_metadata(job.job, secret_name(job), self.child_labels, annotations)
         return manifest(
             "v1", "Secret", metadata, type="Opaque", data=_encoded({"config": self.ssh_config(job)})
         )

@@ -95,7 +95,9 @@ class SvcPlugin(JobPlugin):
             DesiredChild("Service", job.name, lambda: self._service(job)),
         ]
         if self.network_policy:
-            children.append(DesiredChild("NetworkPolicy", job.name, lambda: network_policy(job)))
+            children.append(
+                DesiredChild("NetworkPolicy", job.name, lambda: network_policy(job, self.child_labels))
+            )
         return children
 
     def on_job_delete(self, job: JobContext) -> list[ChildRef]:
@@ -103,7 +105,8 @@ class SvcPlugin(JobPlugin):
         return [*refs, ChildRef("NetworkPolicy", job.name)] if self.network_policy else refs
 
     def _configmap(self, job: JobContext) -> Manifest:
-        return manifest("v1", "ConfigMap", child_metadata(job.job, configmap_name(job)), data=hosts_data(job))
+        metadata = child_metadata(job.job, configmap_name(job), self.child_labels)
+        return manifest("v1", "ConfigMap", metadata, data=hosts_data(job))
 
     def _service(self, job: JobContext) -> Manifest:
         spec = {
@@ -111,10 +114,10 @@ class SvcPlugin(JobPlugin):
             "selector": {JOB_NAME_LABEL: job.name, JOB_NAMESPACE_LABEL: job.namespace},
             "publishNotReadyAddresses": self.publish_not_ready_addresses,
         }
-        return manifest("v1", "Service", child_metadata(job.job, job.name), spec=spec)
+        return manifest("v1", "Service", child_metadata(job.job, job.name, self.child_labels), spec=spec)
 
 
-def network_policy(job: JobContext) -> Manifest:
+def network_policy(job: JobContext, labels: Mapping[str, str] | None = None) -> Manifest:
     """Ingress to the job's pods only from the job's pods."""
     own_pods = {"matchLabels": {JOB_NAME_LABEL: job.name, JOB_NAMESPACE_LABEL: job.namespace}}
     spec = {
@@ -122,7 +125,8 @@ def network_policy(job: JobContext) -> Manifest:
         "ingress": [{"from": [{"podSelector": own_pods}]}],
         "policyTypes": ["Ingress"],
     }
-    return manifest("networking.k8s.io/v1", "NetworkPolicy", child_metadata(job.job, job.name), spec=spec)
+    metadata = child_metadata(job.job, job.name, labels)
+    return manifest("networking.k8s.io/v1", "NetworkPolicy", metadata, spec=spec)
 
 
 def hosts_data(job: JobContext) -> dict[str, str]:

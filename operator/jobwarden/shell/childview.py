@@ -8,7 +8,10 @@ has not caught up with yet. Plans are made from this view, never from the indice
   terminating for TOMBSTONE_SECONDS. The watch lags the DELETE: until it catches up the child is
   neither counted again nor its name reused, and a Command is never carried out twice.
 - Unwatched kinds (Secrets): no index holds them, so the ones created here, or found already there
-  and controlled by the job, are remembered as minimal bodies."""
+  and controlled by the job, are remembered as minimal bodies. What this process remembers starts
+  empty, so each job's unwatched children (`JobKind.unwatched_children`) are looked up by name once
+  per job and process before its first plan (`looked_up`/`found`): a Secret made before a restart is
+  seen, kept and removed like any other child (issue 27: one leaked when only status recorded it)."""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class ChildView:
         self._unwatched: dict[str, dict[str, dict[str, Body]]] = {}
         # job uid -> kind -> name -> (the manifest created, monotonic expiry)
         self._expected: dict[str, dict[str, dict[str, tuple[Body, float]]]] = {}
+        self._looked_up: set[str] = set()  # job uids whose unwatched children were looked up
 
     def children_of(self, job_uid: str) -> dict[str, dict[str, Body]]:
         """kind -> name -> body, as plans must see them."""
@@ -65,13 +69,27 @@ class ChildView:
         if manifest["kind"] in self.indices:
             self._expect(job, manifest)
             return False
-        known = self._unwatched.setdefault(str(job["metadata"]["uid"]), {}).setdefault(manifest["kind"], {})
-        known[manifest["metadata"]["name"]] = {
-            "apiVersion": manifest.get("apiVersion"),
-            "kind": manifest["kind"],
-            "metadata": {"name": manifest["metadata"]["name"], "namespace": job["metadata"]["namespace"]},
-        }
+        self.found(job, {**manifest, "metadata": {**manifest["metadata"], "uid": None}})
         return True
+
+    def looked_up(self, job_uid: str) -> bool:
+        """Whether this job's unwatched children were looked up (or made) by this process."""
+        return job_uid in self._looked_up
+
+    def mark_looked_up(self, job_uid: str) -> None:
+        self._looked_up.add(job_uid)
+
+    def found(self, job: Body, child: Body) -> None:
+        """An unwatched child that exists and the job controls: shown to plans from now on, as a
+        minimal body (its uid, when known, is the precondition of its delete)."""
+        meta = child["metadata"]
+        known = self._unwatched.setdefault(str(job["metadata"]["uid"]), {}).setdefault(child["kind"], {})
+        kept = {k: meta[k] for k in ("uid", "labels", "ownerReferences") if meta.get(k)}
+        known[meta["name"]] = {
+            "apiVersion": child.get("apiVersion"),
+            "kind": child["kind"],
+            "metadata": {"name": meta["name"], "namespace": job["metadata"]["namespace"], **kept},
+        }
 
     def deleted(self, job: Body, child_kind: str, name: str, uid: str | None) -> None:
         """Our DELETE of it was answered (or it was gone already)."""
@@ -101,6 +119,7 @@ class ChildView:
         """The job is gone."""
         self._unwatched.pop(job_uid, None)
         self._expected.pop(job_uid, None)
+        self._looked_up.discard(job_uid)
 
     def _drop_expired_tombstones(self, now: float) -> None:
         while self._tombstones:

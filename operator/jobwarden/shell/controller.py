@@ -48,6 +48,7 @@ from jobwarden.shell.childview import ChildIndices, ChildView
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
 from jobwarden.shell.faultbook import FaultBook
+from jobwarden.shell.kubeclient import ApiError
 from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
 
 logger = logging.getLogger(__name__)
@@ -301,6 +302,7 @@ class Controller:
             metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
 
     async def _plan_and_execute(self, key: JobKey, entry: _Entry) -> None:
+        await self._look_up_unwatched(entry)
         observed = self.observed(entry, key)
         try:
             plan = await self._plan(key, entry, observed)
@@ -311,6 +313,26 @@ class Controller:
             await self.execute(key, entry, plan, observed)
         except _Stale:
             logger.debug("plan for %s was stale; planning again", key)
+
+    async def _look_up_unwatched(self, entry: _Entry) -> None:
+        """Once per job and process, before its first plan: the children of unwatched kinds it may
+        own (the ssh plugin's Secret), read by name. No cache holds them and this process's memory of
+        them starts empty, so without this a Secret made before a restart was neither kept nor removed
+        (issue 27). A failed read fails the pass (retried): a plan must not see it missing."""
+        job = entry.body
+        uid = str(job["metadata"]["uid"])
+        if self.view.looked_up(uid):
+            return
+        for ref in entry.kind.unwatched_children(job):
+            try:
+                child = await self.api.read_child(job["metadata"]["namespace"], ref.kind, ref.name)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            if controller_uid(child) == uid:  # a foreign object of that name is not the job's to remove
+                self.view.found(job, child)
+        self.view.mark_looked_up(uid)
 
     async def _plan(self, key: JobKey, entry: _Entry, observed: Observed) -> Plan:
         """Off the event loop that serves the webhook and the watches, unless this job's plans are

@@ -106,12 +106,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobwarden.core.fielderrors import FieldError
-from jobwarden.core.plan import Body, Manifest, Observed, Plan
+from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 from jobwarden.core.quantity import format_quantity
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import phases
+from jobwarden.kinds.volcano.children import unwatched_plugin_children
 from jobwarden.kinds.volcano.decision import Situation
-from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration
+from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration, read_job
 from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL
@@ -145,6 +146,10 @@ class VolcanoKind:
     def materialize(self, manifest: Manifest) -> Manifest:
         """The plugins fill in what the plan only asked for (the ssh plugin's key pair)."""
         return materialize_plugin_child(manifest)
+
+    def unwatched_children(self, job: Body) -> list[ChildRef]:
+        """The plugins' children of unwatched kinds (the ssh plugin's Secret)."""
+        return unwatched_plugin_children(read_job(job))
 
 
 KIND = VolcanoKind()

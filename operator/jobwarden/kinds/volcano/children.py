@@ -15,7 +15,8 @@ import copy
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.plan import WATCHED_CHILD_KINDS, ChildRef, Manifest
 from jobwarden.kinds.volcano.decision import Decision, Situation
-from jobwarden.plugins.base import DesiredChild
+from jobwarden.kinds.volcano.spec import VolcanoJob
+from jobwarden.plugins.base import PLUGIN_LABEL, DesiredChild
 
 
 def ensure_plugin_children(situation: Situation, decision: Decision) -> Decision:
@@ -73,19 +74,40 @@ def ensure_volume_claims(situation: Situation, decision: Decision) -> Decision:
 
 def remove_job_children(situation: Situation, decision: Decision) -> Decision:
     """Upstream's plugin `OnJobDelete` plus the PodGroup deletion of a whole-job kill: the plugins'
-    keys leave `controlledResources`."""
+    keys leave `controlledResources`.
+
+    What goes is decided from what exists and the job owns, never from `controlledResources`, which a
+    restart clears and a crash may leave behind (issue 27: an ssh Secret outlived its Failed job):
+    every observed child (the caches hold only children the job controls; the shell looks up the
+    unwatched ones, `JobKind.unwatched_children`) that a plugin names on a kill or that carries a
+    plugin's label. One already being deleted is left to finish."""
     controlled = dict(decision.controlled)
     observed = situation.observed
-    delete: list[ChildRef] = []
+    doomed: dict[tuple[str, str], None] = {}  # in order, once each
     for plugin in situation.job.plugins.plugins:
-        recorded = plugin.controlled_key in controlled
         for ref in plugin.on_job_delete(situation.job.context):
-            exists = ref.name in observed.of_kind(ref.kind) or (
-                recorded and ref.kind not in WATCHED_CHILD_KINDS
-            )
-            if exists:
-                delete.append(ref)
+            doomed[(ref.kind, ref.name)] = None
         controlled.pop(plugin.controlled_key, None)
-    if situation.job.podgroup_name in observed.of_kind("PodGroup"):
-        delete.append(ChildRef("PodGroup", situation.job.podgroup_name))
+    for child_kind, children in observed.children.items():
+        for name, child in children.items():
+            if PLUGIN_LABEL in ((child.get("metadata") or {}).get("labels") or {}):
+                doomed[(child_kind, name)] = None
+    doomed[("PodGroup", situation.job.podgroup_name)] = None
+    delete = [
+        ChildRef(child_kind, name)
+        for child_kind, name in doomed
+        if name in observed.of_kind(child_kind)
+        and not observed.of_kind(child_kind)[name].get("metadata", {}).get("deletionTimestamp")
+    ]
     return decision.changed(controlled=controlled).adding(delete=delete)
+
+
+def unwatched_plugin_children(job: VolcanoJob) -> list[ChildRef]:
+    """The plugins' children of kinds the shell does not watch (the ssh Secret), for the shell to look
+    up once (`JobKind.unwatched_children`)."""
+    return [
+        ChildRef(child.kind, child.name)
+        for plugin in job.plugins.plugins
+        for child in plugin.resources(job.context)
+        if child.kind not in WATCHED_CHILD_KINDS
+    ]
