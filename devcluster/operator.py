@@ -35,7 +35,7 @@ class LocalOperator:
         detach: bool = False,
         namespaces: tuple[str, ...] = (),
         lease: str | None = None,
-        lease_namespace: str = "default",
+        lease_namespace: str | None = "default",
         identity: str | None = None,
         webhook: bool = True,
     ) -> None:
@@ -55,7 +55,7 @@ class LocalOperator:
         # restart(), so a restarted operator takes its Lease back at once instead of waiting out the
         # killed process's lease. Replicas of one deployment share `lease` and differ in `identity`.
         self.lease = lease or f"jobwarden-leader-{self.health_port}"
-        self.lease_namespace = lease_namespace
+        self.lease_namespace = lease_namespace  # None: the operator's default (jobwarden-system)
         self.identity = identity or f"local-{self.health_port}"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -76,7 +76,8 @@ class LocalOperator:
             f"--webhook-port={self.webhook_port}", f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
             f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
             "--metrics-bind=127.0.0.1", "--health-bind=127.0.0.1",
-            f"--leader-elect-lease-name={self.lease}", f"--leader-elect-namespace={self.lease_namespace}",
+            f"--leader-elect-lease-name={self.lease}",
+            *([f"--leader-elect-namespace={self.lease_namespace}"] if self.lease_namespace else []),
             f"--leader-elect-identity={self.identity}",
             *self.extra_args,
         ]  # fmt: skip

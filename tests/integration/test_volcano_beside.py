@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from clusters import local_cluster
 from devcluster import cluster as devcluster
+from devcluster import pods
 from devcluster.operator import LocalOperator
 
 from testlib import ROOT, creatable, load_seed, wait_for
@@ -147,6 +148,53 @@ def test_a_scale_patches_only_the_podgroup_fields_jobwarden_owns(
     assert patched["status"] == {"phase": "Running", "running": 1}
     assert patched["metadata"]["annotations"]["scheduling.volcano.sh/by-scheduler"] == "kept"
     assert not [w for w in warnings(c, ns) if "PodGroup" in w[0] or "podgroup" in w[1]]
+
+
+def managers(obj: dict[str, Any]) -> set[tuple[str, str]]:
+    """(manager, subresource) of every entry in the object's managedFields."""
+    entries = obj["metadata"].get("managedFields") or []
+    return {(e["manager"], e.get("subresource", "")) for e in entries}
+
+
+def test_every_write_of_a_lifecycle_is_recorded_under_jobwarden(
+    volcano: tuple[Cluster, LocalOperator],
+) -> None:
+    """Issue 25: jobwarden's writes carry `fieldManager=jobwarden` (and a `jobwarden/<version>`
+    User-Agent), so `kubectl get --show-managed-fields` tells them from anyone's; before, the apiserver
+    recorded them under `unknown`. Also: the phase log names the job, and no per-child event is posted
+    on a Volcano Job (Volcano posts none)."""
+    c, operator = volcano
+    ns = new_namespace(c, "vm")
+    body = one_task_job(ns, "tracked")
+    body["spec"]["tasks"][0]["policies"] = [{"event": "TaskCompleted", "action": "CompleteJob"}]
+    c.kubectl("apply", "-f", "-", input=json.dumps(body))
+    job = wait_for(lambda: get(c, "vcjob", "tracked", "-n", ns), 30)
+    group = f"tracked-{job['metadata']['uid']}"
+    wait_for(lambda: get(c, "podgroup", group, "-n", ns), 30, what="the PodGroup")
+    c.kubectl("patch", "podgroup", group, "-n", ns, "--subresource=status", "--type=merge",
+              "-p", '{"status":{"phase":"Inqueue"}}')  # fmt: skip
+    pod = pods.wait_running(c, ns, "tracked-worker-0")
+    pods.finish(c, ns, "tracked-worker-0", 0)
+    wait_for(lambda: state_of(c, ns, "tracked").get("phase") == "Completed", 30, what="Completed")
+
+    job = get(c, "vcjob", "tracked", "-n", ns, "--show-managed-fields") or {}
+    assert ("jobwarden", "status") in managers(job), managers(job)
+    pod = get(c, "pod", "tracked-worker-0", "-n", ns, "--show-managed-fields") or {}
+    assert ("jobwarden", "") in managers(pod), managers(pod)
+    group_body = get(c, "podgroup", group, "-n", ns, "--show-managed-fields")
+    assert group_body is None or ("jobwarden", "") in managers(group_body)  # deleted once finished
+    events = (get(c, "events", "-n", ns, "--show-managed-fields") or {}).get("items") or []
+    ours = [e for e in events if (e.get("source") or {}).get("component") == "jobwarden"]
+    assert "ExecuteAction" in {e["reason"] for e in ours}
+    assert all(managers(e) == {("jobwarden", "")} for e in ours), [managers(e) for e in ours]
+    lease = get(c, "lease", operator.lease, "-n", operator.lease_namespace or "", "--show-managed-fields")
+    assert lease and ("jobwarden", "") in managers(lease)
+    everything = [job, pod, lease, *events, *([group_body] if group_body else [])]
+    assert not [m for o in everything for m in managers(o) if m[0] == "unknown"]
+
+    reasons = {e["reason"] for e in events}
+    assert not {r for r in reasons if r.startswith(("SuccessfulCreate", "SuccessfulDelete"))}, reasons
+    assert f"Job {ns}/tracked phase (new) -> Pending" in operator.logs()
 
 
 @pytest.fixture(scope="module")

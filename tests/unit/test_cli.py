@@ -91,10 +91,32 @@ def test_volcano_jobs_setting_and_the_auto_decision() -> None:
 
     assert options([]).volcano_jobs == "auto"
     assert options(["--volcano-jobs", "off"]).volcano_jobs == "off"
-    ours = {"app.kubernetes.io/name": "jobwarden", "app.kubernetes.io/component": "crd"}
-    assert volcano_jobs_decision("auto", ours)[0] is True
-    assert volcano_jobs_decision("auto", None)[0] is True  # not installed: nothing to stand aside for
-    serve, why = volcano_jobs_decision("auto", {"app.kubernetes.io/name": "volcano"})
-    assert serve is False and "not jobwarden's" in why and "jobs.batch.volcano.sh" in why
-    assert volcano_jobs_decision("on", {})[0] is True
-    assert volcano_jobs_decision("off", ours)[0] is False
+    ours = {"labels": {"app.kubernetes.io/name": "jobwarden", "app.kubernetes.io/component": "crd"}}
+    assert volcano_jobs_decision("auto", ours).serve is True
+    assert volcano_jobs_decision("auto", None).serve is True  # not installed: nothing to stand aside for
+    decision = volcano_jobs_decision("auto", {"labels": {"app.kubernetes.io/name": "volcano"}})
+    assert decision.serve is False and not decision.taken_over
+    assert "not jobwarden's" in decision.why and "jobs.batch.volcano.sh" in decision.why
+    assert volcano_jobs_decision("on", {}).serve is True
+    assert volcano_jobs_decision("off", ours).serve is False
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        {"annotations": {"controller-gen.kubebuilder.io/version": "v0.20.0"}},
+        {"annotations": {"helm.sh/resource-policy": "keep"}},
+        {"annotations": {"meta.helm.sh/release-name": "volcano"}},
+        {"labels": {"app.kubernetes.io/managed-by": "Helm"}},
+    ],
+)
+def test_auto_refuses_a_volcano_crd_under_jobwardens_label(marks: dict[str, dict[str, str]]) -> None:
+    """Issue 25: jobwarden's manifests applied over Volcano's CRD add jobwarden's label and leave what
+    Volcano's installation put there; `auto` must not take such a CRD over."""
+    from jobwarden.shell.run import volcano_jobs_decision
+
+    labels = {"app.kubernetes.io/name": "jobwarden", **marks.get("labels", {})}
+    decision = volcano_jobs_decision("auto", {"labels": labels, "annotations": marks.get("annotations", {})})
+    assert decision.serve is False and decision.taken_over
+    assert "was not created by jobwarden" in decision.why and "overlays/beside-volcano" in decision.why
+    assert volcano_jobs_decision("on", {"labels": labels, **marks}).serve is True  # the explicit override

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import kopf
 import pytest
 from aiohttp import web
@@ -74,6 +75,41 @@ def test_a_401_re_reads_the_credentials_once_and_retries() -> None:
 
     assert _run(scenario)["metadata"]["name"] == "made"
     assert seen == ["Bearer old", "Bearer new"]
+
+
+def test_every_request_names_jobwarden_and_every_write_its_field_manager() -> None:
+    """Issue 25: without a User-Agent and fieldManager the apiserver records jobwarden's writes under
+    the manager `unknown`. Reads carry the User-Agent too (the pool's and the watch session's)."""
+    seen: list[tuple[str, str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path_qs, request.headers.get("User-Agent", "")))
+        return web.json_response({"metadata": {}}, status=200)
+
+    async def scenario() -> None:
+        runner, url = await _serve(handler)
+        client = KubeClient(kopf.ConnectionInfo(server=url, token="t"))
+        try:
+            await client.get("/api/v1/namespaces/x/pods/y")
+            await client.create("/api/v1/namespaces/x/pods", {})
+            await client.replace("/api/v1/namespaces/x/pods/y?dryRun=All", {})
+            await client.request("PATCH", "/api/v1/namespaces/x/pods/y", {}, "application/merge-patch+json")
+            await client.delete("/api/v1/namespaces/x/pods/y")
+            async with client.stream("/api/v1/pods?watch=1", aiohttp.ClientTimeout(total=5)) as answer:
+                await answer.read()
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    _run(scenario)
+    assert seen == [
+        ("GET", "/api/v1/namespaces/x/pods/y", "jobwarden/0.1.0"),
+        ("POST", "/api/v1/namespaces/x/pods?fieldManager=jobwarden", "jobwarden/0.1.0"),
+        ("PUT", "/api/v1/namespaces/x/pods/y?dryRun=All&fieldManager=jobwarden", "jobwarden/0.1.0"),
+        ("PATCH", "/api/v1/namespaces/x/pods/y?fieldManager=jobwarden", "jobwarden/0.1.0"),
+        ("DELETE", "/api/v1/namespaces/x/pods/y", "jobwarden/0.1.0"),
+        ("GET", "/api/v1/pods?watch=1", "jobwarden/0.1.0"),
+    ]
 
 
 def test_a_401_with_unchanged_credentials_is_the_answer() -> None:

@@ -50,7 +50,8 @@ SELF_SIGNED = "overlays/self-signed"
 CERT_MANAGER = "overlays/cert-manager"
 NAMESPACED = "overlays/namespaced"
 PROMETHEUS = "overlays/prometheus-operator"  # self-signed + ServiceMonitor + Grafana dashboard
-ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED, PROMETHEUS]
+BESIDE_VOLCANO = "overlays/beside-volcano"  # self-signed, without what would take Volcano Jobs over
+ALL_INSTALLS = [DEFAULT, SELF_SIGNED, CERT_MANAGER, NAMESPACED, PROMETHEUS, BESIDE_VOLCANO]
 
 # `jobwarden run` flags the manifests and docs rely on (the CLI contract in docs/install.md).
 RUN_FLAGS = [
@@ -104,17 +105,18 @@ def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 
+KUBEFLOW_CRDS = {"tfjobs.kubeflow.org", "pytorchjobs.kubeflow.org", "mxjobs.kubeflow.org"}
+VOLCANO_CRDS = {
+    "jobs.batch.volcano.sh",
+    "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
+}
+
+
 @pytest.mark.parametrize("install", ALL_INSTALLS)
 def test_install_contains_the_crds_and_the_operator(install: str) -> None:
     objects = objs(install)
     crds = {o["metadata"]["name"] for o in kr.select(objects, "CustomResourceDefinition")}
-    assert crds == {
-        "tfjobs.kubeflow.org",
-        "pytorchjobs.kubeflow.org",
-        "mxjobs.kubeflow.org",
-        "jobs.batch.volcano.sh",
-        "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
-    }
+    assert crds == KUBEFLOW_CRDS | (set() if install == BESIDE_VOLCANO else VOLCANO_CRDS)
     kr.one(objects, "Namespace", NAMESPACE)
     kr.one(objects, "ServiceAccount", "jobwarden")
     kr.one(objects, "Deployment", "jobwarden")
@@ -391,7 +393,7 @@ def test_webhook_configuration(install: str) -> None:
         ("kubeflow.org", "v1", "tfjobs"),
         ("kubeflow.org", "v1", "pytorchjobs"),
         ("kubeflow.org", "v1", "mxjobs"),
-        ("batch.volcano.sh", "v1alpha1", "jobs"),
+        *([] if install == BESIDE_VOLCANO else [("batch.volcano.sh", "v1alpha1", "jobs")]),
     }
     [controller, gc, namespaces, unchanged] = hook["matchConditions"]
     assert controller == {
@@ -401,6 +403,29 @@ def test_webhook_configuration(install: str) -> None:
     assert "generic-garbage-collector" in gc["expression"]
     assert "namespace-controller" in namespaces["expression"]
     assert "object.?spec != oldObject.?spec" in unchanged["expression"]
+
+
+def test_beside_volcano_leaves_out_exactly_what_would_take_volcano_jobs_over() -> None:
+    """Issue 25: beside an installed Volcano, nothing of jobwarden's replaces Volcano's CRDs, judges
+    Volcano Jobs in the apiserver (policy) or blocks them while jobwarden is down (webhook rule); the
+    operator is told to stand aside. Everything else is the default install's."""
+    default, beside = objs(DEFAULT), objs(BESIDE_VOLCANO)
+
+    def names(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] != "ConfigMap"}
+
+    assert names(default) - names(beside) == {
+        ("CustomResourceDefinition", "jobs.batch.volcano.sh"),
+        ("CustomResourceDefinition", "commands.bus.volcano.sh"),
+        ("ValidatingAdmissionPolicy", "jobwarden-updates.batch.volcano.sh"),
+        ("ValidatingAdmissionPolicyBinding", "jobwarden-updates.batch.volcano.sh"),
+    }
+    assert names(beside) <= names(default)
+    [hook] = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["webhooks"]
+    assert [r["apiGroups"] for r in hook["rules"]] == [["kubeflow.org"]]
+    assert env_of(beside)["JOBWARDEN_VOLCANO_JOBS"] == "off"
+    assert "JOBWARDEN_VOLCANO_JOBS" not in env_of(default)  # auto: the operator's own check decides
+    assert effective_grants(beside) == effective_grants(default)
 
 
 def test_cert_manager_overlay_wiring() -> None:

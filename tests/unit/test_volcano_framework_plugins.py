@@ -5,6 +5,8 @@ plugins Volcano's mutating webhook implies (`pkg/webhooks/admission/jobs/mutate/
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 from typing import Any
 
 from volcano_helpers import FakeCluster, created, later, task, vcjob
@@ -179,6 +181,32 @@ def test_pytorch_wait_for_master_init_container_on_workers_only() -> None:
     assert (wait["name"], wait["image"], wait["command"][:2]) == ("wait-for-master", "img:1", ["sh", "-c"])
     assert "nc -z job-master-0.job 1234" in wait["command"][2] and "TIMEOUT=300" in wait["command"][2]
     assert [c["name"] for c in master["spec"]["initContainers"]] == ["init"]
+
+
+def test_pytorch_wait_for_master_prints_upstreams_messages() -> None:
+    """Issue 25: `kubectl logs -c wait-for-master` reads as under Volcano (pytorch.go
+    generateWaitForMasterScript). The script runs here against a port nobody listens on, with a 2 s
+    timeout: one retry, then the timeout."""
+    port = free_port()
+    job = context(task("master"), task("worker"))
+    pytorch = plugin("pytorch", "--wait-master-enabled", f"--port={port}", "--wait-master-timeout=2")
+    worker = new_pod("job-worker-0")
+    pytorch.on_pod_create(worker, job, "worker", 0)
+    script = worker["spec"]["initContainers"][-1]["command"][2].replace("job-master-0.job", "127.0.0.1")
+    ran = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert ran.returncode == 1
+    assert ran.stdout.splitlines() == [
+        f"Waiting for master node 127.0.0.1:{port} to be ready...",
+        "Master not ready yet, retrying in 2 seconds... (elapsed: 0s)",
+        "Timeout waiting for master after 2 seconds",
+    ]
+    assert script.endswith('\ndone\necho "Master node is ready!"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_pytorch_implies_svc() -> None:

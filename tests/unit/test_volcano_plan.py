@@ -922,6 +922,35 @@ def test_running_duration_is_written_when_the_job_is_killed_as_upstream() -> Non
     assert cluster.plan(later(4000)).is_noop
 
 
+def test_running_duration_is_dropped_by_the_sync_after_a_resume_as_upstream() -> None:
+    """Issue 25: upstream's syncJob, once the PodGroup is admitted, writes a status built without
+    runningDuration; the kills of Aborting, Aborted and Restarting write it. So a resumed job shows
+    it while Restarting and runs again without it (it was kept stale before)."""
+    cluster = running(vcjob(task("worker")))
+    cluster.command("AbortJob")
+    cluster.settle(later(30))
+    assert (cluster.phase, cluster.status["runningDuration"]) == ("Aborted", "30s")
+    cluster.command("ResumeJob")
+    cluster.step(later(60))
+    assert (cluster.phase, cluster.status["runningDuration"]) == ("Restarting", "1m0s")
+    statuses = [cluster.step(later(70)).status, cluster.step(later(70)).status]
+    assert [s and s["state"]["phase"] for s in statuses] == ["Pending", "Inqueue"]
+    assert [s and s.get("runningDuration") for s in statuses] == ["1m10s", None]  # killed, then synced
+    cluster.run_all()
+    cluster.settle(later(80))
+    assert cluster.phase == "Running" and "runningDuration" not in cluster.status
+
+
+def test_running_duration_is_kept_while_the_podgroup_waits() -> None:
+    """Upstream's syncJob with the PodGroup not admitted only moves the phase: runningDuration stays."""
+    cluster = running(vcjob(task("worker")), VOLCANO)
+    cluster.command("RestartJob")
+    cluster.settle(later(20))
+    cluster.set_podgroup_phase("Pending")
+    cluster.settle(later(25))
+    assert cluster.phase == "Pending" and cluster.status["runningDuration"] == "20s"
+
+
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (7205, "2h0m5s")])
 def test_go_duration_text(seconds: int, text: str) -> None:
     assert go_duration(seconds) == text

@@ -27,6 +27,9 @@ class JobKind(Protocol):
     resource: Resource
     # Labels every child of a job of this kind carries, so `kubectl get pods -l <key>=<job>` works.
     job_name_label: str
+    # Whether each child created or deleted gets an event on the job (`SuccessfulCreatePod`, …): the
+    # training-operator posts them for its kinds, Volcano's job controller never does.
+    child_events: bool
 
     def validate(self, job: Body) -> list[FieldError]:
         """Create-time checks (and the new object on UPDATE): malformed input, severity INVALID."""

@@ -116,6 +116,7 @@ class KubeflowKind:
     build_env: EnvBuilder
     env_in_every_container: bool  # else only into the first container named after the framework
     job_name_label: str = JOB_NAME_LABEL
+    child_events: bool = True  # the training-operator's pod and service control post them
     # Init containers the framework adds after the template's own (PyTorch's init-pytorch).
     init_containers: InitContainers = no_init_containers
     # The update contract's table: the seeds' (KUBEFLOW_UPDATABLE) unless the operator allows suspend

@@ -87,14 +87,20 @@ class PytorchPlugin(JobPlugin):
 
 
 def _wait_script(address: str, port: int, timeout: int) -> str:
-    """A POSIX shell loop: succeed once `address:port` accepts a TCP connection, fail after `timeout`."""
+    """A POSIX shell loop: succeed once `address:port` accepts a TCP connection, fail after `timeout`.
+    What it prints is upstream's, word for word (`kubectl logs -c wait-for-master` reads the same
+    under both controllers); tests/unit keeps the messages equal."""
     return "\n".join(
         [
             f'echo "Waiting for master node {address}:{port} to be ready..."',
             f"TIMEOUT={timeout}",
             "ELAPSED=0",
             f"until {{ nc -z {address} {port} || echo > /dev/tcp/{address}/{port}; }} 2>/dev/null; do",
-            '  if [ $ELAPSED -ge $TIMEOUT ]; then echo "Timeout waiting for master"; exit 1; fi',
+            "  if [ $ELAPSED -ge $TIMEOUT ]; then",
+            '    echo "Timeout waiting for master after ${TIMEOUT} seconds"',
+            "    exit 1",
+            "  fi",
+            '  echo "Master not ready yet, retrying in 2 seconds... (elapsed: ${ELAPSED}s)"',
             "  sleep 2",
             "  ELAPSED=$((ELAPSED + 2))",
             "done",

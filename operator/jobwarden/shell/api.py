@@ -126,7 +126,8 @@ class KubeApi:
         await self._post(involved, event, meta["namespace"], at)
 
     async def post_cluster_event(self, involved: Mapping[str, str], event: Event, namespace: str) -> None:
-        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`."""
+        """An event about a cluster-scoped object (e.g. a CRD), in `namespace`: the apiserver accepts
+        only `default` for it."""
         await self._post(involved, event, namespace)
 
     async def _post(
@@ -168,15 +169,15 @@ class KubeApi:
         callers that read it."""
         return await self.client.request(method, path, body, content_type)
 
-    async def crd_labels(self, name: str) -> dict[str, str] | None:
-        """The labels of an installed CRD; None when it is not installed."""
+    async def crd_metadata(self, name: str) -> dict[str, Any] | None:
+        """The metadata of an installed CRD (labels, annotations); None when it is not installed."""
         try:
             crd = await self.client.get(f"{CRDS}/{name}")
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        return dict(crd["metadata"].get("labels") or {})
+        return dict(crd["metadata"])
 
     async def crd_exists(self, name: str) -> bool:
         """Whether a CRD is installed. A 403 is not "absent": it is the operator's RBAC, and saying

@@ -372,7 +372,7 @@ class Controller:
                 return
         written_at = self.clock()  # the status (a decision, when it fails the job) is stored
         if plan.status is not None:
-            _count_transition(kind, kind.phase(job.get("status")), kind.phase(plan.status))
+            _count_transition(kind, job, kind.phase(job.get("status")), kind.phase(plan.status))
         self.faults.pass_started(key)
         retry = await self._write_children(key, job, kind, plan, observed.children)
         retry = not await self._delete_commands(job, plan, observed) or retry
@@ -482,7 +482,7 @@ class Controller:
             await self._child_failed(key, job, "Create", child_kind, name, exc)
             return "failed"
         self.faults.succeeded(key, "Create", child_kind, name)
-        if made:  # upstream's per-child event (training-operator's pod and service control)
+        if made and kind.child_events:  # the training-operator's per-child event (pod and service control)
             event = Event("Normal", f"SuccessfulCreate{child_kind}", f"Created {child_kind.lower()}: {name}")
             await self._post_event(job, event)
         return "ok"
@@ -538,8 +538,11 @@ class Controller:
         try:
             await self.api.delete_child(job["metadata"]["namespace"], ref, uid=uid)
             metrics.CHILDREN_DELETED.labels(kind.resource.kind, ref.kind).inc()
-            event = Event("Normal", f"SuccessfulDelete{ref.kind}", f"Deleted {ref.kind.lower()}: {ref.name}")
-            await self._post_event(job, event)
+            if kind.child_events:
+                event = Event(
+                    "Normal", f"SuccessfulDelete{ref.kind}", f"Deleted {ref.kind.lower()}: {ref.name}"
+                )
+                await self._post_event(job, event)
         except Exception as exc:
             # 404: already gone; 409: the uid precondition failed, the object we meant is gone.
             if status_of(exc) not in (404, 409):
@@ -724,11 +727,12 @@ FINISHED = {
 }
 
 
-def _count_transition(kind: JobKind, before: str, after: str) -> None:
+def _count_transition(kind: JobKind, job: Body, before: str, after: str) -> None:
     if before == after:
         return
     name = kind.resource.kind
-    logger.info("%s phase %s -> %s", name, before or "(new)", after)
+    meta = job["metadata"]
+    logger.info("%s %s/%s phase %s -> %s", name, meta["namespace"], meta["name"], before or "(new)", after)
     if not before:
         metrics.JOBS_CREATED.labels(name).inc()
     if after in FINISHED:

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,34 +84,90 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 VOLCANO_JOBS_CRD = f"{VOLCANO.resource.plural}.{VOLCANO.resource.group}"  # jobs.batch.volcano.sh
 OUR_CRD_LABEL = ("app.kubernetes.io/name", "jobwarden")  # on every CRD in crds/
+# What Volcano's installation leaves on its CRDs (installer/helm/chart/volcano/crd/bases, its Helm chart
+# and volcano-development.yaml) and jobwarden's never carry. Applying jobwarden's manifests over
+# Volcano's CRD adds jobwarden's label but leaves these (a client-side apply removes only what its own
+# last apply set; Helm's install leaves no such record), so they tell a taken-over CRD from ours.
+VOLCANO_INSTALL_ANNOTATIONS = (
+    "controller-gen.kubebuilder.io/version",
+    "helm.sh/resource-policy",
+    "meta.helm.sh/release-name",
+)
+HELM_LABEL = ("app.kubernetes.io/managed-by", "Helm")
 
 
-def volcano_jobs_decision(mode: str, crd_labels: dict[str, str] | None) -> tuple[bool, str]:
-    """(serve batch.volcano.sh Jobs, why). `auto` stands aside when the jobs CRD is installed and is
-    not jobwarden's: Volcano's own installation replaced it, so its job controller serves the jobs,
-    and two controllers acting on one job fight (pod counters flicker, pods are killed twice)."""
+@dataclass(frozen=True)
+class VolcanoJobs:
+    """Whether jobwarden serves batch.volcano.sh Jobs, why, and whether the reason is an alarm (the
+    jobs CRD is Volcano's under jobwarden's label)."""
+
+    serve: bool
+    why: str
+    taken_over: bool = False
+
+
+def foreign_traces(crd_meta: Mapping[str, Any]) -> list[str]:
+    """Marks of another installer (Volcano's, Helm's) on a CRD's metadata, as `key=value` texts."""
+    annotations = crd_meta.get("annotations") or {}
+    labels = crd_meta.get("labels") or {}
+    traces = [f"{k}={annotations[k]}" for k in VOLCANO_INSTALL_ANNOTATIONS if k in annotations]
+    if labels.get(HELM_LABEL[0]) == HELM_LABEL[1]:
+        traces.append("=".join(HELM_LABEL))
+    return traces
+
+
+def volcano_jobs_decision(mode: str, crd_meta: Mapping[str, Any] | None) -> VolcanoJobs:
+    """`crd_meta`: the jobs CRD's metadata, None when it is not installed. `auto` stands aside when
+    the CRD is installed and is not jobwarden's: Volcano's own installation made it, so its job
+    controller serves the jobs, and two controllers acting on one job fight (pod counters flicker,
+    pods are killed twice). jobwarden's label alone does not make it jobwarden's: applied over
+    Volcano's CRD, jobwarden's manifests add the label and leave Volcano's marks, and jobwarden refuses
+    to take such a CRD over (the preflight of issue 25)."""
     if mode == "on":
-        return True, "--volcano-jobs=on"
+        return VolcanoJobs(True, "--volcano-jobs=on")
     if mode == "off":
-        return False, "--volcano-jobs=off"
-    if crd_labels is not None and crd_labels.get(OUR_CRD_LABEL[0]) != OUR_CRD_LABEL[1]:
-        return False, (
+        return VolcanoJobs(False, "--volcano-jobs=off")
+    if crd_meta is None:
+        return VolcanoJobs(True, f"--volcano-jobs=auto: the CRD {VOLCANO_JOBS_CRD} is not installed yet")
+    labels = crd_meta.get("labels") or {}
+    if labels.get(OUR_CRD_LABEL[0]) != OUR_CRD_LABEL[1]:
+        return VolcanoJobs(
+            False,
             f"--volcano-jobs=auto: the CRD {VOLCANO_JOBS_CRD} is not jobwarden's (no label "
-            f"{OUR_CRD_LABEL[0]}={OUR_CRD_LABEL[1]}): Volcano's own job controller serves these jobs"
+            f"{OUR_CRD_LABEL[0]}={OUR_CRD_LABEL[1]}): Volcano's own job controller serves these jobs",
         )
-    return True, "--volcano-jobs=auto: the Volcano jobs CRD is jobwarden's"
+    traces = foreign_traces(crd_meta)
+    if traces:
+        return VolcanoJobs(
+            False,
+            f"--volcano-jobs=auto: the CRD {VOLCANO_JOBS_CRD} carries jobwarden's label but was not "
+            f"created by jobwarden ({', '.join(traces)}, as Volcano's installation leaves it): "
+            "jobwarden's manifests were applied over Volcano's CRD, and jobwarden does not take it over. "
+            "Volcano's job controller serves these jobs. Re-apply Volcano's CRD and install jobwarden "
+            "with manifests/overlays/beside-volcano (docs/install.md); --volcano-jobs=on serves them anyway",
+            taken_over=True,
+        )
+    return VolcanoJobs(True, "--volcano-jobs=auto: the Volcano jobs CRD is jobwarden's")
 
 
-async def _announce_standing_aside(api: kube.KubeApi, why: str, namespace: str) -> None:
-    """The one event saying why, on the jobs CRD (cluster-scoped: the event lives in `namespace`)."""
+# An event about a cluster-scoped object (the CRD) must live in `default`: the apiserver refuses it
+# (422) in any other namespace, e.g. the operator's own.
+CLUSTER_EVENT_NAMESPACE = "default"
+
+
+async def _announce_standing_aside(api: kube.KubeApi, decision: VolcanoJobs) -> None:
+    """The one event saying why, on the jobs CRD (kubectl describe crd jobs.batch.volcano.sh shows it)."""
     involved = {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "name": VOLCANO_JOBS_CRD,
     }
-    event = Event("Normal", "VolcanoJobsServedByVolcano", f"jobwarden stands aside for Volcano Jobs: {why}")
+    kind = "Warning" if decision.taken_over else "Normal"
+    event = Event(
+        kind, "VolcanoJobsServedByVolcano", f"jobwarden stands aside for Volcano Jobs: {decision.why}"
+    )
     try:
-        await api.post_cluster_event(involved, event, namespace)
+        await api.post_cluster_event(involved, event, CLUSTER_EVENT_NAMESPACE)
     except Exception as exc:  # best effort, as every event
         logger.warning("posting the VolcanoJobsServedByVolcano event failed: %s", kube.reason_of(exc))
 
@@ -151,7 +207,8 @@ async def run_operator(
     volcano_installed = await api.crd_exists(kube.PODGROUP_CRD)
     commands_installed = await api.crd_exists(kube.COMMAND_CRD)
     queues_installed = await api.crd_exists(kube.QUEUE_CRD)
-    serve_volcano, why = volcano_jobs_decision(options.volcano_jobs, await api.crd_labels(VOLCANO_JOBS_CRD))
+    volcano_jobs = volcano_jobs_decision(options.volcano_jobs, await api.crd_metadata(VOLCANO_JOBS_CRD))
+    serve_volcano = volcano_jobs.serve
     settings = Settings(
         cluster_domain=options.cluster_domain,
         volcano_scheduler_installed=volcano_installed,
@@ -215,8 +272,9 @@ async def run_operator(
         if tls:
             await webhook.register(api, options.webhook, tls[2].read_bytes())
         if not serve_volcano:
-            logger.warning("not reconciling or admitting batch.volcano.sh Jobs: %s", why)
-            await _announce_standing_aside(api, why, options.lease.namespace)
+            log = logger.error if volcano_jobs.taken_over else logger.warning
+            log("not reconciling or admitting batch.volcano.sh Jobs: %s", volcano_jobs.why)
+            await _announce_standing_aside(api, volcano_jobs)
         logger.info(
             "jobwarden started: namespaces=%s volcano-scheduler=%s volcano-commands=%s fallback=%s "
             "suspend-updates=%s gang-scheduler=%s leader-election=%s",

@@ -75,10 +75,12 @@ class WebhookOptions:
         ]
 
 
-def rules() -> list[dict[str, Any]]:
-    """CREATE and UPDATE of the main resource of every registered kind (never /status)."""
+def rules(job_kinds: tuple[JobKind, ...] | None = None) -> list[dict[str, Any]]:
+    """CREATE and UPDATE of the main resource of every kind served (never /status): a kind jobwarden
+    stands aside for (Volcano's Jobs, served by Volcano) has no rule, so a stopped jobwarden never
+    blocks it."""
     grouped: dict[tuple[str, str], list[str]] = {}
-    for kind in kinds.REGISTRY:
+    for kind in _served if job_kinds is None else job_kinds:
         grouped.setdefault((kind.resource.group, kind.resource.version), []).append(kind.resource.plural)
     return [
         {
@@ -169,6 +171,11 @@ async def register(api: KubeApi, options: WebhookOptions, ca_pem: bytes) -> None
     elif options.self_signed:
         bundle = desired["webhooks"][0]["clientConfig"]["caBundle"]
         patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
+        if standing_aside():
+            # The manifests' rules may still name the kinds jobwarden stands aside for (the default
+            # install applied beside Volcano): with failurePolicy Fail they would block Volcano's Jobs
+            # whenever jobwarden is down. overlays/beside-volcano ships the configuration without them.
+            patch.append({"op": "replace", "path": "/webhooks/0/rules", "value": rules()})
         await api.send(
             "PATCH", f"{WEBHOOK_CONFIGS}/{options.config_name}", patch, "application/json-patch+json"
         )
@@ -183,6 +190,12 @@ _served: tuple[JobKind, ...] = kinds.REGISTRY
 def serve(job_kinds: tuple[JobKind, ...]) -> None:
     global _served
     _served = job_kinds
+
+
+def standing_aside() -> bool:
+    """Whether a registered kind is not served (its own controller serves it)."""
+    served = {k.resource for k in _served}
+    return any(k.resource not in served for k in kinds.REGISTRY)
 
 
 def judge(group: str, plural: str, operation: str | None, old: Any, new: Any) -> Verdict:

@@ -61,8 +61,9 @@ Differences from upstream, on purpose:
 - Counters are never reset by a kill: upstream's killJob counts only the pods it failed to delete
   (so a Completed job shows `succeeded: 0`), and a finished phase there bumps `version` on every sync
   (its value depends on how many events arrived); here the counters are the pods left and the version
-  moves once per whole-job action. `runningDuration` is written as upstream (creation to the
-  lastTransitionTime of a phase a kill leads to).
+  moves once per whole-job action. `runningDuration` is kept as upstream: every kill writes it
+  (creation to the lastTransitionTime of the phase the kill leads to), the next sync with the gate
+  open drops it (a resumed or restarted job runs without it), a sync with the gate closed keeps it.
 - Delayed actions: no `Execute action <A> after <d>` event (scheduling is implicit in `wake_at`).
 - Policies are consulted in Pending, Inqueue and Running only (plus pod and task restarts while
   Restarting): elsewhere upstream's actions only repeat the kill already under way. Restarting creates
@@ -124,6 +125,7 @@ class VolcanoKind:
 
     resource: Resource = RESOURCE
     job_name_label: str = JOB_NAME_LABEL
+    child_events: bool = False  # Volcano's job controller posts none per child (docs/behaviour.md)
 
     def validate(self, job: Body) -> list[FieldError]:
         return validate_volcano(job)

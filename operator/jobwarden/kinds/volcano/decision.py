@@ -52,6 +52,9 @@ class Decision:
     deleted: frozenset[str] = frozenset()  # pods this plan deletes
     created: tuple[tuple[Task, int], ...] = ()  # pods this plan creates
     wakes: tuple[datetime, ...] = ()  # instants to look again at (delayed policy actions)
+    # The pods were synced with the gate open: upstream's syncJob then builds the status afresh
+    # (without `runningDuration`, status.py).
+    synced: bool = False
     create: tuple[Manifest, ...] = ()
     replace: tuple[Manifest, ...] = ()
     patch: tuple[Manifest, ...] = ()

@@ -253,7 +253,9 @@ def _sync(situation: Situation, decision: Decision, next_phase: NextPhase) -> De
     new_pods = [
         pod_manifest(job, task, index, _identity(situation, decision, task)) for task, index in missing
     ]
-    decision = decision.adding(create=[*made, *new_pods], patch=patched).changed(created=tuple(missing))
+    decision = decision.adding(create=[*made, *new_pods], patch=patched).changed(
+        created=tuple(missing), synced=gate.open
+    )
     decision = _announce(situation, decision, phase, gate)
     # Only Pending has a reason to give; admitted phases clear the last one.
     return decision.move(phase, *((gate.reason, gate.message) if phase == PENDING else ("", "")))

@@ -94,11 +94,18 @@ def new_status(situation: Situation, decision: Decision) -> dict[str, Any]:
 
 
 def _running_duration(situation: Situation, decision: Decision, stamp: str) -> str | None:
-    """Upstream's `status.runningDuration` (job_controller_actions.go killJob): from the job's creation
-    to the state's lastTransitionTime, written by every kill and never cleared. Written here in the
-    phases a kill leads to; kept as it was otherwise."""
-    if decision.phase not in KILLED_PHASES:
-        return situation.before.get("runningDuration")
+    """Upstream's `status.runningDuration` (volcano `pkg/controllers/job/job_controller_actions.go`):
+    - every kill (killPods: the passes of Restarting, Aborting, Aborted, Completing, Terminating, the
+      finished phases, and the actions that lead there) writes it: from the job's creation to the
+      state's lastTransitionTime;
+    - syncJob, once the PodGroup is admitted, writes a status built afresh without it, so a job that
+      runs again after a resume or a restart has none until its next kill;
+    - syncJob while the PodGroup waits only moves the phase and keeps it.
+    Here: written by a plan that starts in or reaches a phase a kill leads to, dropped by a sync with
+    the gate open, kept otherwise."""
+    started = str((situation.before.get("state") or {}).get("phase") or "")
+    if started not in KILLED_PHASES and decision.phase not in KILLED_PHASES:
+        return None if decision.synced else situation.before.get("runningDuration")
     created = from_rfc3339((situation.job.body.get("metadata") or {}).get("creationTimestamp"))
     moved = from_rfc3339(stamp)
     if created is None or moved is None:
