@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobwarden.core.plan import Observed, Plan, Settings
-from jobwarden.kinds.kubeflow import JOB_ROLE_LABEL, KubeflowKind
+from jobwarden.kinds.kubeflow.kind import JOB_ROLE_LABEL, KubeflowKind
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

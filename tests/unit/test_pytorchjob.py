@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubeflow_helpers import FakeCluster, created, deleted, env_of, fresh, kubeflow_job, later, seed
 
 from jobwarden.core.plan import ChildRef, Event, Settings
-from jobwarden.kinds import pytorchjob
+from jobwarden.kinds.kubeflow import pytorchjob
 
 TORCH = pytorchjob.KIND
 

@@ -49,8 +49,8 @@ Choices where upstream differs between versions, or is wrong (spec §8), made on
   (whatever the cleanPodPolicy), its `active` counts are dropped, Running (or Restarting) stops
   holding and `Suspended` holds; resuming sets `Suspended` False and resets `startTime`, so the active
   deadline counts from the resume. The seeds' update contract does not let `suspend` change unless the
-  operator runs with `--allow-suspend-updates` (kubeflow_validation.py).
-- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `kubeflow_gang.py`.
+  operator runs with `--allow-suspend-updates` (validation.py).
+- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `gang.py`.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow_gang import decorate_pod, gang_scheduled
-from jobwarden.kinds.kubeflow_job import (
+from jobwarden.kinds.kubeflow.gang import decorate_pod, gang_scheduled
+from jobwarden.kinds.kubeflow.job import (
     JOB_NAME_LABEL,
     JOB_ROLE_LABEL,
     OPERATOR_NAME_LABEL,
@@ -88,8 +88,8 @@ from jobwarden.kinds.kubeflow_job import (
     no_init_containers,
     replica_progress,
 )
-from jobwarden.kinds.kubeflow_plan import plan_job
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.plan import plan_job
+from jobwarden.kinds.kubeflow.validation import (
     KUBEFLOW_UPDATABLE,
     KUBEFLOW_UPDATABLE_WITH_SUSPEND,
     KubeflowShape,

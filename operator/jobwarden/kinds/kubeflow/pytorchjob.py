@@ -26,8 +26,8 @@ from typing import Any, Final
 from jobwarden.core.admission import as_mapping, int_errors, invalid_value, is_int, required
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow import KubeflowJob, KubeflowKind, PodSlot, Port, led_by
-from jobwarden.kinds.kubeflow_validation import KubeflowShape, canonical_replica_type
+from jobwarden.kinds.kubeflow.kind import KubeflowJob, KubeflowKind, PodSlot, Port, led_by
+from jobwarden.kinds.kubeflow.validation import KubeflowShape, canonical_replica_type
 
 PYTORCH_NPROC_WORDS: Final = ("auto", "cpu", "gpu")
 

@@ -18,7 +18,7 @@ from jobwarden.core.pods import (
     POD_SUCCEEDED,
     pod_phase,
 )
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.validation import (
     KubeflowShape,
 )
 
