@@ -112,6 +112,9 @@ def test_install_contains_the_crds_and_the_operator(install: str) -> None:
         "tfjobs.kubeflow.org",
         "pytorchjobs.kubeflow.org",
         "mxjobs.kubeflow.org",
+        "xgboostjobs.kubeflow.org",
+        "paddlejobs.kubeflow.org",
+        "jaxjobs.kubeflow.org",
         "jobs.batch.volcano.sh",
         "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
     }
@@ -138,7 +141,8 @@ def test_default_install_is_the_self_signed_mode() -> None:
 # RBAC: exactly the documented least-privilege set
 # --------------------------------------------------------------------------------------------------
 
-JOB_KINDS = {"kubeflow.org": ["tfjobs", "pytorchjobs", "mxjobs"], "batch.volcano.sh": ["jobs"]}
+KUBEFLOW_PLURALS = ["tfjobs", "pytorchjobs", "mxjobs", "xgboostjobs", "paddlejobs", "jaxjobs"]
+JOB_KINDS = {"kubeflow.org": KUBEFLOW_PLURALS, "batch.volcano.sh": ["jobs"]}
 
 
 def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
@@ -388,9 +392,7 @@ def test_webhook_configuration(install: str) -> None:
             assert "/" not in resource, f"subresource {resource} must not be validated"
             covered.update((g, v, resource) for g in rule["apiGroups"] for v in rule["apiVersions"])
     assert covered == {
-        ("kubeflow.org", "v1", "tfjobs"),
-        ("kubeflow.org", "v1", "pytorchjobs"),
-        ("kubeflow.org", "v1", "mxjobs"),
+        *(("kubeflow.org", "v1", plural) for plural in KUBEFLOW_PLURALS),
         ("batch.volcano.sh", "v1alpha1", "jobs"),
     }
     [controller, gc, namespaces, unchanged] = hook["matchConditions"]

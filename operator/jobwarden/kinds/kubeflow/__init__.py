@@ -7,21 +7,25 @@ The engine:
 - `validation.py`: the shared admission rules (create checks, the update contract's table);
 - `gang.py`: gang scheduling by Volcano (the PodGroup, the pods' fields).
 
-A framework (`tfjob.py`, `pytorchjob.py`, `mxjob.py`) declares its `KubeflowShape`, its own spec
-checks, env and success rule, and exposes `KIND`. Adding one is that module plus one line in
-`FRAMEWORKS`. The frameworks never import each other, and the engine imports none of them
+A framework (`tfjob.py`, `pytorchjob.py`, `mxjob.py`, `xgboostjob.py`, `paddlejob.py`, `jaxjob.py`)
+declares its `KubeflowShape`, its own spec checks, env and success rule, and exposes `KIND`. Adding
+one is that module plus one line in `FRAMEWORKS` (and its name in pyproject.toml's import contracts,
+which a unit test checks). The frameworks never import each other, and the engine imports none of them
 (import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
-from jobwarden.kinds.kubeflow import mxjob, pytorchjob, tfjob
+from jobwarden.kinds.kubeflow import jaxjob, mxjob, paddlejob, pytorchjob, tfjob, xgboostjob
 from jobwarden.kinds.kubeflow.kind import KubeflowKind
 
 FRAMEWORKS: tuple[KubeflowKind, ...] = (
     tfjob.KIND,
     pytorchjob.KIND,
     mxjob.KIND,
+    xgboostjob.KIND,
+    paddlejob.KIND,
+    jaxjob.KIND,
 )
 
 __all__ = ["FRAMEWORKS", "KubeflowKind"]
