@@ -147,7 +147,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--allow-suspend-updates",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("ALLOW_SUSPEND_UPDATES", False),
-        help="let an update change spec.runPolicy.suspend of a TFJob/PyTorchJob/MXJob (suspend and resume "
+        help="let an update change spec.runPolicy.suspend of a Kubeflow job (suspend and resume "
         "running jobs); the seeds' contract allows it only at create (env JOBWARDEN_ALLOW_SUSPEND_UPDATES)",
     )
     wh.add_argument(
@@ -227,7 +227,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--gang-scheduler",
         choices=["none", "volcano"],
         default=_env_choice("GANG_SCHEDULER", "none", ("none", "volcano")),
-        help="gang-schedule TFJob/PyTorchJob/MXJob with Volcano (a PodGroup per job, schedulerName volcano) "
+        help="gang-schedule the Kubeflow jobs with Volcano (a PodGroup per job, schedulerName volcano) "
         "when its PodGroup CRD is installed, as training-operator's --gang-scheduler-name "
         "(env JOBWARDEN_GANG_SCHEDULER; default none)",
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobwarden.core.plan import Observed, Plan, Settings
-from jobwarden.kinds.kubeflow import JOB_ROLE_LABEL, KubeflowKind
+from jobwarden.kinds.kubeflow.kind import JOB_ROLE_LABEL, KubeflowKind
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -152,3 +152,16 @@ def kubeflow_job(
         "metadata": {"name": name, "namespace": "ns", "uid": "uid-1"},
         "spec": {kind.shape.replica_specs_field: {t: replica_spec(n) for t, n in replicas.items()}, **spec},
     }
+
+
+def env_entries(container: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A container's env in order, as (name, value) with a `valueFrom` kept as it is: upstream's
+    tests pin the order, and Paddle's POD_IP_DUMMY has no plain value."""
+    return [
+        (e["name"], e["value"] if "value" in e else {"valueFrom": e["valueFrom"]}) for e in container["env"]
+    ]
+
+
+def conditions_without_times(status: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of each condition, in order (upstream's IgnoreJobConditionsTimes)."""
+    return [(c["type"], c["status"], c["reason"], c["message"]) for c in status.get("conditions") or []]

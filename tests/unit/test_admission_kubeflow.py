@@ -15,16 +15,16 @@ from jobwarden.core.fielderrors import FieldError, Severity
 from jobwarden.core.plan import Body, Observed, Plan
 from jobwarden.kinds.admission import review
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.mxjob import MXJOB_SHAPE
+from jobwarden.kinds.kubeflow.pytorchjob import PYTORCHJOB_SHAPE
+from jobwarden.kinds.kubeflow.tfjob import TFJOB_SHAPE
+from jobwarden.kinds.kubeflow.validation import (
     KUBEFLOW_UPDATABLE,
     KubeflowShape,
     canonical_replica_type,
     check_kubeflow_update,
     validate_kubeflow,
 )
-from jobwarden.kinds.mxjob import MXJOB_SHAPE
-from jobwarden.kinds.pytorchjob import PYTORCHJOB_SHAPE
-from jobwarden.kinds.tfjob import TFJOB_SHAPE
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 UPDATABLE = (

@@ -26,14 +26,14 @@ from jobwarden.core.admission import (
     verdict_from,
 )
 from jobwarden.core.fielderrors import FieldError, Severity
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.mxjob import MXJOB_SHAPE
+from jobwarden.kinds.kubeflow.pytorchjob import PYTORCHJOB_SHAPE
+from jobwarden.kinds.kubeflow.tfjob import TFJOB_SHAPE
+from jobwarden.kinds.kubeflow.validation import (
     KUBEFLOW_UPDATABLE,
     check_kubeflow_update,
     validate_kubeflow,
 )
-from jobwarden.kinds.mxjob import MXJOB_SHAPE
-from jobwarden.kinds.pytorchjob import PYTORCHJOB_SHAPE
-from jobwarden.kinds.tfjob import TFJOB_SHAPE
 from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano
 

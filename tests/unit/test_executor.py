@@ -20,8 +20,8 @@ from volcano_helpers import vcjob
 
 from jobwarden.core import faults
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan, Settings
-from jobwarden.kinds import pytorchjob
 from jobwarden.kinds.base import Resource
+from jobwarden.kinds.kubeflow import pytorchjob
 from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import controller as ctl
 from jobwarden.shell import metrics, workqueue

@@ -6,7 +6,8 @@ from kubeflow_helpers import NOW, kubeflow_job, later
 
 from jobwarden.core import faults
 from jobwarden.core.plan import ChildFault, Observed
-from jobwarden.kinds import pytorchjob, volcano
+from jobwarden.kinds import volcano
+from jobwarden.kinds.kubeflow import pytorchjob
 
 QUOTA = ChildFault(
     "Create", "Pod", "job-worker-1", '403 Forbidden: pods "job-worker-1" is forbidden: exceeded quota'

@@ -17,7 +17,8 @@ from typing import Any
 from kubeflow_helpers import FakeCluster, created, deleted, fresh, kubeflow_job, later, seed
 
 from jobwarden.core.plan import Event, Settings
-from jobwarden.kinds import kubeflow_gang, pytorchjob, tfjob
+from jobwarden.kinds.kubeflow import gang as kubeflow_gang
+from jobwarden.kinds.kubeflow import pytorchjob, tfjob
 
 TORCH = pytorchjob.KIND
 TF = tfjob.KIND

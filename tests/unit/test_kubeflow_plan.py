@@ -19,7 +19,8 @@ from kubeflow_helpers import (
 )
 
 from jobwarden.core.plan import ChildRef, Event, Observed
-from jobwarden.kinds import kubeflow_validation, pytorchjob, tfjob
+from jobwarden.kinds.kubeflow import pytorchjob, tfjob
+from jobwarden.kinds.kubeflow import validation as kubeflow_validation
 
 TF = tfjob.KIND
 TORCH = pytorchjob.KIND

@@ -17,9 +17,10 @@ import yaml
 from kubeflow_helpers import NOW, FakeCluster, created, deleted, kubeflow_job, later, running, seed
 
 from jobwarden.core.plan import Event
-from jobwarden.kinds import by_kind, mxjob, pytorchjob, registry, tfjob
+from jobwarden.kinds import by_kind, registry
 from jobwarden.kinds.admission import review
-from jobwarden.kinds.kubeflow_validation import KUBEFLOW_UPDATABLE, SUSPEND_PATH
+from jobwarden.kinds.kubeflow import mxjob, pytorchjob, tfjob
+from jobwarden.kinds.kubeflow.validation import KUBEFLOW_UPDATABLE, SUSPEND_PATH
 from jobwarden.shell import validate_cmd
 
 TF = tfjob.KIND

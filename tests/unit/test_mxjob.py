@@ -19,7 +19,7 @@ from kubeflow_helpers import (
 )
 
 from jobwarden.core.plan import ChildRef, Event
-from jobwarden.kinds import mxjob
+from jobwarden.kinds.kubeflow import mxjob
 
 MX = mxjob.KIND
 NAMES = {"mxnet-job-scheduler-0", "mxnet-job-server-0", "mxnet-job-worker-0"}

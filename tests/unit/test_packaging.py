@@ -105,7 +105,8 @@ def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 
-KUBEFLOW_CRDS = {"tfjobs.kubeflow.org", "pytorchjobs.kubeflow.org", "mxjobs.kubeflow.org"}
+KUBEFLOW_PLURALS = ["tfjobs", "pytorchjobs", "mxjobs", "xgboostjobs", "paddlejobs", "jaxjobs"]
+KUBEFLOW_CRDS = {f"{plural}.kubeflow.org" for plural in KUBEFLOW_PLURALS}
 VOLCANO_CRDS = {
     "jobs.batch.volcano.sh",
     "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
@@ -140,7 +141,7 @@ def test_default_install_is_the_self_signed_mode() -> None:
 # RBAC: exactly the documented least-privilege set
 # --------------------------------------------------------------------------------------------------
 
-JOB_KINDS = {"kubeflow.org": ["tfjobs", "pytorchjobs", "mxjobs"], "batch.volcano.sh": ["jobs"]}
+JOB_KINDS = {"kubeflow.org": KUBEFLOW_PLURALS, "batch.volcano.sh": ["jobs"]}
 
 
 def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
@@ -390,9 +391,7 @@ def test_webhook_configuration(install: str) -> None:
             assert "/" not in resource, f"subresource {resource} must not be validated"
             covered.update((g, v, resource) for g in rule["apiGroups"] for v in rule["apiVersions"])
     assert covered == {
-        ("kubeflow.org", "v1", "tfjobs"),
-        ("kubeflow.org", "v1", "pytorchjobs"),
-        ("kubeflow.org", "v1", "mxjobs"),
+        *(("kubeflow.org", "v1", plural) for plural in KUBEFLOW_PLURALS),
         *([] if install == BESIDE_VOLCANO else [("batch.volcano.sh", "v1alpha1", "jobs")]),
     }
     [controller, gc, namespaces, unchanged] = hook["matchConditions"]

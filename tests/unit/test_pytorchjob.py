@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubeflow_helpers import FakeCluster, created, deleted, env_of, fresh, kubeflow_job, later, seed
 
 from jobwarden.core.plan import ChildRef, Event, Settings
-from jobwarden.kinds import pytorchjob
+from jobwarden.kinds.kubeflow import pytorchjob
 
 TORCH = pytorchjob.KIND
 
@@ -39,6 +39,7 @@ def test_seed_env_points_every_process_at_the_master() -> None:
         "MASTER_ADDR": "pytorch-test-master-0",
         "PET_MASTER_ADDR": "pytorch-test-master-0",
         "WORLD_SIZE": "2",
+        "PET_NPROC_PER_NODE": "auto",
         "PET_NNODES": "2",
     }
     assert env_of(pods["pytorch-test-master-0"]["spec"]["containers"][0]) == {
@@ -73,10 +74,43 @@ def test_symbolic_nproc_per_node_leaves_the_world_size_to_torchrun() -> None:
     assert (env["WORLD_SIZE"], env["PET_NPROC_PER_NODE"]) == ("2", "auto")
 
 
+def test_nproc_per_node_defaults_to_auto_in_every_pod_in_upstreams_order() -> None:
+    """v1.9 `pytorch_defaults.go` setDefaultNprocPerNode (`auto` unless spec.nprocPerNode or the
+    deprecated elasticPolicy.nProcPerNode is set) and `envvar.go` setPodEnv's order: PYTHONUNBUFFERED,
+    the master's variables, WORLD_SIZE, RANK, PET_NODE_RANK, PET_NPROC_PER_NODE, PET_NNODES."""
+    job = kubeflow_job(TORCH, {"Master": 1, "Worker": 1})
+    pods = created(FakeCluster(TORCH, job).step(), "Pod")
+    names = [e["name"] for e in pods["job-worker-0"]["spec"]["containers"][0]["env"]]
+    assert names == [
+        "PYTHONUNBUFFERED",
+        "MASTER_PORT",
+        "PET_MASTER_PORT",
+        "MASTER_ADDR",
+        "PET_MASTER_ADDR",
+        "WORLD_SIZE",
+        "RANK",
+        "PET_NODE_RANK",
+        "PET_NPROC_PER_NODE",
+        "PET_NNODES",
+    ]
+    assert env_of(pods["job-master-0"]["spec"]["containers"][0])["PET_NPROC_PER_NODE"] == "auto"
+    elastic = kubeflow_job(TORCH, {"Worker": 2}, elasticPolicy={"maxReplicas": 3})
+    env = created(FakeCluster(TORCH, elastic).step(), "Pod")["job-worker-1"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "PET_NPROC_PER_NODE"] == ["auto"]
+    deprecated = kubeflow_job(TORCH, {"Worker": 2}, elasticPolicy={"nProcPerNode": 4})
+    pod = created(FakeCluster(TORCH, deprecated).step(), "Pod")["job-worker-1"]
+    env = pod["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "PET_NPROC_PER_NODE"] == ["4"]
+
+
 def test_without_a_master_there_is_no_rendezvous_env_and_all_workers_decide() -> None:
     cluster = FakeCluster(TORCH, kubeflow_job(TORCH, {"Worker": 2}))
     pod = created(cluster.step(), "Pod")["job-worker-0"]
-    assert env_of(pod["spec"]["containers"][0]) == {"PYTHONUNBUFFERED": "1", "PET_NNODES": "2"}
+    assert env_of(pod["spec"]["containers"][0]) == {
+        "PYTHONUNBUFFERED": "1",
+        "PET_NPROC_PER_NODE": "auto",
+        "PET_NNODES": "2",
+    }
     assert pod["metadata"]["labels"]["training.kubeflow.org/job-role"] == "master"
     cluster.run_all()
     cluster.step(later(5))

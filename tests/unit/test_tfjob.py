@@ -9,8 +9,8 @@ import pytest
 from kubeflow_helpers import FakeCluster, created, env_of, fresh, kubeflow_job, later, masters, running, seed
 
 from jobwarden.core.plan import Settings
-from jobwarden.kinds import tfjob
-from jobwarden.kinds.kubeflow import JOB_ROLE_LABEL
+from jobwarden.kinds.kubeflow import tfjob
+from jobwarden.kinds.kubeflow.kind import JOB_ROLE_LABEL
 
 TF = tfjob.KIND
 

@@ -1,15 +1,14 @@
-"""The registry of job kinds: one line per kind."""
+"""The registry of job kinds: one line per kind (per family for Kubeflow's)."""
 
 from __future__ import annotations
 
-from jobwarden.kinds import mxjob, pytorchjob, tfjob, volcano
+from jobwarden.kinds import kubeflow, volcano
 from jobwarden.kinds.base import JobKind, Resource
 from jobwarden.kinds.kubeflow import KubeflowKind
 
+# The Kubeflow frameworks are listed in their family's own registry (kubeflow.FRAMEWORKS).
 REGISTRY: tuple[JobKind, ...] = (
-    tfjob.KIND,
-    pytorchjob.KIND,
-    mxjob.KIND,
+    *kubeflow.FRAMEWORKS,
     volcano.KIND,
 )
 

@@ -3,7 +3,8 @@
 - Env for `torch.distributed` in every container (spec §4.2, v1.7+ values): `PYTHONUNBUFFERED=1`;
   with a Master, `MASTER_ADDR` (`<job>-master-0`, the Service of the master pod), `MASTER_PORT`,
   `WORLD_SIZE` (all replicas times processes per node), `RANK` (master 0, worker i → i+1) and their
-  `PET_*` twins for torchrun; `PET_NNODES`; `PET_NPROC_PER_NODE` when `spec.nprocPerNode` is set.
+  `PET_*` twins for torchrun; `PET_NPROC_PER_NODE` from `spec.nprocPerNode`, `auto` when unset
+  (upstream's default since v1.7), elastic jobs included; `PET_NNODES`.
 - With `elasticPolicy` (upstream `elastic.go`): `PET_RDZV_ENDPOINT` (`rdzvHost`, else `<job>-worker-0`;
   `rdzvPort`, else the Worker's port), `PET_RDZV_BACKEND` (default `c10d`), `PET_NNODES` as `min:max`
   (a missing bound takes the other's value, both missing the Worker count, as upstream's defaulting),
@@ -26,10 +27,11 @@ from typing import Any, Final
 from jobwarden.core.admission import as_mapping, int_errors, invalid_value, is_int, required
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow import KubeflowJob, KubeflowKind, PodSlot, Port, led_by
-from jobwarden.kinds.kubeflow_validation import KubeflowShape, canonical_replica_type
+from jobwarden.kinds.kubeflow.kind import KubeflowJob, KubeflowKind, PodSlot, Port, led_by
+from jobwarden.kinds.kubeflow.validation import KubeflowShape, canonical_replica_type
 
 PYTORCH_NPROC_WORDS: Final = ("auto", "cpu", "gpu")
+DEFAULT_NPROC_PER_NODE: Final = "auto"
 
 
 def pytorch_spec_errors(spec: Mapping[str, Any]) -> list[FieldError]:
@@ -87,14 +89,27 @@ def torch_env(slot: PodSlot) -> dict[str, str]:
     env = {"PYTHONUNBUFFERED": "1"}
     if job.has("Master"):
         env |= _rendezvous_env(slot)
-    if job.spec.get("nprocPerNode") is not None:
-        env["PET_NPROC_PER_NODE"] = str(job.spec["nprocPerNode"])
+    nproc = nproc_per_node(job)
+    if nproc is not None:
+        env["PET_NPROC_PER_NODE"] = nproc
     elastic = job.spec.get("elasticPolicy")
     if isinstance(elastic, Mapping):
         env |= elastic_env(job, elastic)
     else:
         env["PET_NNODES"] = str(job.total_replicas)
     return env
+
+
+def nproc_per_node(job: KubeflowJob) -> str | None:
+    """`spec.nprocPerNode` as upstream v1.7+ defaults it: `auto` unless set, or unless the deprecated
+    `elasticPolicy.nProcPerNode` is set (which then reaches the pods as PET_NPROC_PER_NODE itself)."""
+    nproc = job.spec.get("nprocPerNode")
+    if nproc is not None:
+        return str(nproc)
+    elastic = job.spec.get("elasticPolicy")
+    if isinstance(elastic, Mapping) and elastic.get("nProcPerNode") is not None:
+        return None
+    return DEFAULT_NPROC_PER_NODE
 
 
 def elastic_env(job: KubeflowJob, elastic: Mapping[str, Any]) -> dict[str, str]:

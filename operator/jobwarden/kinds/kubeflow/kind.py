@@ -1,9 +1,11 @@
-"""The decision core shared by TFJob, PyTorchJob and MXJob (`kubeflow.org/v1`).
+"""The decision core shared by the Kubeflow v1 kinds (`kubeflow.org/v1`): TFJob, PyTorchJob, MXJob,
+XGBoostJob, PaddleJob, JAXJob.
 
-`KubeflowKind` implements the `JobKind` protocol once. Each kind module (`tfjob`, `pytorchjob`,
-`mxjob`) builds one from what differs between them: the API resource, the spec shape, the env its
-framework reads, the rule saying when the job runs and succeeds, which pods carry the master role,
-the default cleanPodPolicy and the status key of the replica counts.
+`KubeflowKind` implements the `JobKind` protocol once. Each framework module (`tfjob`, `pytorchjob`,
+`mxjob`, `xgboostjob`, `paddlejob`, `jaxjob`) builds one from what differs between them: the API
+resource, the spec shape, the env its framework reads, the rule saying when the job runs and
+succeeds, which pods carry the master role, the default cleanPodPolicy and the status key of the
+replica counts.
 
 A plan, like upstream's reconcile (training-operator `ReconcileJobs`, spec §5.3):
 1. marks the job Created and sets `status.startTime` on the first pass;
@@ -44,13 +46,20 @@ Choices where upstream differs between versions, or is wrong (spec §8), made on
 - When the job finishes, `active` counts are retired: added to `succeeded` on success (upstream),
   dropped on failure.
 - The replica-failure message is `<Kind> <name> has failed because <k> <Type> replica(s) failed.`
-  for all three kinds; Running is `<Kind> <name> is running.` as in the seeds.
+  for every kind; Running is `<Kind> <name> is running.` as in the seeds.
 - `runPolicy.suspend` (training-operator v1.7+): a suspended job has no pods, services or PodGroup
   (whatever the cleanPodPolicy), its `active` counts are dropped, Running (or Restarting) stops
   holding and `Suspended` holds; resuming sets `Suspended` False and resets `startTime`, so the active
   deadline counts from the resume. The seeds' update contract does not let `suspend` change unless the
-  operator runs with `--allow-suspend-updates` (kubeflow_validation.py).
-- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `kubeflow_gang.py`.
+  operator runs with `--allow-suspend-updates` (validation.py).
+- Gang scheduling by Volcano with `--gang-scheduler=volcano`: see `gang.py`.
+- `runPolicy.managedBy` naming another controller (Kueue's MultiKueue, v1.9): the job gets no plan at
+  all, not even a status, as upstream.
+- Env: a variable the user set on a container keeps the user's value and the framework's is not added
+  (upstream appends its own after the user's, so the list holds both and the later one wins).
+- The framework's default port goes to the container named after the framework, else the first, and
+  the env that names a port (MASTER_PORT, COORDINATOR_PORT, PADDLE_MASTER, ...) reads it from that
+  same container, so the two always agree.
 """
 
 from __future__ import annotations
@@ -65,14 +74,15 @@ from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow_gang import decorate_pod, gang_scheduled
-from jobwarden.kinds.kubeflow_job import (
+from jobwarden.kinds.kubeflow.gang import decorate_pod, gang_scheduled
+from jobwarden.kinds.kubeflow.job import (
     JOB_NAME_LABEL,
     JOB_ROLE_LABEL,
     OPERATOR_NAME_LABEL,
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
     EnvBuilder,
+    EnvValue,
     InitContainers,
     KubeflowJob,
     PodSlot,
@@ -85,11 +95,12 @@ from jobwarden.kinds.kubeflow_job import (
     framework_container,
     leading_type,
     led_by,
+    managed_elsewhere,
     no_init_containers,
     replica_progress,
 )
-from jobwarden.kinds.kubeflow_plan import plan_job
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.plan import plan_job
+from jobwarden.kinds.kubeflow.validation import (
     KUBEFLOW_UPDATABLE,
     KUBEFLOW_UPDATABLE_WITH_SUSPEND,
     KubeflowShape,
@@ -119,6 +130,9 @@ class KubeflowKind:
     child_events: bool = True  # the training-operator's pod and service control post them
     # Init containers the framework adds after the template's own (PyTorch's init-pytorch).
     init_containers: InitContainers = no_init_containers
+    # The types whose pods carry `job-role=master` when the job has one of them (else Worker-0);
+    # None: the shape's single-master types. Paddle's Masters are its parameter servers, any number.
+    master_types: tuple[str, ...] | None = None
     # The update contract's table: the seeds' (KUBEFLOW_UPDATABLE) unless the operator allows suspend
     # updates (`allowing_suspend_updates`).
     updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
@@ -143,6 +157,8 @@ class KubeflowKind:
         return str(last.get("type", "")) if last.get("status") == "True" else ""
 
     def plan(self, observed: Observed) -> Plan:
+        if managed_elsewhere(observed.job):
+            return Plan()
         return plan_job(self, observed)
 
     def materialize(self, manifest: Manifest) -> Manifest:
@@ -185,10 +201,11 @@ class KubeflowKind:
         }
 
     def is_master(self, slot: PodSlot) -> bool:
-        """The pods of the job's single-master type (TF Chief/Master, PyTorch Master, MX Scheduler),
-        else Worker-0."""
-        if leading_type(slot.job, self.shape.single_master_types) is not None:
-            return slot.replica.type in self.shape.single_master_types
+        """The pods of the job's master types (TF Chief/Master, PyTorch/XGBoost/Paddle Master, MX
+        Scheduler), else Worker-0."""
+        types = self.shape.single_master_types if self.master_types is None else self.master_types
+        if leading_type(slot.job, types) is not None:
+            return slot.replica.type in types
         return slot.replica.type == "Worker" and slot.index == 0
 
     def pod_labels(self, slot: PodSlot) -> dict[str, str]:
@@ -236,7 +253,13 @@ class KubeflowKind:
             own = container.get("env") or []
             # The user's own value of a variable wins over ours.
             taken = {e.get("name") for e in own}
-            container["env"] = [*own, *({"name": k, "value": v} for k, v in env.items() if k not in taken)]
+            container["env"] = [*own, *(_env_var(k, v) for k, v in env.items() if k not in taken)]
+
+
+def _env_var(name: str, value: EnvValue) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": name, "value": value}
+    return {"name": name, **copy.deepcopy(dict(value))}  # every pod's manifest owns its valueFrom
 
 
 __all__ = [

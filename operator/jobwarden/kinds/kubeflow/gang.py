@@ -32,7 +32,7 @@ from typing import Any, Final
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.plan import CHILD_KINDS_BY_NAME, Manifest, Observed, Settings
 from jobwarden.core.quantity import format_quantity, parse_quantity
-from jobwarden.kinds.kubeflow_job import KubeflowJob
+from jobwarden.kinds.kubeflow.job import KubeflowJob
 
 VOLCANO: Final = "volcano"  # the scheduler's name, and the one value of `--gang-scheduler`
 GANG_SCHEDULERS: Final = (VOLCANO,)

@@ -1,15 +1,18 @@
-"""One plan of a Kubeflow job (see `kinds/kubeflow.py` for the rules it follows)."""
+"""One plan of a Kubeflow job (see `kind.py` for the rules it follows).
+
+The plan sees the kind only through `PlannedKind`, so this module does not import `kind.py` (which
+imports it to plan)."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jobwarden.core import conditions as cond
 from jobwarden.core import faults
-from jobwarden.core.plan import Body, ChildRef, Event, Observed, Plan
+from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan
 from jobwarden.core.pods import (
     POD_FAILED,
     POD_PENDING,
@@ -21,20 +24,41 @@ from jobwarden.core.pods import (
 from jobwarden.core.runpolicy import read_run_policy
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import deadline_due, is_due, ttl_due
-from jobwarden.kinds import kubeflow_gang as gang
-from jobwarden.kinds.kubeflow_job import (
+from jobwarden.kinds.base import Resource
+from jobwarden.kinds.kubeflow import gang
+from jobwarden.kinds.kubeflow.job import (
     RESTARTABLE_POLICIES,
     RETRYABLE_EXIT_CODE_MIN,
+    KubeflowJob,
     LivePod,
     PodSlot,
     Progress,
+    ProgressRule,
     describe_replicas,
     exit_code,
     tally,
 )
+from jobwarden.kinds.kubeflow.validation import KubeflowShape
 
-if TYPE_CHECKING:
-    from jobwarden.kinds.kubeflow import KubeflowKind
+
+class PlannedKind(Protocol):
+    """What a plan reads of a Kubeflow kind (`kind.KubeflowKind` is one)."""
+
+    @property
+    def resource(self) -> Resource: ...
+    @property
+    def shape(self) -> KubeflowShape: ...
+    @property
+    def status_key(self) -> str: ...
+    @property
+    def default_clean_pod_policy(self) -> str: ...
+    @property
+    def progress(self) -> ProgressRule: ...
+
+    def read_job(self, body: Body) -> KubeflowJob: ...
+    def pod_manifest(self, slot: PodSlot) -> Manifest: ...
+    def service_manifest(self, slot: PodSlot) -> Manifest: ...
+
 
 # ---------------------------------------------------------------------------------------------
 # One reconcile pass.
@@ -50,7 +74,7 @@ class _Failure:
 class _Pass:
     """Plans one job from one observation; `run()` fills and returns `self.plan`."""
 
-    def __init__(self, kind: KubeflowKind, observed: Observed) -> None:
+    def __init__(self, kind: PlannedKind, observed: Observed) -> None:
         self.kind = kind
         self.observed = observed
         self.job = kind.read_job(observed.job)
@@ -337,5 +361,5 @@ def _cleaned_by(policy: str, stop_active: bool, pod: Body) -> bool:
     return (policy == "Running" or stop_active) and pod_phase(pod) in (POD_RUNNING, POD_PENDING)
 
 
-def plan_job(kind: KubeflowKind, observed: Observed) -> Plan:
+def plan_job(kind: PlannedKind, observed: Observed) -> Plan:
     return _Pass(kind, observed).run()

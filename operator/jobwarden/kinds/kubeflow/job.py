@@ -18,7 +18,7 @@ from jobwarden.core.pods import (
     POD_SUCCEEDED,
     pod_phase,
 )
-from jobwarden.kinds.kubeflow_validation import (
+from jobwarden.kinds.kubeflow.validation import (
     KubeflowShape,
 )
 
@@ -28,6 +28,9 @@ JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+
+# runPolicy.managedBy (v1.9): a job naming another controller (MultiKueue) is left alone entirely.
+KUBEFLOW_CONTROLLER = "kubeflow.org/training-operator"
 
 # From 128 up the process was killed by a signal (OOM kill, preemption, SIGTERM): worth another try.
 RETRYABLE_EXIT_CODE_MIN = 128
@@ -128,6 +131,15 @@ class KubeflowJob:
         return int(found.group(2)) >= self.count(rtype)
 
 
+def managed_elsewhere(body: Body) -> bool:
+    """`spec.runPolicy.managedBy` names another controller (upstream ManagedByExternalController):
+    Kueue's MultiKueue runs the job on a worker cluster and mirrors its status here, so nothing of
+    it is planned, not even its status."""
+    run_policy = (body.get("spec") or {}).get("runPolicy")
+    managed_by = run_policy.get("managedBy") if isinstance(run_policy, Mapping) else None
+    return managed_by is not None and managed_by != KUBEFLOW_CONTROLLER
+
+
 def framework_container(template: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     """The container named after the framework, else the first one (upstream's port rule)."""
     containers = (template.get("spec") or {}).get("containers") or []
@@ -217,7 +229,9 @@ class Progress(Enum):
 
 
 ProgressRule = Callable[[KubeflowJob, Tally], Progress]
-EnvBuilder = Callable[[PodSlot], Mapping[str, str]]
+# An env var's value, or the rest of its EnvVar (`{"valueFrom": {"fieldRef": ...}}`, Paddle's POD_IP_DUMMY).
+EnvValue = str | Mapping[str, Any]
+EnvBuilder = Callable[[PodSlot], Mapping[str, EnvValue]]
 InitContainers = Callable[[PodSlot], list[dict[str, Any]]]
 
 

@@ -17,8 +17,8 @@ from typing import Any, Final
 from jobwarden.core.admission import enum_errors
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow import KubeflowKind, PodSlot, Port, Replica, compact_json, led_by
-from jobwarden.kinds.kubeflow_validation import KubeflowShape
+from jobwarden.kinds.kubeflow.kind import KubeflowKind, PodSlot, Port, Replica, compact_json, led_by
+from jobwarden.kinds.kubeflow.validation import KubeflowShape
 
 MX_JOB_MODES: Final = ("MXTrain", "MXTune")
 

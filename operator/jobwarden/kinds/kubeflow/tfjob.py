@@ -19,7 +19,7 @@ from typing import Any, Final
 from jobwarden.core.admission import enum_errors
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.kinds.base import Resource
-from jobwarden.kinds.kubeflow import (
+from jobwarden.kinds.kubeflow.kind import (
     KubeflowJob,
     KubeflowKind,
     PodSlot,
@@ -30,7 +30,7 @@ from jobwarden.kinds.kubeflow import (
     leading_type,
     replica_progress,
 )
-from jobwarden.kinds.kubeflow_validation import KubeflowShape
+from jobwarden.kinds.kubeflow.validation import KubeflowShape
 
 TF_SUCCESS_POLICIES: Final = ("", "AllWorkers")
 
