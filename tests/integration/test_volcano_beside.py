@@ -167,6 +167,7 @@ def test_every_write_of_a_lifecycle_is_recorded_under_jobwarden(
     ns = new_namespace(c, "vm")
     body = one_task_job(ns, "tracked")
     body["spec"]["tasks"][0]["policies"] = [{"event": "TaskCompleted", "action": "CompleteJob"}]
+    body["spec"]["schedulerName"] = "default-scheduler"  # no Volcano scheduler runs here to place it
     c.kubectl("apply", "-f", "-", input=json.dumps(body))
     job = wait_for(lambda: get(c, "vcjob", "tracked", "-n", ns), 30)
     group = f"tracked-{job['metadata']['uid']}"
