@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster import pods
@@ -24,6 +25,7 @@ from devcluster.operator import LocalOperator
 from testlib import ROOT, creatable, load_seed, wait_for
 
 FIXTURES = ROOT / "tests" / "integration" / "fixtures"
+VOLCANO_POLICY = "jobwarden-updates.batch.volcano.sh"
 Cluster = devcluster.Cluster
 
 
@@ -167,6 +169,7 @@ def test_every_write_of_a_lifecycle_is_recorded_under_jobwarden(
     ns = new_namespace(c, "vm")
     body = one_task_job(ns, "tracked")
     body["spec"]["tasks"][0]["policies"] = [{"event": "TaskCompleted", "action": "CompleteJob"}]
+    body["spec"]["schedulerName"] = "default-scheduler"  # no Volcano scheduler runs here to place it
     c.kubectl("apply", "-f", "-", input=json.dumps(body))
     job = wait_for(lambda: get(c, "vcjob", "tracked", "-n", ns), 30)
     group = f"tracked-{job['metadata']['uid']}"
@@ -203,6 +206,12 @@ def volcano_serves_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     would carry no jobwarden label) before the operator starts."""
     with local_cluster("volcano-aside") as c:
         c.kubectl("label", "--overwrite", "crd", "jobs.batch.volcano.sh", "app.kubernetes.io/name=volcano")
+        # What a run of jobwarden that served Volcano Jobs left (local mode installs the policies).
+        shipped = yaml.safe_load_all(
+            (ROOT / "manifests" / "policy" / "validatingadmissionpolicies.yaml").read_text()
+        )
+        volcano_policy = [o for o in shipped if o["metadata"]["name"] == VOLCANO_POLICY]
+        c.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(volcano_policy))
         operator = LocalOperator(c, tmp_path_factory.mktemp("volcano-aside") / "operator.log")
         operator.start()
         yield c, operator
@@ -231,3 +240,13 @@ def test_jobwarden_stands_aside_when_volcano_serves_its_jobs(
     events = get(c, "events", "-A", "--field-selector", "reason=VolcanoJobsServedByVolcano") or {}
     (message,) = [e["message"] for e in events.get("items") or []]
     assert message.startswith(f"jobwarden stands aside for Volcano Jobs: --volcano-jobs=auto: {why}")
+
+    # Issue 25: no admission of jobwarden's touches them. The webhook it registered has no rule for
+    # them, and the policy a serving run left behind is gone: an update Volcano allows (minAvailable)
+    # goes through.
+    webhook = get(c, "validatingwebhookconfiguration", "jobwarden") or {}
+    assert [r["apiGroups"] for r in webhook["webhooks"][0]["rules"]] == [["kubeflow.org"]]
+    assert get(c, "validatingadmissionpolicybinding", VOLCANO_POLICY) is None
+    assert get(c, "validatingadmissionpolicy", VOLCANO_POLICY) is None
+    scale = ["patch", "vcjob", "theirs", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":1}}']
+    wait_for(lambda: c.kubectl(*scale, check=False).returncode == 0, 10, what="minAvailable changed")

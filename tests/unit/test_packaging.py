@@ -422,6 +422,8 @@ def test_beside_volcano_leaves_out_exactly_what_would_take_volcano_jobs_over() -
     assert names(beside) <= names(default)
     [hook] = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["webhooks"]
     assert [r["apiGroups"] for r in hook["rules"]] == [["kubeflow.org"]]
+    annotations = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["metadata"]["annotations"]
+    assert "Volcano Jobs are Volcano's own" in annotations["jobwarden.dev/description"]
     assert env_of(beside)["JOBWARDEN_VOLCANO_JOBS"] == "off"
     assert "JOBWARDEN_VOLCANO_JOBS" not in env_of(default)  # auto: the operator's own check decides
     assert effective_grants(beside) == effective_grants(default)

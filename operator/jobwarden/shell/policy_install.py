@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from jobwarden import kinds
 from jobwarden.kinds import policy
 from jobwarden.kinds.base import JobKind
 from jobwarden.shell.api import KubeApi
@@ -52,8 +53,14 @@ async def sync(
     if enabled:
         for obj in objects:
             await _apply(api, obj)
+        # A kind jobwarden stands aside for (Volcano's Jobs, served by Volcano) gets no policy: one a
+        # run that served it left behind would refuse updates its own controller allows.
+        kept = {(o["kind"], o["metadata"]["name"]) for o in objects}
+        for obj in reversed(policy.policy_objects(namespace, kinds.REGISTRY)):
+            if (obj["kind"], obj["metadata"]["name"]) not in kept:
+                await _delete(api, obj)
         logger.info("installed the update-contract ValidatingAdmissionPolicies (%d objects)", len(objects))
     else:
-        for obj in reversed(objects):
+        for obj in reversed(policy.policy_objects(namespace, kinds.REGISTRY)):
             await _delete(api, obj)
         logger.info("update-contract ValidatingAdmissionPolicies removed (--no-admission-policy)")
