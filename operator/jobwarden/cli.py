@@ -344,7 +344,13 @@ def _run(args: argparse.Namespace) -> int:
 
     options = run_options(args)
     configure_logging(options)
-    asyncio.run(run_operator(options))
+    from jobwarden.shell.kubeclient import CredentialsError
+
+    try:
+        asyncio.run(run_operator(options))
+    except CredentialsError as exc:  # no credentials, or a configuration jobwarden refuses (a proxy)
+        print(f"jobwarden run: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

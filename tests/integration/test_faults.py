@@ -7,8 +7,10 @@ Counts: a few jobs per scenario in the default run; `JOBWARDEN_FAULT_COUNT=50` (
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import statistics
 import threading
 import time
@@ -24,6 +26,7 @@ from devcluster.operator import LocalOperator
 from devcluster.pods import finished_status
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from volcano_steps import small_job
 
 from testlib import ROOT, small_pytorchjob, wait_for
 
@@ -230,6 +233,106 @@ def test_two_replicas_acting_at_once_never_lose_a_success(
     report("two replicas at once", len(jobs), outcomes, ledger)
 
 
+# -- plugin children after a restart (issue 27) -------------------------------------------------------
+
+VC = ("batch.volcano.sh", "v1alpha1", "jobs")
+
+
+def plugin_children(core: client.CoreV1Api, namespace: str, job: str) -> list[str]:
+    """The ssh Secret, the svc plugin's Service, NetworkPolicy and hostfile ConfigMap that exist."""
+    net = client.NetworkingV1Api(core.api_client)
+    reads = {
+        f"secret/{job}-ssh": lambda: core.read_namespaced_secret(f"{job}-ssh", namespace),
+        f"service/{job}": lambda: core.read_namespaced_service(job, namespace),
+        f"networkpolicy/{job}": lambda: net.read_namespaced_network_policy(job, namespace),
+        f"configmap/{job}-svc": lambda: core.read_namespaced_config_map(f"{job}-svc", namespace),
+    }
+    found = []
+    for what, read in reads.items():
+        try:
+            read()
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        found.append(what)
+    return found
+
+
+def vc_state(custom: client.CustomObjectsApi, namespace: str, job: str) -> dict[str, Any]:
+    body: Any = custom.get_namespaced_custom_object(*VC[:2], namespace, VC[2], job)
+    return dict((body.get("status") or {}).get("state") or {})
+
+
+def fail_pod(core: client.CoreV1Api, namespace: str, name: str) -> None:
+    pod = core.api_client.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
+    core.patch_namespaced_pod_status(name, namespace, {"status": finished_status(pod, exit_code=1)})
+
+
+def running_pods(core: client.CoreV1Api, namespace: str, job: str) -> list[str]:
+    pods = core.list_namespaced_pod(namespace, label_selector=f"volcano.sh/job-name={job}").items
+    return sorted(
+        p.metadata.name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+    )
+
+
+def test_plugin_children_never_outlive_a_volcano_job_failed_after_a_restart_and_a_sigkill(
+    scenario: Scenario, operator: LocalOperator
+) -> None:
+    """Issue 27's timeline: a Volcano job with the ssh, svc and env plugins and RestartJob on PodFailed
+    (maxRetry 2) restarts once; the operator is SIGKILLed before the plugins record themselves again
+    in status.controlledResources (the kill lands in that window by chance in a real run; here the
+    status is left as such a kill leaves it, so every run is the losing case); a pod fails again and
+    the restarted operator fails the job (MaxRetryReached). No plugin child may survive: the ssh
+    Secret (never watched: only status recorded it), the Service, the NetworkPolicy, the hostfile."""
+    core, custom, namespace = scenario.core, scenario.custom, scenario.namespace
+    jobs = names("leak", FAULT_COUNT)
+    for name in jobs:
+        body = small_job(namespace, name, 2, policies=[{"event": "PodFailed", "action": "RestartJob"}],
+                         max_retry=2)  # fmt: skip
+        scenario.cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+    workers = {name: [f"{name}-worker-0", f"{name}-worker-1"] for name in jobs}
+    for name in jobs:
+        wait_for(lambda name=name: running_pods(core, namespace, name) == workers[name]
+                 and len(plugin_children(core, namespace, name)) == 4, 60,
+                 what=f"{name} running")  # fmt: skip
+    first_uids = {n: core.read_namespaced_secret(f"{n}-ssh", namespace).metadata.uid for n in jobs}
+    for name in jobs:  # restart 1, with the operator running: children removed and made again
+        fail_pod(core, namespace, f"{name}-worker-0")
+    for name in jobs:
+        wait_for(lambda name=name: vc_state(custom, namespace, name).get("phase") == "Running"
+                 and running_pods(core, namespace, name) == workers[name]
+                 and len(plugin_children(core, namespace, name)) == 4
+                 and core.read_namespaced_secret(f"{name}-ssh", namespace).metadata.uid != first_uids[name],
+                 60, what=f"{name} restarted and running again")  # fmt: skip
+    operator.kill()
+    try:
+        for name in jobs:
+            # What a SIGKILL before the plugins recorded themselves again leaves in status.
+            forgotten = {"controlledResources": {"plugin-ssh": None, "plugin-svc": None}}
+            custom.patch_namespaced_custom_object_status(
+                *VC[:2], namespace, VC[2], name, {"status": forgotten}
+            )
+            fail_pod(core, namespace, f"{name}-worker-1")
+    finally:
+        operator.start()
+    leaked: dict[str, list[str]] = {}
+    for name in jobs:
+        wait_for(lambda name=name: vc_state(custom, namespace, name).get("phase") == "Failed", 60,
+                 what=f"{name} Failed")  # fmt: skip
+        assert vc_state(custom, namespace, name).get("reason") == "MaxRetryReached"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        leaked = {n: left for n in jobs if (left := plugin_children(core, namespace, n))}
+        if not leaked:
+            break
+        time.sleep(0.5)
+    left = sum(map(len, leaked.values()))
+    print(f"\n[faults] restart, SIGKILL before the plugins re-recorded, MaxRetryReached: tried {len(jobs)}, "
+          f"leaked plugin children {left} in {len(leaked)} jobs {leaked}")  # fmt: skip
+    assert leaked == {}, f"plugin children outlived their Failed job: {leaked}"
+
+
 # -- leader election ---------------------------------------------------------------------------------
 
 
@@ -322,7 +425,7 @@ def test_a_standby_takes_over_within_20s_of_a_sigkill_and_3s_of_a_graceful_stop(
 # -- an apiserver outage -------------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def outage_cluster() -> Iterator[devcluster.Cluster]:
     name = f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-outage"
     c = devcluster.up(name, crds=ROOT / "crds")
@@ -361,6 +464,97 @@ def test_after_an_apiserver_outage_the_operator_converges_within_seconds(
         op.stop()
     print(f"\n[faults] apiserver down 15 s: a job created after it came back had its pods in {took:.2f} s")
     assert took <= 10.0, f"pods {took:.1f}s after the apiserver came back (kopf's old backoff: 12.5 s)"
+
+
+OUTAGE_SECONDS = 15.0
+BURST = int(os.environ.get("JOBWARDEN_OUTAGE_BURST", "30"))
+# What the operator may log because of the outage, from the moment the apiserver stops until
+# everything converged: one WARNING as each path (event posts, status writes, child writes, child
+# watches, kopf's watches, the lease) starts failing and one INFO as it recovers, the lost and regained
+# leadership. The burst's own per-job INFO lines (`PyTorchJob phase Created -> Running`), which it
+# logs with or without an outage, are not counted (both figures are printed). Issue 27 measured
+# 8,863 lines for a 15 s outage.
+OUTAGE_LOG_LINES = 50
+PROGRESS = re.compile(r"^\S+ phase .* -> \S+$")
+
+
+def _log_tail(op: LocalOperator, offset: int) -> list[str]:
+    with open(op.log_path, "rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace").splitlines()
+
+
+def test_an_apiserver_outage_mid_burst_costs_a_few_log_lines_and_no_traceback(
+    outage_cluster: devcluster.Cluster, tmp_path: Path
+) -> None:
+    """Issue 27: the apiserver stopped for 15 s (same port, then back) while a burst of jobs is being
+    created. Every path backs off, logs one WARNING when it starts failing and one INFO when it
+    recovers, never a traceback; and everything converges once the apiserver is back."""
+    api = config.new_client_from_config(config_file=str(outage_cluster.kubeconfig))
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespace = f"burst-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    wait_for(lambda: core.list_namespaced_service_account(namespace).items, 30, what="the default sa")
+    op = LocalOperator(outage_cluster, tmp_path / "operator.log")
+    op.start()
+    scenario = Scenario(outage_cluster, core, custom, namespace)
+    jobs = names("burst", BURST)
+    try:
+        for name in jobs:
+            scenario.create(name)
+        # Mid-burst: some of the jobs have pods, most are still being worked on.
+        wait_for(lambda: core.list_namespaced_pod(namespace, label_selector=JOB_LABEL).items, 30,
+                 what="the burst to start")  # fmt: skip
+        offset = op.log_path.stat().st_size
+        devcluster.stop_component(outage_cluster, "kube-apiserver")
+        time.sleep(OUTAGE_SECONDS)
+        devcluster.start_component(outage_cluster, "kube-apiserver")
+        back = time.monotonic()
+        late = names("late", 1)[0]
+        wait_for(lambda: _created(scenario, late), 30, what="a create after the outage")
+
+        def pods_of_every_job() -> bool:
+            pods = core.list_namespaced_pod(namespace, label_selector=JOB_LABEL).items
+            per_job: dict[str, int] = {}
+            for pod in pods:
+                per_job[pod.metadata.labels[JOB_LABEL]] = per_job.get(pod.metadata.labels[JOB_LABEL], 0) + 1
+            return all(per_job.get(name) == 2 for name in [*jobs, late])
+
+        wait_for(pods_of_every_job, 60, interval=0.1, what="every job's pods after the outage")
+        pods_after = time.monotonic() - back
+
+        def every_pod_running() -> bool:  # kwok's recovery, not the operator's
+            pods = core.list_namespaced_pod(namespace, label_selector=JOB_LABEL).items
+            return all(p.status.phase == "Running" for p in pods)
+
+        wait_for(every_pod_running, 90, interval=0.2, what="every pod Running after the outage")
+        kwok_after = time.monotonic() - back
+
+        def every_job_running() -> bool:
+            return all(
+                any(c["type"] == "Running" and c["status"] == "True"
+                    for c in (scenario.job(n).get("status") or {}).get("conditions") or [])
+                for n in [*jobs, late]
+            )  # fmt: skip
+
+        wait_for(every_job_running, 90, interval=0.2, what="every job Running after the outage")
+        running_after = time.monotonic() - back
+        time.sleep(2)  # what the convergence itself logs, and any late recovery line
+        logged = _log_tail(op, offset)
+    finally:
+        op.stop()
+    tracebacks = [line for line in op.logs().splitlines() if "Traceback" in line]
+    lines = [line for line in logged if not PROGRESS.match(line)]
+    print(
+        f"\n[faults] apiserver down {OUTAGE_SECONDS:.0f} s mid-burst ({BURST} jobs): "
+        f"{len(lines)} log lines from the stop until converged ({len(logged)} with the jobs' phase lines), "
+        f"{len(tracebacks)} tracebacks; after it was back: every job's pods {pods_after:.2f} s, every pod "
+        f"Running (kwok) {kwok_after:.2f} s, every job Running {running_after:.2f} s"
+    )
+    print("\n".join(f"[faults]   | {line[:200]}" for line in lines[:80]))
+    assert tracebacks == [], f"tracebacks in {op.log_path}"
+    assert len(lines) <= OUTAGE_LOG_LINES, f"{len(lines)} lines logged from the outage; see {op.log_path}"
+    assert pods_after <= 15.0
 
 
 def _created(scenario: Scenario, name: str) -> bool:

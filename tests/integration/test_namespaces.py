@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,6 @@ def test_only_watched_namespaces_are_run(scoped: devcluster.Cluster) -> None:
 
 # -- several namespaces on one operator (issue 27) ----------------------------------------------------
 
-SPACES = ("team-a", "team-b")
 JOB_LABEL = "training.kubeflow.org/job-name"
 
 
@@ -78,10 +78,12 @@ def _finish_master(core: client.CoreV1Api, ns: str, job: str) -> None:
     core.patch_namespaced_pod_status(name, ns, {"status": finished_status(pod)})
 
 
-def _settled(core: client.CoreV1Api, custom: client.CustomObjectsApi, job: str) -> dict[str, str]:
+def _settled(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, spaces: tuple[str, ...], job: str
+) -> dict[str, str]:
     """Per namespace: the job Succeeded and cleanPodPolicy All removed its pods, or what is missing."""
     missing = {}
-    for ns in SPACES:
+    for ns in spaces:
         if not _succeeded(custom, ns, job):
             missing[ns] = "not Succeeded"
         elif pods := _job_pods(core, ns, job):
@@ -98,40 +100,42 @@ def test_two_namespaces_keep_each_others_children_through_lists_and_relists(
     that succeeded later did not delete the pods the index no longer showed."""
     api = config.new_client_from_config(config_file=str(scoped.kubeconfig))
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    for ns in SPACES:
+    suffix = uuid.uuid4().hex[:6]
+    spaces = (f"team-a-{suffix}", f"team-b-{suffix}")
+    for ns in spaces:
         scoped.kubectl("create", "namespace", ns, check=False)
         wait_for(
             lambda ns=ns: scoped.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 30
         )
     jobs = [f"ns-job{i}" for i in range(3)]
-    op = LocalOperator(scoped, tmp_path / "operator.log", namespaces=SPACES, webhook=False)
+    op = LocalOperator(scoped, tmp_path / "operator.log", namespaces=spaces, webhook=False)
     op.start()
     try:
-        for ns in SPACES:
+        for ns in spaces:
             for job in jobs:
                 body = small_pytorchjob(ns, job, cleanPodPolicy="All")
                 custom.create_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", body)
-        for ns in SPACES:
+        for ns in spaces:
             for job in jobs:
                 wait_for(lambda ns=ns, job=job: set(_job_pods(core, ns, job).values()) == {"Running"}
                          and len(_job_pods(core, ns, job)) == 2, 60, what=f"{ns}/{job} running")  # fmt: skip
         # 1. The first list of each namespace, after a restart: both masters finished meanwhile.
         op.kill()
-        for ns in SPACES:
+        for ns in spaces:
             _finish_master(core, ns, jobs[0])
         op.start()
-        wait_for(lambda: not _settled(core, custom, jobs[0]), 30,
+        wait_for(lambda: not _settled(core, custom, spaces, jobs[0]), 30,
                  what=f"{jobs[0]} to succeed in both namespaces")  # fmt: skip
         # 2. A relist: the apiserver restarts, every stream lists its namespace again.
         devcluster.stop_component(scoped, "kube-apiserver")
         time.sleep(2)
         devcluster.start_component(scoped, "kube-apiserver")
         time.sleep(5)  # the streams are back (backoff capped at 2 s) and listed again
-        for ns in SPACES:
+        for ns in spaces:
             _finish_master(core, ns, jobs[1])
-        wait_for(lambda: not _settled(core, custom, jobs[1]), 30,
+        wait_for(lambda: not _settled(core, custom, spaces, jobs[1]), 30,
                  what=f"{jobs[1]} to succeed and lose its pods in both namespaces")  # fmt: skip
-        for ns in SPACES:  # the untouched job kept its pods, created once
+        for ns in spaces:  # the untouched job kept its pods, created once
             assert len(_job_pods(core, ns, jobs[2])) == 2
     finally:
         op.stop()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -283,3 +286,209 @@ def test_heads() -> None:
     for bad in (b"SSH-2.0-OpenSSH", b"HTTP/1.1 OK", b"HTTP/1.1 200 OK\r\nContent-Length: -1"):
         with pytest.raises(BadAnswer):
             parse_head(bad)
+
+
+# -- API Priority and Fairness: Retry-After ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["429 Too Many Requests", "503 Service Unavailable"])
+def test_a_429_or_503_with_retry_after_is_sent_again_after_that_many_seconds(status: str) -> None:
+    """What API Priority and Fairness answers a request it rejected: 429 and `Retry-After: 1`. The
+    request was not served, so it goes out again, a POST of a generated name too."""
+    times: list[float] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) == 1:
+            writer.write(_answer(status, b'{"kind":"Status"}', b"Retry-After: 1"))
+        else:
+            writer.write(_answer("201 Created", b"made"))
+        await writer.drain()
+        return True
+
+    async def scenario() -> Any:
+        async with _pool_for(reply) as (pool, _):
+            return await pool.request("POST", "/api/v1/namespaces/x/events", b"", b"{}", 5, repeatable=False)
+
+    answer = _run(scenario)
+    assert (answer.status, answer.body) == (201, b"made")
+    assert len(times) == 2 and times[1] - times[0] >= 0.95
+
+
+def test_without_retry_after_or_past_the_attempts_the_answer_goes_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jobwarden.shell import httppool
+
+    monkeypatch.setattr(httppool, "RETRY_AFTER_ATTEMPTS", 2)
+    calls = 0
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        nonlocal calls
+        calls += 1
+        retry = b"Retry-After: 0" if b"/always" in request else b"X-Other: 1"
+        writer.write(_answer("429 Too Many Requests", b"busy", retry))
+        await writer.drain()
+        return True
+
+    async def scenario() -> list[tuple[int, float | None]]:
+        async with _pool_for(reply) as (pool, _):
+            plain = await pool.request("GET", "/plain", b"", None, 5)
+            always = await pool.request("GET", "/always", b"", None, 5)
+            return [(plain.status, plain.retry_after), (always.status, always.retry_after)]
+
+    assert _run(scenario) == [(429, None), (429, 0.0)]
+    assert calls == 1 + 3, "the plain 429 once; the other 1 + RETRY_AFTER_ATTEMPTS times"
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    from email.utils import formatdate
+
+    from jobwarden.shell.httppool import parse_retry_after
+
+    assert parse_retry_after(b"3") == 3.0
+    in_ten = parse_retry_after(formatdate(time.time() + 10, usegmt=True).encode())
+    assert in_ten is not None and 8 <= in_ten <= 10
+    assert parse_retry_after(formatdate(time.time() - 100, usegmt=True).encode()) == 0.0
+    assert parse_retry_after(b"soon") is None and parse_retry_after(b"-1") is None
+    assert parse_head(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1").retry_after == 1.0
+
+
+# -- TLS ------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _tls_server(reply: Reply, tmp: Path) -> AsyncIterator[tuple[str, ssl.SSLContext, list[bytes]]]:
+    """`_serve`'s server behind TLS, with a certificate for 127.0.0.1 from a CA made for the test;
+    yields the URL and a client context trusting that CA (what a kubeconfig's CA data gives)."""
+    from jobwarden.shell import certs
+
+    ca = certs.make_ca("test-ca")
+    leaf = certs.issue(ca, "apiserver", hosts=["127.0.0.1"])
+    leaf.write(tmp / "tls.crt", tmp / "tls.key")
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(tmp / "tls.crt", tmp / "tls.key")
+    seen_tls: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections = getattr(handle, "connections", 0) + 1
+        handle.connections = connections  # type: ignore[attr-defined]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)  # fmt: skip
+                request = head + await reader.readexactly(length)
+                seen_tls.append(request)
+                if not await reply(request, writer, connections):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_side)
+    port = server.sockets[0].getsockname()[1]
+    client_side = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    try:
+        yield f"https://127.0.0.1:{port}", client_side, seen_tls
+    finally:
+        server.close()
+
+
+def test_answers_over_tls_are_framed_and_the_connection_kept_alive(tmp_path: Path) -> None:
+    numbers: list[int] = []
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        numbers.append(number)
+        if len(numbers) % 2:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        else:
+            writer.write(_answer("201 Created", b'{"n":2}'))
+        await writer.drain()
+        return True
+
+    async def scenario() -> list[bytes]:
+        async with _tls_server(reply, tmp_path) as (url, context, seen):
+            pool = HttpPool(url, context)
+            try:
+                bodies = [(await pool.request("PUT", "/x", b"", b"{}", 5)).body for _ in range(4)]
+            finally:
+                await pool.close()
+            assert all(r.startswith(b"PUT /x HTTP/1.1\r\nHost: 127.0.0.1:") for r in seen)
+            return bodies
+
+    assert _run(scenario) == [b"abc", b'{"n":2}', b"abc", b'{"n":2}']
+    assert numbers == [1, 1, 1, 1], "one TLS connection, kept alive"
+
+
+def test_a_server_certificate_the_ca_did_not_sign_is_refused(tmp_path: Path) -> None:
+    from jobwarden.shell import certs
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(_answer("200 OK", b"should not be read"))
+        await writer.drain()
+        return True
+
+    async def scenario() -> None:
+        async with _tls_server(reply, tmp_path) as (url, _, seen):
+            other_ca = ssl.create_default_context(cadata=certs.make_ca("another").cert_pem.decode())
+            pool = HttpPool(url, other_ca)
+            try:
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await pool.request("GET", "/", b"", None, 5)
+            finally:
+                await pool.close()
+            assert seen == []
+
+    _run(scenario)
+
+
+def test_a_stale_tls_connection_is_handled_like_a_plain_one(tmp_path: Path) -> None:
+    """Over TLS too: an idempotent request goes out again on a new connection, a POST of a generated
+    name does not."""
+
+    async def attempt(method: str, numbers: list[int]) -> int:
+        reply = _first_request_closed_unanswered_on_reuse(numbers)
+        async with _tls_server(reply, tmp_path) as (url, context, _):
+            pool = HttpPool(url, context)
+            try:
+                await pool.request("GET", "/warm", b"", None, 5)
+                return (await pool.request(method, "/", b"", b"{}", 5, repeatable=method != "POST")).status
+            finally:
+                await pool.close()
+
+    numbers: list[int] = []
+    assert _run(lambda: attempt("PUT", numbers)) == 201 and numbers == [1, 1, 2]
+    numbers = []
+    with pytest.raises(ConnectionLost):
+        _run(lambda: attempt("POST", numbers))
+    assert numbers == [1, 1]
+
+
+# -- proxies -------------------------------------------------------------------------------------------
+
+
+def test_a_kubeconfig_proxy_is_refused_with_a_message_that_says_so() -> None:
+    from jobwarden.shell.kubeclient import CredentialsError
+
+    with pytest.raises(CredentialsError, match=r"proxy-url 'http://proxy\.example:3128'.*does not support"):
+        KubeClient(kopf.ConnectionInfo(server="https://10.0.0.1:6443", proxy_url="http://proxy.example:3128"))
+
+
+def test_jobwarden_run_refuses_a_kubeconfig_with_a_proxy_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1', proxy-url: 'socks5://127.0.0.1:1080'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jobwarden.cli", "run", f"--kubeconfig={kubeconfig}", "--no-webhook"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "proxy-url 'socks5://127.0.0.1:1080'" in result.stderr and "Traceback" not in result.stderr

@@ -5,7 +5,9 @@ per-event machinery (cause detection, deep copies for diff-bases and progress st
 line per handler run) cost about a third of the operator's CPU in a burst (docs/benchmarks.md), for
 ~19 child events per job that only need to (1) update an index by owner uid and (2) enqueue the
 owner. This module does exactly that on raw JSON: a paginated list, then a watch from its
-resourceVersion with bookmarks, a relist on 410 Gone, and a capped backoff (0.5 s .. 2 s) on errors.
+resourceVersion with bookmarks, a relist on 410 Gone, and a capped, jittered backoff (0.5 s .. 2 s)
+on errors. An unreachable apiserver (or one answering 5xx/429 while it starts) is logged once for all
+the streams, WARNING when the first fails and INFO when the last lists again (shell/outage.py).
 
 Server-side filtered by `app.kubernetes.io/managed-by=jobwarden`; one stream per namespace in the
 namespaced mode. The index keeps what the core reads (`slim`), without managedFields."""
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +26,12 @@ import aiohttp
 import orjson
 
 from jobwarden.core.plan import Body
+from jobwarden.shell import outage
 from jobwarden.shell.kubeclient import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
-BACKOFFS = (0.5, 1.0, 1.5, 2.0)  # then 2 s: back within 2 s of the apiserver
+BACKOFFS = (0.5, 1.0, 1.5, 2.0)  # then 2 s: back within 2 s of the apiserver (each drawn from [d/2, d])
 WATCH_TIMEOUT_SECONDS = 300
 PAGE = 500
 
@@ -156,6 +160,7 @@ class ChildWatch:
         namespace: str | None,
         index: ChildIndex | NameIndex,
         on_event: Callable[[Body], None],
+        reachability: outage.Outage | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -164,12 +169,15 @@ class ChildWatch:
         self.index = index
         self.on_event = on_event
         self.ready = asyncio.Event()
+        self.outage = reachability or WATCHES
+        self.member = f"{resource.plural} in {namespace or 'all namespaces'}"
 
     async def run(self) -> None:
         failures = 0
         while True:
             try:
                 version = await self._list()
+                self.outage.succeeded(self.member)
                 self.ready.set()
                 failures = 0
                 while version:
@@ -179,9 +187,12 @@ class ChildWatch:
             except Exception as exc:  # the stream is not allowed to die: retry, capped at 2 s
                 if isinstance(exc, ApiError) and exc.status == 401:
                     self.client.refresh()  # a rotated service-account token
-                delay = BACKOFFS[min(failures, len(BACKOFFS) - 1)]
+                delay = BACKOFFS[min(failures, len(BACKOFFS) - 1)] * random.uniform(0.5, 1.0)
                 failures += 1
-                logger.warning("watching %s failed (%r); again in %.1fs", self.resource.plural, exc, delay)
+                if _transient(exc):
+                    self.outage.failed(exc, self.member)
+                else:
+                    logger.warning("watching %s failed (%r); again in %.1fs", self.member, exc, delay)
                 await asyncio.sleep(delay)
 
     def _request(self, query: dict[str, Any], timeout: aiohttp.ClientTimeout) -> Any:
@@ -253,6 +264,14 @@ class ChildWatch:
                     self.index.put(body)
                 self.on_event(body)
         return version
+
+
+WATCHES = outage.Outage("watching children")  # every stream's, by default
+
+
+def _transient(exc: BaseException) -> bool:
+    """The apiserver is away or not ready yet (it answers 5xx and 429 while it starts)."""
+    return outage.unreachable(exc) or (isinstance(exc, ApiError) and (exc.status >= 500 or exc.status == 429))
 
 
 def _raise_for(status: int, body: bytes) -> None:

@@ -42,13 +42,12 @@ from jobwarden.core.plan import (
     Settings,
 )
 from jobwarden.kinds.base import JobKind
-from jobwarden.shell import metrics
+from jobwarden.shell import metrics, outage
 from jobwarden.shell.api import KubeApi, namespace_terminating, reason_of, status_of
 from jobwarden.shell.childview import ChildIndices, ChildView
 from jobwarden.shell.childwatch import controller_uid
 from jobwarden.shell.events import EventSink
 from jobwarden.shell.faultbook import FaultBook
-from jobwarden.shell.kubeclient import ApiError
 from jobwarden.shell.workqueue import WorkQueue, in_urgent_run
 
 logger = logging.getLogger(__name__)
@@ -128,6 +127,12 @@ class Controller:
         self._batching: dict[JobKey, asyncio.TimerHandle] = {}  # child events waiting for their pass
         self.batch_seconds = BATCH_SECONDS
         self.faults: FaultBook[JobKey] = FaultBook()  # refused child writes and their backoff
+        # An unreachable apiserver (shell/outage.py): one WARNING and one INFO per path, and passes
+        # retried with a short capped, jittered backoff (consecutive failures per job).
+        self.status_outage = outage.Outage("writing job status")
+        self.child_outage = outage.Outage("reading and writing children")
+        self._unreachable_failures: dict[JobKey, int] = {}
+        self._unreachable_in_pass: set[JobKey] = set()
         self._retries: dict[JobKey, asyncio.TimerHandle] = {}
         self._plan_cpu: dict[JobKey, tuple[object, float]] = {}  # generation, CPU seconds of its last plan
         # Done once the child caches hold their first full list; no plan is made before (it would see
@@ -296,10 +301,27 @@ class Controller:
             return
         started = time.perf_counter()
         self.activity += 1
+        self._unreachable_in_pass.discard(key)
         try:
             await self._plan_and_execute(key, entry)
+        except Exception as exc:
+            if not outage.transient(exc):
+                raise  # the work queue logs it and retries with the fault book's backoff
+            if not (self.status_outage.failing or self.child_outage.failing):
+                self.status_outage.failed(exc)  # no path said so yet: one WARNING, never a traceback
+            self._unreachable_in_pass.add(key)
         finally:
             metrics.RECONCILE_SECONDS.labels(entry.kind.resource.kind).observe(time.perf_counter() - started)
+        if key in self._unreachable_in_pass:
+            self._retry_unreachable(key)
+        else:
+            self._unreachable_failures.pop(key, None)
+
+    def _retry_unreachable(self, key: JobKey) -> None:
+        """The apiserver could not be reached in this pass: again after a short backoff (capped at
+        4 s, jittered, so the passes of a burst do not all come back at one instant)."""
+        failures = self._unreachable_failures[key] = self._unreachable_failures.get(key, 0) + 1
+        self._retry_later(key, outage.backoff(failures))
 
     async def _plan_and_execute(self, key: JobKey, entry: _Entry) -> None:
         await self._look_up_unwatched(entry)
@@ -326,10 +348,15 @@ class Controller:
         for ref in entry.kind.unwatched_children(job):
             try:
                 child = await self.api.read_child(job["metadata"]["namespace"], ref.kind, ref.name)
-            except ApiError as exc:
-                if exc.status != 404:
+            except Exception as exc:
+                if outage.transient(exc):
+                    self.child_outage.failed(exc)
+                    raise
+                self.child_outage.succeeded()  # it answered
+                if status_of(exc) != 404:
                     raise
                 continue
+            self.child_outage.succeeded()
             if controller_uid(child) == uid:  # a foreign object of that name is not the job's to remove
                 self.view.found(job, child)
         self.view.mark_looked_up(uid)
@@ -375,7 +402,7 @@ class Controller:
             _count_transition(kind, job, kind.phase(job.get("status")), kind.phase(plan.status))
         self.faults.pass_started(key)
         retry = await self._write_children(key, job, kind, plan, observed.children)
-        retry = not await self._delete_commands(job, plan, observed) or retry
+        retry = not await self._delete_commands(key, job, plan, observed) or retry
         await self._show_faults(key, entry, observed)
         await asyncio.gather(*(self._post_event(job, event) for event in plan.events))
         if plan.deadline_exceeded:
@@ -386,6 +413,8 @@ class Controller:
                 self._punctuality(kind, job, "ttl", fell_due, self.clock())
             return
         self._arm_timer(key, plan.wake_at)
+        if retry and key in self._unreachable_in_pass:
+            return  # retried by `reconcile` after a short backoff, not the fault book's
         if retry:
             self._retry_later(key)
         else:
@@ -481,7 +510,7 @@ class Controller:
                 return "terminating"
             await self._child_failed(key, job, "Create", child_kind, name, exc)
             return "failed"
-        self.faults.succeeded(key, "Create", child_kind, name)
+        self._child_succeeded(key, "Create", child_kind, name)
         if made and kind.child_events:  # the training-operator's per-child event (pod and service control)
             event = Event("Normal", f"SuccessfulCreate{child_kind}", f"Created {child_kind.lower()}: {name}")
             await self._post_event(job, event)
@@ -496,7 +525,7 @@ class Controller:
                 return True
             await self._child_failed(key, job, "Update", manifest["kind"], manifest["metadata"]["name"], exc)
             return False
-        self.faults.succeeded(key, "Update", manifest["kind"], manifest["metadata"]["name"])
+        self._child_succeeded(key, "Update", manifest["kind"], manifest["metadata"]["name"])
         return True
 
     async def _patch_one(self, key: JobKey, job: Body, patch: Manifest) -> bool:
@@ -505,7 +534,7 @@ class Controller:
         except Exception as exc:
             await self._child_failed(key, job, "Update", patch["kind"], patch["metadata"]["name"], exc)
             return False
-        self.faults.succeeded(key, "Update", patch["kind"], patch["metadata"]["name"])
+        self._child_succeeded(key, "Update", patch["kind"], patch["metadata"]["name"])
         return True
 
     async def _create(self, key: JobKey, job: Body, kind: JobKind, manifest: Manifest) -> bool:
@@ -548,7 +577,7 @@ class Controller:
             if status_of(exc) not in (404, 409):
                 await self._child_failed(key, job, "Delete", ref.kind, ref.name, exc)
                 return False
-        self.faults.succeeded(key, "Delete", ref.kind, ref.name)
+        self._child_succeeded(key, "Delete", ref.kind, ref.name)
         self.view.deleted(job, ref.kind, ref.name, uid)
         return True
 
@@ -557,7 +586,13 @@ class Controller:
     ) -> None:
         """A Warning event like upstream's `FailedCreatePod` / `FailedDeleteService`, and a retry
         later. A refusal that will not go away by itself (see `is_refusal`) is also kept for the
-        job's status until the same write succeeds."""
+        job's status until the same write succeeds. An unreachable apiserver is neither: the path
+        says so once (shell/outage.py) and the pass is retried soon."""
+        if outage.transient(exc):
+            self.child_outage.failed(exc)
+            self._unreachable_in_pass.add(key)
+            return
+        self.child_outage.succeeded()  # it answered
         reason = str(exc) if isinstance(exc, ForeignChild) else reason_of(exc)
         logger.warning("%s %s %s for %s failed: %s", verb, child_kind, name, job["metadata"]["name"], reason)
         fault = ChildFault(verb, child_kind, name, reason)
@@ -565,6 +600,10 @@ class Controller:
             self.faults.refused(key, fault)
         message = f"{verb} {child_kind.lower()} {name} failed: {reason}"
         await self._post_event(job, Event("Warning", fault.reason, message))
+
+    def _child_succeeded(self, key: JobKey, verb: str, child_kind: str, name: str) -> None:
+        self.child_outage.succeeded()
+        self.faults.succeeded(key, verb, child_kind, name)
 
     async def _show_faults(self, key: JobKey, entry: _Entry, observed: Observed) -> None:
         """When the set of refused child writes changed in this pass, write the status that shows it
@@ -579,7 +618,7 @@ class Controller:
             with contextlib.suppress(_Stale):  # the next pass shows them
                 await self._write_status(key, entry, plan.status)
 
-    async def _delete_commands(self, job: Body, plan: Plan, observed: Observed) -> bool:
+    async def _delete_commands(self, key: JobKey, job: Body, plan: Plan, observed: Observed) -> bool:
         """Delete the Commands the plan consumed, now that the status recording the action is
         written. Returns False when one could not be deleted (retried; the plan consumes it again
         only if it is still there, which the tombstone rules out once deleted)."""
@@ -591,6 +630,11 @@ class Controller:
             try:
                 await self.api.delete_command(job["metadata"]["namespace"], name, uid)
             except Exception as exc:
+                if outage.transient(exc):
+                    self.child_outage.failed(exc)
+                    self._unreachable_in_pass.add(key)
+                    ok = False
+                    continue
                 if status_of(exc) not in (404, 409):  # gone already, or the name is a newer Command's
                     logger.warning("deleting Command %s failed: %s", name, reason_of(exc))
                     ok = False
@@ -607,6 +651,10 @@ class Controller:
         try:
             updated = await self.api.replace_status(entry.kind.resource, entry.body, status or {})
         except Exception as exc:
+            if outage.transient(exc):
+                self.status_outage.failed(exc)
+                raise  # nothing else of the plan happens; `reconcile` retries the pass soon
+            self.status_outage.succeeded()  # it answered
             if status_of(exc) == 409:
                 # Computed from a stale object. The newer version is on its way through the watch and
                 # enqueues the job itself; the delayed pass is only a safety net, never a tight loop.
@@ -615,6 +663,7 @@ class Controller:
             if status_of(exc) == 404:  # the job is gone
                 raise _Stale() from exc
             raise
+        self.status_outage.succeeded()
         # Keep the freshest body. The watch may have replaced the entry while the write was in flight
         # with the event of an earlier write (older than this answer): keeping that one would make the
         # next pass plan from an outdated job and earn a 409. A newer version from the watch is kept.
@@ -632,6 +681,9 @@ class Controller:
         try:
             await self.api.delete_job(kind.resource, job)
         except Exception as exc:
+            if outage.transient(exc):
+                self.status_outage.failed(exc)
+                raise
             if status_of(exc) == 409:  # changed since the plan (e.g. a new TTL): plan again
                 self._retry_later(key, CONFLICT_DELAY_SECONDS)
             elif status_of(exc) != 404:

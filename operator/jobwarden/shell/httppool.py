@@ -9,7 +9,14 @@ What is left per request is TLS, the syscalls and asyncio's own bookkeeping.
 
 The Kubernetes apiserver (Go's net/http) answers every request with a Content-Length or a chunked
 body, so that is what is parsed; an answer framed by closing the connection is read to the end too.
-No proxies (the session never consulted them either), no redirects, no compression.
+No proxies (a kubeconfig naming one is refused at start, kubeclient.py), no redirects, no
+compression.
+
+A 429 or 503 with `Retry-After` (API Priority and Fairness rejects a request it did not start with
+`429` and `Retry-After: 1`) is sent again after that many seconds (capped at RETRY_AFTER_CAP_SECONDS,
+at most RETRY_AFTER_ATTEMPTS times, as client-go's request retries do), without holding a
+connection slot while it waits. The request was not served, so this holds for every method. Without
+the header the answer goes to the caller as it is.
 
 A request that finds its reused connection closed before any byte of the answer arrived is sent once
 more on a new connection, when it is safe to repeat: the server closed an idle keep-alive connection
@@ -24,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -35,6 +44,9 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 NO_BODY_STATUSES: Final = frozenset({204, 304})
 # Methods whose request may be sent twice with the effect of once (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+RETRY_AFTER_ATTEMPTS: Final = 10  # client-go's default maxRetries
+RETRY_AFTER_CAP_SECONDS: Final = 10.0  # a longer wait is the caller's to decide on
 
 
 class ConnectionLost(ConnectionError):
@@ -50,6 +62,7 @@ class Answer:
     status: int
     reason: str
     body: bytes
+    retry_after: float | None = None  # seconds, from a Retry-After header
 
 
 @dataclass
@@ -59,6 +72,19 @@ class _Head:
     length: int | None
     chunked: bool
     keep_alive: bool
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: bytes) -> float | None:
+    """`Retry-After`: delay-seconds, or an HTTP-date (RFC 9110 section 10.2.3); None when neither."""
+    text = value.decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def parse_head(raw: bytes) -> _Head:
@@ -68,7 +94,7 @@ def parse_head(raw: bytes) -> _Head:
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise BadAnswer(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     length: int | None = None
-    chunked, connection = False, b""
+    chunked, connection, retry_after = False, b"", None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip().lower()
@@ -80,10 +106,12 @@ def parse_head(raw: bytes) -> _Head:
             chunked = value.endswith(b"chunked")
         elif name == b"connection":
             connection = value
+        elif name == b"retry-after":
+            retry_after = parse_retry_after(value)
     # HTTP/1.1 keeps the connection unless told to close it; HTTP/1.0 closes it unless told to keep it.
     keep_alive = b"close" not in connection if parts[0] == b"HTTP/1.1" else b"keep-alive" in connection
     reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-    return _Head(int(parts[1]), reason, None if chunked else length, chunked, keep_alive)
+    return _Head(int(parts[1]), reason, None if chunked else length, chunked, keep_alive, retry_after)
 
 
 class _Connection(asyncio.Protocol):
@@ -124,7 +152,7 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         if head is not None and head.length is None and not head.chunked:  # framed by the close
-            waiter.set_result(Answer(head.status, head.reason, bytes(self._buffer)))
+            waiter.set_result(Answer(head.status, head.reason, bytes(self._buffer), head.retry_after))
         else:
             waiter.set_exception(ConnectionLost(f"the connection closed before the answer ended: {exc!r}"))
 
@@ -167,7 +195,7 @@ class _Connection(asyncio.Protocol):
         self._head = None
         # Bytes beyond the answer mean the connection is out of step with its requests: not reused.
         self.keep_alive = head.keep_alive and not self._buffer
-        return Answer(head.status, head.reason, body)
+        return Answer(head.status, head.reason, body, head.retry_after)
 
     def _exactly(self, length: int) -> bytes | None:
         if len(self._buffer) < length:
@@ -236,8 +264,14 @@ class HttpPool:
         )
         if repeatable is None:
             repeatable = method in IDEMPOTENT_METHODS
-        async with self._slots, asyncio.timeout(timeout):
-            return await self._exchange(request, repeatable)
+        for attempt in range(1, RETRY_AFTER_ATTEMPTS + 2):
+            async with self._slots, asyncio.timeout(timeout):
+                answer = await self._exchange(request, repeatable)
+            wait = answer.retry_after
+            if answer.status not in RETRY_AFTER_STATUSES or wait is None or attempt > RETRY_AFTER_ATTEMPTS:
+                return answer
+            await asyncio.sleep(min(wait, RETRY_AFTER_CAP_SECONDS))  # the server said when; no slot held
+        raise AssertionError("unreachable")
 
     async def _exchange(self, request: bytes, repeatable: bool) -> Answer:
         for attempt in (1, 2):

@@ -78,10 +78,18 @@ def login(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
 class KubeClient:
     """Raw-JSON requests on a keep-alive connection pool of its own (shell/httppool.py says why);
     list pages and watch streams on an aiohttp session. Neither consults proxy variables or ~/.netrc
-    (aiohttp's trust_env does that in a thread per call); the API server is reached directly, as
-    kopf's own session does."""
+    (aiohttp's trust_env does that in a thread per call; kopf's session does not either); the API
+    server is reached directly. A kubeconfig `proxy-url` is refused at start: kopf's session would
+    honour it and these would not."""
 
     def __init__(self, info: kopf.ConnectionInfo, relogin: Login | None = None) -> None:
+        if info.proxy_url:
+            raise CredentialsError(
+                f"the kubeconfig's cluster sets proxy-url {info.proxy_url!r}: jobwarden does not support a "
+                "proxy to the apiserver (its request pool and watch streams connect directly, and one "
+                "client path going through the proxy while another does not would split the operator). "
+                "Remove proxy-url and reach the apiserver directly"
+            )
         self.server = info.server.rstrip("/")
         self._relogin = relogin
         self._headers = info.as_http_headers()

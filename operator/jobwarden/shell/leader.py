@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobwarden.core.lease import LeaseTimings, Observation, Record, claimed, may_take, observe, released
-from jobwarden.shell import metrics
+from jobwarden.shell import metrics, outage
 from jobwarden.shell.api import reason_of
 from jobwarden.shell.kubeclient import ApiError, KubeClient
 
@@ -53,6 +53,8 @@ class LeaderElector:
         self._observation: Observation | None = None
         self._resource_version: str | None = None
         self._last_renewal = 0.0  # monotonic time of the last successful write as the leader
+        # An unreachable apiserver: one WARNING, one INFO (the lost leadership is logged apart)
+        self.outage = outage.Outage(f"lease {options.namespace}/{options.name}")
 
     async def run(self) -> None:
         """Forever: try to take or renew every retry period; act only while holding the Lease.
@@ -133,13 +135,21 @@ class LeaderElector:
         try:
             lease = await self.client.get(self._path(options.name))
         except ApiError as exc:
+            if outage.transient(exc):
+                self.outage.failed(exc)
+                return False
+            self.outage.succeeded()  # it answered
             if exc.status != 404:
                 logger.warning("reading lease %s failed: %s", options.name, reason_of(exc))
                 return False
             return await self._create()
         except (OSError, TimeoutError) as exc:
-            logger.warning("reading lease %s failed: %r", options.name, exc)
+            if outage.unreachable(exc):
+                self.outage.failed(exc)
+            else:
+                logger.warning("reading lease %s failed: %r", options.name, exc)
             return False
+        self.outage.succeeded()
         self._resource_version = lease["metadata"].get("resourceVersion")
         current = Record.from_spec(lease.get("spec"))
         self._observation = observe(self._observation, current, now)
@@ -169,11 +179,16 @@ class LeaderElector:
         try:
             await self._write(record)
         except ApiError as exc:
-            if exc.status != 409:  # 409: another replica wrote it since we read it; not ours this round
+            if outage.transient(exc):
+                self.outage.failed(exc)
+            elif exc.status != 409:  # 409: another replica wrote it since we read it; not ours this round
                 logger.warning("updating lease %s failed: %s", self.options.name, reason_of(exc))
             return False
         except (OSError, TimeoutError) as exc:
-            logger.warning("updating lease %s failed: %r", self.options.name, exc)
+            if outage.unreachable(exc):
+                self.outage.failed(exc)
+            else:
+                logger.warning("updating lease %s failed: %r", self.options.name, exc)
             return False
         return True
 

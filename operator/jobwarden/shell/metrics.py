@@ -15,6 +15,16 @@ DEADLINE_ACTIONS = Counter(
     "jobwarden_deadline_failures_total", "Jobs failed by activeDeadlineSeconds", ["kind"]
 )
 EVENTS_DROPPED = Counter("jobwarden_events_dropped_total", "Events dropped because the event queue was full")
+EVENTS_UNPOSTED = Counter(
+    "jobwarden_events_unposted_total",
+    "Events dropped because the apiserver could not be reached within the bound after they happened",
+)
+APISERVER_UNREACHABLE = Gauge(
+    "jobwarden_apiserver_unreachable",
+    "1 while this path (event posts, status writes, child writes, watches, the lease) cannot reach the "
+    "apiserver",
+    ["path"],
+)
 LEADER = Gauge("jobwarden_leader", "1 while this replica holds the leader Lease and reconciles")
 STALE_PLANS = Counter(
     "jobwarden_stale_plans_total",

@@ -19,7 +19,7 @@ from jobwarden import kinds
 from jobwarden.core.plan import Event, Settings
 from jobwarden.kinds.volcano import KIND as VOLCANO
 from jobwarden.shell import api as kube
-from jobwarden.shell import handlers, leader, memory, metrics, sharedcert, webhook
+from jobwarden.shell import handlers, leader, memory, metrics, outage, sharedcert, webhook
 from jobwarden.shell.controller import Controller
 
 logger = logging.getLogger("jobwarden")
@@ -178,6 +178,7 @@ def configure_logging(options: RunOptions) -> None:
     logging.getLogger().setLevel(options.log_level.upper())
     # kopf logs every watch event at DEBUG; aiohttp's access log would log each admission review.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    outage.KopfRetries.install()  # kopf's retries: one WARNING and one INFO per apiserver outage
 
 
 def operator_settings(options: RunOptions, tls: tuple[Path, Path, Path] | None) -> kopf.OperatorSettings:
