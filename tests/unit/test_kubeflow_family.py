@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kubeflow_helpers import FakeCluster, created, env_entries, kubeflow_job, later
 
 from jobwarden import kinds
-from jobwarden.core.plan import Event
+from jobwarden.core.plan import Event, Settings
 from jobwarden.kinds import kubeflow
 from jobwarden.kinds.kubeflow import KubeflowKind
 
@@ -107,6 +107,24 @@ def test_new_kinds_finish_and_time_out_with_the_shared_engine(kind: KubeflowKind
     )
     assert {ref.name for ref in plan.delete if ref.kind == "Pod"} == pods
     assert cluster.pods == {}
+
+
+@pytest.mark.parametrize("kind", kubeflow.FRAMEWORKS[3:], ids=FRAMEWORK_IDS[3:])
+def test_new_kinds_are_gang_scheduled_like_the_others(kind: KubeflowKind) -> None:
+    """v1.9.4 gang-schedules every kind through the shared ReconcileJobs; so does the shared engine."""
+    gang = Settings(gang_scheduler="volcano", volcano_scheduler_installed=True)
+    replicas = REPLICAS[kind.resource.kind]
+    cluster = FakeCluster(kind, kubeflow_job(kind, replicas), gang)
+    plan = cluster.step()
+    assert [m["kind"] for m in plan.create] == ["PodGroup"]
+    assert created(plan, "PodGroup")["job"]["spec"] == {
+        "minMember": sum(replicas.values()),
+        "queue": "default",
+    }
+    cluster.podgroups["job"]["status"] = {"phase": "Inqueue"}
+    pods = created(cluster.step(later(1)), "Pod")
+    assert len(pods) == sum(replicas.values())
+    assert {p["spec"]["schedulerName"] for p in pods.values()} == {"volcano"}
 
 
 # --- CRDs: schema-compatible with v1.9.4's ------------------------------------------------------
