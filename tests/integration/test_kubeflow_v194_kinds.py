@@ -239,6 +239,20 @@ def test_a_worker_failing_under_on_failure_is_recreated(
     assert condition(job.body(), "Failed") is None
 
 
+def test_a_jax_job_past_its_deadline_fails_and_its_pods_stop(new_job: NewJob, namespace: str) -> None:
+    """The shared engine's activeDeadlineSeconds, at the deadline (a timer, not the next event)."""
+    body = example_body(JAX, namespace)
+    body["spec"]["runPolicy"] = {"activeDeadlineSeconds": 4}
+    job = new_job(JAX, body)
+    job.wait_pods_running()
+    failed = condition(job.wait_condition("Failed", timeout=20), "Failed") or {}
+    assert (failed["reason"], failed["message"]) == (
+        "JAXJobFailed",
+        "JAXJob jax-test has failed because it was active longer than specified deadline",
+    )
+    job.wait_children(pods=set(), services=set())  # running pods stop; cleanPodPolicy None keeps the rest
+
+
 def suspended_or_managed(
     kind: KubeflowKind, namespace: str, name: str, run_policy: dict[str, Any]
 ) -> dict[str, Any]:

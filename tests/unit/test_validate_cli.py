@@ -217,7 +217,8 @@ def test_the_v1_9_4_kinds_are_validated_offline(tmp_path: Path, capsys: pytest.C
     assert (code, lines) == (
         1,
         [
-            "DENIED (400) XGBoostJob/xgboost-test: spec.xgbReplicaSpecs.Master: Required value: must be present"
+            "DENIED (400) XGBoostJob/xgboost-test: "
+            "spec.xgbReplicaSpecs.Master: Required value: must be present"
         ],
     )
     scaled = copy.deepcopy(xgboost)
