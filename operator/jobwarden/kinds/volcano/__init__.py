@@ -105,6 +105,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jobwarden.core.admission import UpdateContract
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, Manifest, Observed, Plan
 from jobwarden.core.quantity import format_quantity
@@ -112,7 +113,7 @@ from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import phases
 from jobwarden.kinds.volcano.decision import Situation
 from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration
-from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.updates import VOLCANO_CONTRACT, VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL
 from jobwarden.plugins.registry import materialize as materialize_plugin_child
@@ -132,6 +133,9 @@ class VolcanoKind:
 
     def updatable_fields(self) -> list[str]:
         return list(VOLCANO_UPDATABLE)
+
+    def update_contract(self) -> UpdateContract:
+        return VOLCANO_CONTRACT
 
     def phase(self, status: Mapping[str, Any] | None) -> str:
         """The STATUS printer column: `status.state.phase`."""
