@@ -16,6 +16,7 @@ import yaml
 
 from jobwarden import cli, kinds
 from jobwarden.kinds import policy
+from jobwarden.kinds.volcano.updates import VOLCANO_CONTRACT
 from jobwarden.shell import webhook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,3 +258,23 @@ def test_the_local_run_installs_the_policies_unless_turned_off(
         monkeypatch.setenv("JOBWARDEN_ADMISSION_POLICY", env)
     options = cli.run_options(cli.parser().parse_args(["run", *argv]))
     assert options.webhook.admission_policy is expected
+
+
+def test_where_the_webhook_keeps_empty_values_the_policy_looks_only_one_level_deep() -> None:
+    """Absent and empty are alike two levels deep (`{creationTimestamp: null}` is empty), except under
+    Volcano's `spec.plugins`, where `{env: []}` enables a plugin and is not `{}`."""
+    volcano = policy._tree(
+        VOLCANO_CONTRACT.updatable, (), VOLCANO_CONTRACT.detail, VOLCANO_CONTRACT.keep_empty
+    )
+    assert volcano.children["plugins"].keeps_empty and volcano.children["plugins"].is_leaf()
+    [expression] = [
+        v["expression"]
+        for o in policy.policy_objects()
+        if o["metadata"]["name"] == "jobwarden-updates.batch.volcano.sh" and o["kind"].endswith("Policy")
+        for v in o["spec"]["variables"]
+        if v["name"] == "specChanges"
+    ]
+    plugins = expression[expression.index("variables.newSpec[?'plugins']") :].split("? []")[0]
+    assert "type(e) == map" not in plugins and "e == []" in plugins
+    with pytest.raises(ValueError, match="keep-empty"):
+        policy._tree([], keep_empty=["spec.tasks[*].x.*"])

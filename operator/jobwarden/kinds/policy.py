@@ -2,16 +2,23 @@
 can skip the webhook) and a `ValidatingAdmissionPolicy` + binding per contract (which updates are
 refused even while the operator is down).
 
-Everything is generated from the same tables the webhook uses (`JobKind.updatable_fields()`), so a
-change to a table changes the policy; `tests/unit/test_admission_policy.py` asserts the YAML committed
-in `manifests/policy/` is what this module renders (`jobwarden policy` prints it).
+Everything is generated from the same contracts the webhook uses (`JobKind.update_contract()`: the
+table, the allowances under a condition, the detail patterns), so a change to a contract changes the
+policy; `tests/unit/test_admission_policy_render.py` asserts the YAML committed in `manifests/` is what
+this module renders (`jobwarden policy` prints it).
 
-CEL sees the objects as the apiserver stored them, without the webhook's normalisation (replicas
-absent vs 1, `cpu: 2` vs `"2000m"`, `Ps` vs `PS`, absent vs `{}`, Volcano's defaults, ...): a value
-written differently is a change to the policy. The policy is therefore STRICTER than the webhook,
-never looser: everything the policy allows, the webhook allows too (docs/admission.md lists where
-they differ). Volcano tasks are matched by name, as the webhook does, only when every task has a
-distinct non-empty name (what create-time validation demands); otherwise any task change is refused.
+A contract becomes a tree (`_Node`): maps compared key by key, lists index by index, the rest whole.
+Every changed path that may not change is collected (a list of strings; CEL has no flatMap, so the
+paths found inside one comprehension travel joined by newlines) and the refusal names each in the
+webhook's words. The tree is as deep as the contract's detail patterns: CEL has no recursion.
+
+CEL sees the objects as the apiserver stored them, without most of the webhook's normalisation
+(replicas absent vs 1, `cpu: 2` vs `"2000m"`, `Ps` vs `PS`, Volcano's defaults, ...): a value written
+differently is a change to the policy (empty values excepted, see `_same`). The policy is therefore
+STRICTER than the webhook, never looser: everything the policy allows, the webhook allows too
+(docs/admission.md lists where they differ). Volcano tasks are matched by name, as the webhook does,
+only when every task has a distinct non-empty name (what create-time validation demands); otherwise
+any task change is refused.
 """
 
 from __future__ import annotations
