@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from jobwarden.core.quantity import format_quantity, is_quantity, parse_quantity
+
 Body = dict[str, Any]
 
 QUEUE_LABELS = {
@@ -37,10 +39,13 @@ RUN_POLICY_FIELDS = ("cleanPodPolicy", "ttlSecondsAfterFinished", "activeDeadlin
 
 
 def kueue_ready(body: Body, suspend: bool = True) -> Body:
-    """A Kubeflow job as queued with Kueue: created suspended, its run policy in `spec.runPolicy` (Kueue
-    writes the job back from its typed Go model, which has no top-level run-policy fields: a job in
-    the seeds' legacy layout would lose them in Kueue's update, and be refused for it)."""
-    job = copy.deepcopy(body)
+    """A Kubeflow job as queued with Kueue (docs/install.md): created suspended, its run policy in
+    `spec.runPolicy` and its quantities as Go writes them (Kueue writes the job back from its typed
+    Go model, which has no top-level run-policy fields and re-serialises every quantity: a job in the
+    seeds' legacy layout would lose those fields in Kueue's update, and `cpu: 2` or `"1000m"` would
+    come back as `"2"` or `"1"`, a change to the admission policy, which compares quantities as
+    written)."""
+    job = as_go_writes_quantities(body)
     run_policy = job["spec"].setdefault("runPolicy", {})
     for field in RUN_POLICY_FIELDS:
         if field in job["spec"]:
@@ -49,11 +54,26 @@ def kueue_ready(body: Body, suspend: bool = True) -> Body:
     return job
 
 
-def as_go_writes_it(job: Body) -> Body:
-    """What a typed Go client sends back for a job it read: every pod template with
-    `metadata.creationTimestamp: null` and every container with `resources: {}` (non-pointer structs
-    are never left out). Empty values the apiserver and jobwarden treat as absent."""
+def as_go_writes_quantities(job: Body) -> Body:
+    """Every container's requests and limits in resource.Quantity's canonical form (`2` -> `"2"`,
+    `"1000m"` -> `"1"`, `"1024Mi"` -> `"1Gi"`)."""
     new = copy.deepcopy(job)
+    for replica in replica_specs(new).values():
+        pod = replica.get("template", {}).get("spec", {})
+        for container in (*pod.get("initContainers", []), *pod.get("containers", [])):
+            for section in container.get("resources", {}).values():
+                for name, value in section.items() if isinstance(section, dict) else ():
+                    if is_quantity(value):
+                        section[name] = format_quantity(parse_quantity(value))
+    return new
+
+
+def as_go_writes_it(job: Body) -> Body:
+    """What a typed Go client sends back for a job it read: quantities in canonical form, every pod
+    template with `metadata.creationTimestamp: null` and every container with `resources: {}`
+    (non-pointer structs are never left out; empty values the apiserver and jobwarden treat as
+    absent)."""
+    new = as_go_writes_quantities(job)
     for replica in replica_specs(new).values():
         template = replica.setdefault("template", {})
         template.setdefault("metadata", {}).setdefault("creationTimestamp", None)

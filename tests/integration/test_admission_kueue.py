@@ -264,3 +264,20 @@ def _by_origin(result: Any) -> dict[tuple[str, str, str], int]:
         key = (v.origin.split(" ")[0], p, w)
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def test_with_suspend_updates_a_job_not_written_as_go_writes_quantities_is_refused_by_the_policy(
+    suspend_operator: LocalOperator, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    """The known limit (docs/install.md): the policy compares quantities as written, and Kueue writes
+    the seed's `cpu: 2` back as `"2"`. The webhook alone would allow it (quantities by value)."""
+    job = creatable(load_seed(PYTORCHJOBS.seed), namespace)
+    job["spec"]["runPolicy"] = {"suspend": True}
+    job["spec"].pop("ttlSecondsAfterFinished")
+    job["metadata"]["name"] = "numbers"
+    create(custom, PYTORCHJOBS, job)
+    answer = put(custom, PYTORCHJOBS, namespace, "numbers", admitted(job))
+    assert answer.status == 403 and POLICY_DENIED in answer.message, answer
+    assert (
+        "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].resources.limits.cpu" in answer.message
+    )
