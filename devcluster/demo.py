@@ -165,15 +165,18 @@ def kubeflow_lifecycle(
     wait_state(c, resource, name, {"Running"})
     show_env(c, names)
     job = get(c, resource, name) or {}
-    refused = json.loads(json.dumps(job))
-    specs_field = next(k for k in refused["spec"] if k.endswith("ReplicaSpecs"))
-    worker = next(k for k in refused["spec"][specs_field] if k.lower() == "worker")
-    refused["spec"][specs_field][worker]["replicas"] = 3
-    out = c.kubectl("replace", "-f", "-", input=json.dumps(refused), check=False)
-    # From the apiserver's own ValidatingAdmissionPolicy (evaluated first) or the webhook; show who
-    # refused and why, not kubectl's preamble.
-    who_and_why = out.stderr.strip().partition("forbidden: ")[2] or out.stderr.strip()
-    say(f"  replace with Worker replicas 3 -> refused: {who_and_why[:400]}")
+    specs_field = next(k for k in job["spec"] if k.endswith("ReplicaSpecs"))
+    worker = next(k for k in job["spec"][specs_field] if k.lower() == "worker")
+    for what, change in (
+        ("Worker replicas 3", lambda w: w.update(replicas=3)),
+        (
+            "a new Worker image",
+            lambda w: w["template"]["spec"]["containers"][0].update(image="example/new:2"),
+        ),
+    ):
+        refused = json.loads(json.dumps(job))
+        change(refused["spec"][specs_field][worker])
+        say(f"  replace with {what} -> refused: {refusal(c, refused)}")
     job["spec"]["ttlSecondsAfterFinished"] = 5
     c.kubectl("replace", "-f", "-", input=json.dumps(job))
     say("  replace with ttlSecondsAfterFinished 5 -> accepted (an updatable field)")
@@ -196,6 +199,23 @@ def show_env(c: devcluster.Cluster, names: list[str]) -> None:
             for e in json.loads(out.stdout or "[]")
         ]
         say(f"  {pod} env: {' '.join(env)}")
+
+
+def refusal(c: devcluster.Cluster, body: dict[str, Any]) -> str:
+    """Who refused a replace and the path it names. The apiserver runs the ValidatingAdmissionPolicy
+    first, which names the changed field as the webhook does; in the first seconds after the operator
+    installed it the apiserver has not loaded it yet and the webhook answers, so ask again briefly.
+    The list of updatable fields is cut."""
+    deadline = time.monotonic() + 10
+    while True:
+        out = c.kubectl("replace", "-f", "-", input=json.dumps(body), check=False)
+        if out.returncode == 0:
+            return "ACCEPTED (unexpected)"
+        if "ValidatingAdmissionPolicy" in out.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    who_and_why = out.stderr.strip().partition("forbidden: ")[2] or out.stderr.strip()
+    return who_and_why.partition("; updatable fields:")[0]
 
 
 def volcano_lifecycle(c: devcluster.Cluster) -> None:

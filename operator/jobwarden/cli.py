@@ -369,6 +369,18 @@ def parser() -> argparse.ArgumentParser:
         default="jobwarden-system",
         help="jobwarden's namespace: its ServiceAccount's own writes are exempt (default: jobwarden-system)",
     )
+    policy.add_argument(
+        "--allow-suspend-updates",
+        action="store_true",
+        help="the contract of `jobwarden run --allow-suspend-updates` (suspend may change, and the "
+        "templates' scheduling directives while suspended)",
+    )
+    policy.add_argument(
+        "--patch",
+        action="store_true",
+        help="with --allow-suspend-updates: print the kustomize patch that turns the default policies into "
+        "these (manifests/components/allow-suspend-updates/policy-patch.yaml)",
+    )
     sub.add_parser(
         "job", help="suspend, resume, restart or abort a Volcano job (a Command; see: jobwarden job -h)"
     )
@@ -376,9 +388,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from jobwarden.kinds.policy import render_yaml
+    from jobwarden.kinds.policy import render_suspend_updates_patch, render_yaml
 
-    sys.stdout.write(render_yaml(args.namespace))
+    if args.patch and not args.allow_suspend_updates:
+        sys.stderr.write("jobwarden policy: --patch needs --allow-suspend-updates\n")
+        return 2
+    if args.patch:
+        sys.stdout.write(render_suspend_updates_patch())
+    else:
+        sys.stdout.write(render_yaml(args.namespace, args.allow_suspend_updates))
     return 0
 
 

@@ -87,7 +87,8 @@ def test_with_the_operator_down_metadata_edits_work_and_spec_changes_are_refused
         refused = replace(custom, TFJOBS, namespace, name, _new_image)
         assert refused.status == 403, refused
         assert f"ValidatingAdmissionPolicy '{POLICY}'" in refused.message
-        assert "spec.tfReplicaSpecs: field is not updatable; " + UPDATABLE in refused.message
+        path = "spec.tfReplicaSpecs.Worker.template.spec.containers[0].image"
+        assert f"denied request: {path}: field is not updatable; " + UPDATABLE in refused.message
 
         # An allowed spec change still needs the webhook (create-time checks of the new object).
         ttl = replace(custom, TFJOBS, namespace, name, lambda b: b["spec"].update(ttlSecondsAfterFinished=7))

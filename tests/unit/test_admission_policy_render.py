@@ -16,10 +16,12 @@ import yaml
 
 from jobwarden import cli, kinds
 from jobwarden.kinds import policy
+from jobwarden.kinds.volcano.updates import VOLCANO_CONTRACT
 from jobwarden.shell import webhook
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY_YAML = REPO / "manifests" / "policy" / "validatingadmissionpolicies.yaml"
+SUSPEND_PATCH = REPO / "manifests" / "components" / "allow-suspend-updates" / "policy-patch.yaml"
 WEBHOOK_YAML = REPO / "manifests" / "base" / "validatingwebhookconfiguration.yaml"
 
 
@@ -41,6 +43,32 @@ def test_committed_policy_yaml_is_the_generated_one() -> None:
 def test_the_cli_prints_the_same_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["policy"]) == 0
     assert capsys.readouterr().out == POLICY_YAML.read_text()
+
+
+def test_the_committed_suspend_updates_patch_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["policy", "--allow-suspend-updates", "--patch"]) == 0
+    assert capsys.readouterr().out == SUSPEND_PATCH.read_text(), (
+        "regenerate: jobwarden policy --allow-suspend-updates --patch > "
+        + str(SUSPEND_PATCH.relative_to(REPO))
+    )
+    assert cli.main(["policy", "--patch"]) == 2
+
+
+def test_the_suspend_setting_changes_only_the_kubeflow_policys_rules() -> None:
+    default = {o["metadata"]["name"]: o for o in policy.policy_objects() if o["kind"].endswith("Policy")}
+    opt_in = policy.policy_objects(registry=kinds.registry(allow_suspend_updates=True))
+    changed = [
+        o["metadata"]["name"]
+        for o in opt_in
+        if o["kind"].endswith("Policy") and o != default[o["metadata"]["name"]]
+    ]
+    assert changed == ["jobwarden-updates.kubeflow.org"]
+    [ops] = policy.suspend_updates_patches().values()
+    patched = {
+        **default["jobwarden-updates.kubeflow.org"]["spec"],
+        **{op["path"].split("/")[-1]: op["value"] for op in ops},
+    }
+    assert patched == next(o for o in opt_in if o["metadata"]["name"] == changed[0])["spec"]
 
 
 def test_one_policy_and_binding_per_contract_covering_every_kind() -> None:
@@ -78,7 +106,7 @@ def test_messages_name_what_may_change() -> None:
         "status.x",
         "spec",
         "spec.tasks[0].replicas",
-        "spec.*.x",
+        "spec.x.*",
         "spec.tasks[*]",
         "spec.a[*].b[*].c",
         "spec.a.b[*].c",
@@ -163,6 +191,45 @@ def test_the_install_ships_the_policies_and_a_component_turns_them_off(tmp_path:
     assert any(o["kind"] == "ValidatingWebhookConfiguration" for o in off), "the webhook stays"
 
 
+def _settings(objects: list[dict[str, Any]]) -> dict[str, str]:
+    [settings] = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("jobwarden-settings")
+    ]
+    data: dict[str, str] = settings["data"]
+    return data
+
+
+def test_the_suspend_component_sets_the_flag_and_the_matching_policy_together(tmp_path: Path) -> None:
+    (tmp_path / "default").mkdir()
+    (tmp_path / "suspend").mkdir()
+    objects = {
+        "default": _render(tmp_path / "default", []),
+        "suspend": _render(tmp_path / "suspend", ["allow-suspend-updates"]),
+        "none": _render(tmp_path, ["no-admission-policy", "allow-suspend-updates"]),
+    }
+    expected = {
+        "default": policy.policy_objects(),
+        "suspend": policy.policy_objects(registry=kinds.registry(allow_suspend_updates=True)),
+    }
+    for name, wanted in expected.items():
+        shipped = {
+            o["metadata"]["name"]: o["spec"]
+            for o in objects[name]
+            if o["kind"] == "ValidatingAdmissionPolicy"
+        }
+        assert shipped == {
+            o["metadata"]["name"]: o["spec"] for o in wanted if o["kind"] == "ValidatingAdmissionPolicy"
+        }
+    assert _settings(objects["default"])["JOBWARDEN_ALLOW_SUSPEND_UPDATES"] == "false"
+    assert _settings(objects["suspend"])["JOBWARDEN_ALLOW_SUSPEND_UPDATES"] == "true"
+    assert (
+        _policy_kinds(objects["none"]) == []
+        and _settings(objects["none"])["JOBWARDEN_ALLOW_SUSPEND_UPDATES"] == "true"
+    )
+
+
 def test_the_namespaced_install_binds_the_policies_to_its_namespaces() -> None:
     kr = _render_helper()
     objects = kr.objects("overlays/namespaced")
@@ -191,3 +258,23 @@ def test_the_local_run_installs_the_policies_unless_turned_off(
         monkeypatch.setenv("JOBWARDEN_ADMISSION_POLICY", env)
     options = cli.run_options(cli.parser().parse_args(["run", *argv]))
     assert options.webhook.admission_policy is expected
+
+
+def test_where_the_webhook_keeps_empty_values_the_policy_looks_only_one_level_deep() -> None:
+    """Absent and empty are alike two levels deep (`{creationTimestamp: null}` is empty), except under
+    Volcano's `spec.plugins`, where `{env: []}` enables a plugin and is not `{}`."""
+    volcano = policy._tree(
+        VOLCANO_CONTRACT.updatable, (), VOLCANO_CONTRACT.detail, VOLCANO_CONTRACT.keep_empty
+    )
+    assert volcano.children["plugins"].keeps_empty and volcano.children["plugins"].is_leaf()
+    [expression] = [
+        v["expression"]
+        for o in policy.policy_objects()
+        if o["metadata"]["name"] == "jobwarden-updates.batch.volcano.sh" and o["kind"].endswith("Policy")
+        for v in o["spec"]["variables"]
+        if v["name"] == "specChanges"
+    ]
+    plugins = expression[expression.index("variables.newSpec[?'plugins']") :].split("? []")[0]
+    assert "type(e) == map" not in plugins and "e == []" in plugins
+    with pytest.raises(ValueError, match="keep-empty"):
+        policy._tree([], keep_empty=["spec.tasks[*].x.*"])

@@ -31,11 +31,14 @@ from jobwarden.kinds.kubeflow.pytorchjob import PYTORCHJOB_SHAPE
 from jobwarden.kinds.kubeflow.tfjob import TFJOB_SHAPE
 from jobwarden.kinds.kubeflow.validation import (
     KUBEFLOW_UPDATABLE,
+    KUBEFLOW_UPDATABLE_WITH_SUSPEND,
+    SCHEDULING_DIRECTIVES,
     check_kubeflow_update,
     validate_kubeflow,
 )
 from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano
+from kueue_updates import as_go_writes_it, kueue_ready, replica_specs
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 SHAPES = {"tfjob": TFJOB_SHAPE, "pytorchjob": PYTORCHJOB_SHAPE, "mxjob": MXJOB_SHAPE}
@@ -156,6 +159,102 @@ def test_kubeflow_changes_elsewhere_are_refused_and_named(
     assert errors, f"{changed} changed but was allowed"
     assert all(e.severity is Severity.FORBIDDEN for e in errors)
     assert any(related(e.path, changed) for e in errors), (changed, [e.path for e in errors])
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubeflow with suspend updates allowed (issue 26): a template's scheduling directives may change while
+# the stored or the new job is suspended; nothing else in a template ever.
+
+DIRECTIVE_EDITS = ("labels", "annotations", "nodeSelector", "tolerations", "schedulingGates")
+OTHER_EDITS = ("image", "command", "replicas", "affinity", "template-name", "backoffLimit")
+tolerations = st.lists(
+    st.fixed_dictionaries(
+        {"key": st.sampled_from(["gpu", "spot", "zone"]), "operator": st.just("Exists")},
+        optional={"effect": st.sampled_from(["NoSchedule", "NoExecute"])},
+    ),
+    max_size=2,
+)
+gates = st.lists(
+    st.fixed_dictionaries({"name": st.sampled_from(["kueue.x-k8s.io/topology", "example.com/g"])}), max_size=1
+)
+
+
+def _edit_directive(template: dict[str, Any], directive: str, draw: st.DrawFn) -> None:
+    if directive in ("labels", "annotations"):
+        template.setdefault("metadata", {})[directive] = draw(label_maps)
+    elif directive == "nodeSelector":
+        template["spec"]["nodeSelector"] = draw(label_maps)
+    else:
+        template["spec"][directive] = draw(tolerations if directive == "tolerations" else gates)
+
+
+def _edit_other(job: dict[str, Any], replica: dict[str, Any], what: str) -> None:
+    template = replica["template"]
+    if what == "image":
+        template["spec"]["containers"][0]["image"] = "zz-other:1"
+    elif what == "command":
+        template["spec"]["containers"][0]["command"] = ["zz-other"]
+    elif what == "replicas":
+        replica["replicas"] = 7
+    elif what == "affinity":
+        template["spec"]["affinity"] = {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}
+                ]
+            }
+        }
+    elif what == "template-name":
+        template.setdefault("metadata", {})["name"] = "zz-other"
+    else:
+        job["spec"]["runPolicy"]["backoffLimit"] = 77
+
+
+@st.composite
+def kubeflow_suspend_updates(draw: st.DrawFn) -> tuple[str, bool, dict[str, Any], dict[str, Any], str]:
+    """(kind, stored suspended, stored job, new job, the other edit or ""): a Kueue-ready job (stored
+    suspended or running), the new `suspend`, scheduling directives edited in some templates, written
+    back as a typed Go client writes it or not, and maybe one edit that is never allowed."""
+    name = draw(st.sampled_from(sorted(SHAPES)))
+    stored_suspended = draw(st.booleans())
+    old = kueue_ready(seed(name), stored_suspended)
+    new = as_go_writes_it(old) if draw(st.booleans()) else copy.deepcopy(old)
+    new["spec"]["runPolicy"]["suspend"] = draw(st.booleans())
+    specs = replica_specs(new)
+    for replica in specs.values():
+        for directive in draw(st.lists(st.sampled_from(DIRECTIVE_EDITS), max_size=3, unique=True)):
+            _edit_directive(replica["template"], directive, draw)
+    other = draw(st.sampled_from(("",) * 3 + OTHER_EDITS))
+    if other:
+        _edit_other(new, specs[draw(st.sampled_from(sorted(specs)))], other)
+    return name, stored_suspended, old, new, other
+
+
+def _directive_path(path: str) -> bool:
+    """A scheduling directive, inside one, or a template's `metadata` added whole (it held none)."""
+    inside = path.partition(".template.")[2]
+    return inside == "metadata" or inside.startswith(SCHEDULING_DIRECTIVES)
+
+
+@FAST
+@given(kubeflow_suspend_updates())
+def test_with_suspend_updates_only_a_suspended_jobs_directives_may_change(
+    update: tuple[str, bool, dict[str, Any], dict[str, Any], str],
+) -> None:
+    name, stored_suspended, old, new, other = update
+    shape = SHAPES[name]
+    errors = check_kubeflow_update(shape, old, new, KUBEFLOW_UPDATABLE_WITH_SUSPEND)
+    suspended = stored_suspended or new["spec"]["runPolicy"]["suspend"]
+    if other == "template-name":  # a template without metadata gets one: named whole, `…template.metadata`
+        assert errors, other
+    elif other:
+        assert any(not _directive_path(e.path) for e in errors), (other, errors)
+    elif suspended:
+        assert errors == [], errors
+    else:
+        assert all(_directive_path(e.path) for e in errors), errors
+    seeds_contract = check_kubeflow_update(shape, old, new)  # without the setting: the seeds' contract
+    assert len(seeds_contract) >= len(errors)
 
 
 # --------------------------------------------------------------------------------------------------

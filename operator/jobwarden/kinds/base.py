@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from jobwarden.core.admission import UpdateContract
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 
@@ -42,6 +43,11 @@ class JobKind(Protocol):
 
     def updatable_fields(self) -> list[str]:
         """The paths a replace or merge patch may change, for messages and the README table."""
+        ...
+
+    def update_contract(self) -> UpdateContract:
+        """The update contract as data (the table, what may change under a condition, how precisely
+        a refusal names a change), from which `kinds/policy.py` generates the admission policy."""
         ...
 
     def phase(self, status: Mapping[str, Any] | None) -> str:

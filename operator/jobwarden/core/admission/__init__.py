@@ -5,7 +5,8 @@ does, and the `Verdict` the webhook and `jobwarden validate` both turn into an a
 One concern per module, every public name importable from `jobwarden.core.admission`: `paths` (path
 rendering and pattern parsing), `allowlist` (the pattern matcher), `diff` (the diff walker and leaf
 equality), `messages` (errors worded like the apiserver's), `fields` (integer and enum fields),
-`names` (DNS labels, the job name), `containers` (container checks), `verdict`.
+`names` (DNS labels, the job name), `containers` (container checks), `contract` (an update contract
+as data, for the webhook and the policy alike), `verdict`.
 
 Path notation, patterns and what counts as "no change": see `diff.py`.
 """
@@ -14,6 +15,12 @@ from __future__ import annotations
 
 from jobwarden.core.admission.allowlist import covered_by, leads_to, names_exactly
 from jobwarden.core.admission.containers import container_errors
+from jobwarden.core.admission.contract import (
+    POD_TEMPLATE_DETAIL,
+    Allowance,
+    Condition,
+    UpdateContract,
+)
 from jobwarden.core.admission.diff import (
     DiffRules,
     changed_paths,
@@ -56,11 +63,15 @@ __all__ = [
     "ANY_INDEX",
     "ANY_KEY",
     "DNS_LABEL_MAX_LENGTH",
+    "POD_TEMPLATE_DETAIL",
+    "Allowance",
+    "Condition",
     "DiffRules",
     "FieldPath",
     "PathSegment",
     "Pattern",
     "PatternSegment",
+    "UpdateContract",
     "Verdict",
     "Wildcard",
     "as_mapping",

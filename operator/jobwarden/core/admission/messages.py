@@ -37,13 +37,22 @@ def duplicate(path: str, value: Any, detail: str = "") -> FieldError:
     return invalid(path, f"Duplicate value: {show(value)}" + (f": {detail}" if detail else ""))
 
 
-def not_updatable(path: str, updatable: Sequence[str]) -> FieldError:
-    return forbidden(path, f"field is not updatable; updatable fields: {', '.join(updatable)}")
+def not_updatable(path: str, updatable: Sequence[str] | str) -> FieldError:
+    """`updatable`: the table, or the text that lists it (`UpdateContract.listing`)."""
+    listing = updatable if isinstance(updatable, str) else ", ".join(updatable)
+    return forbidden(path, f"field is not updatable; updatable fields: {listing}")
 
 
 def forbidden_changes(
-    old: Any, new: Any, updatable: Sequence[str], keep_empty: Iterable[str] = (), base: FieldPath = ()
+    old: Any,
+    new: Any,
+    updatable: Sequence[str],
+    keep_empty: Iterable[str] = (),
+    base: FieldPath = (),
+    listing: str | None = None,
 ) -> list[FieldError]:
-    """One `field is not updatable` error per changed path that no `updatable` pattern covers."""
+    """One `field is not updatable` error per changed path that no `updatable` pattern covers; the
+    message lists `listing`, by default the patterns themselves."""
     rules = DiffRules.of(allowed=updatable, keep_empty=keep_empty)
-    return [not_updatable(render_path(p), updatable) for p in changed_paths(old, new, rules, base)]
+    shown = ", ".join(updatable) if listing is None else listing
+    return [not_updatable(render_path(p), shown) for p in changed_paths(old, new, rules, base)]

@@ -70,6 +70,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobwarden.core.admission import UpdateContract
 from jobwarden.core.children import child_metadata, manifest
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
@@ -106,6 +107,7 @@ from jobwarden.kinds.kubeflow.validation import (
     KubeflowShape,
     canonical_replica_type,
     check_kubeflow_update,
+    kubeflow_contract,
     validate_kubeflow,
 )
 
@@ -145,6 +147,9 @@ class KubeflowKind:
 
     def updatable_fields(self) -> list[str]:
         return list(self.updatable)
+
+    def update_contract(self) -> UpdateContract:
+        return kubeflow_contract(self.shape, self.updatable)
 
     def allowing_suspend_updates(self) -> KubeflowKind:
         """This kind with `spec.runPolicy.suspend` added to its update contract."""

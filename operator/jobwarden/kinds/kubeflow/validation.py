@@ -9,8 +9,12 @@ Update: the seeds' contract. Only labels, annotations and the three run-policy f
 `activeDeadlineSeconds`, `ttlSecondsAfterFinished`, `cleanPodPolicy` (in either layout) may change;
 every other path under `spec` is immutable. The seeds do not list `runPolicy.suspend`, so by default
 only a create can suspend a job; the operator's `--allow-suspend-updates` adds `SUSPEND_PATH` to the
-table (`KUBEFLOW_UPDATABLE_WITH_SUSPEND`), the one source both the webhook and the generated
-admission policy read. Values that differ only by defaulting or spelling
+table (`KUBEFLOW_UPDATABLE_WITH_SUSPEND`). Where suspend may change, so may every replica template's
+scheduling directives (`SCHEDULING_DIRECTIVES`) while the job is suspended and in the update that
+suspends or resumes it, as batch/v1 Jobs allow (KEP-2926): what a queue such as Kueue writes when it
+admits a job and restores when it evicts it. `kubeflow_contract` is the one source both the webhook
+and the generated admission policy read, for every Kubeflow kind. Values that differ only by
+defaulting or spelling
 (replicas absent vs 1, `Ps` vs `PS`, `cpu: 2` vs `"2000m"`, a run-policy field moved between the two
 layouts with the same value) are not changes.
 """
@@ -23,6 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jobwarden.core.admission import (
+    POD_TEMPLATE_DETAIL,
+    Allowance,
+    Condition,
+    UpdateContract,
     as_mapping,
     container_errors,
     dns1035_label_problems,
@@ -57,6 +65,52 @@ KUBEFLOW_UPDATABLE: Final[tuple[str, ...]] = (
 # is started with `--allow-suspend-updates` (JOBWARDEN_ALLOW_SUSPEND_UPDATES).
 SUSPEND_PATH: Final = "spec.runPolicy.suspend"
 KUBEFLOW_UPDATABLE_WITH_SUSPEND: Final[tuple[str, ...]] = (*KUBEFLOW_UPDATABLE, SUSPEND_PATH)
+
+# A replica template's scheduling directives (batch/v1's KEP-2926 list): with suspend updates allowed,
+# they may change while the job is suspended, in the update that resumes it and in the one that
+# suspends it again. Kueue writes them into every template in the update that resumes a job it admits
+# and restores them in the update that suspends an evicted job. The pods of a suspended job do not
+# exist, so nothing running changes; the pods made after the resume are made from the new templates.
+SCHEDULING_DIRECTIVES: Final = (
+    "metadata.labels",
+    "metadata.annotations",
+    "spec.nodeSelector",
+    "spec.tolerations",
+    "spec.schedulingGates",
+)
+
+
+def is_suspended(job: Body) -> bool:
+    return as_mapping(as_mapping(job.get("spec")).get("runPolicy")).get("suspend") is True
+
+
+def _suspended_cel(spec: str) -> str:
+    return f"{spec}[?'runPolicy'].orValue({{}})[?'suspend'].orValue(false) == true"
+
+
+SUSPENDED_BEFORE_OR_AFTER: Final = Condition(
+    name="suspendedBeforeOrAfter",
+    holds=lambda old, new: is_suspended(old) or is_suspended(new),
+    cel=f"{_suspended_cel('variables.oldSpec')} || {_suspended_cel('variables.newSpec')}",
+)
+WHILE_SUSPENDED: Final = (
+    "while the job is suspended, and in the update that suspends or resumes it: every replica template's "
+    + ", ".join(SCHEDULING_DIRECTIVES)
+)
+
+
+def kubeflow_contract(shape: KubeflowShape, updatable: tuple[str, ...]) -> UpdateContract:
+    """The update contract of a Kubeflow kind: the table, the scheduling directives while suspended
+    when suspend may change, and down to which field a refusal names a change in a replica spec (the
+    replica type, its `replicas`/`restartPolicy`/template fields, a container's fields)."""
+    replica = f"spec.{shape.replica_specs_field}.*"
+    allowances: tuple[Allowance, ...] = ()
+    if SUSPEND_PATH in updatable:
+        directives = tuple(f"{replica}.template.{d}" for d in SCHEDULING_DIRECTIVES)
+        allowances = (Allowance(SUSPENDED_BEFORE_OR_AFTER, directives, WHILE_SUSPENDED),)
+    detail = tuple(f"{replica}.template.{d}" for d in POD_TEMPLATE_DETAIL)
+    return UpdateContract(updatable, allowances, detail)
+
 
 REPLICA_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never", "ExitCode")
 POD_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
@@ -234,14 +288,17 @@ def _master_count_errors(
 def check_kubeflow_update(
     shape: KubeflowShape, old: Body, new: Body, updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
 ) -> list[FieldError]:
-    """Severity FORBIDDEN for every changed path outside `updatable`, deepest path first in
-    document order. Metadata other than labels/annotations is server-managed (or cannot change on
-    UPDATE) and `status` is never compared."""
+    """Severity FORBIDDEN for every changed path outside what `kubeflow_contract` allows in this
+    update, deepest path first in document order. Metadata other than labels/annotations is
+    server-managed (or cannot change on UPDATE) and `status` is never compared."""
+    contract = kubeflow_contract(shape, updatable)
     old_spec = _normalised_spec(shape, old.get("spec"))
     new_spec = _normalised_spec(shape, new.get("spec"))
     _drop_moved_run_policy(old_spec, new_spec, as_mapping(old.get("spec")), as_mapping(new.get("spec")))
     _drop_implicit_restart_policies(shape, old_spec, new_spec, old.get("spec"), new.get("spec"))
-    errors = forbidden_changes({"spec": old_spec}, {"spec": new_spec}, updatable)
+    errors = forbidden_changes(
+        {"spec": old_spec}, {"spec": new_spec}, contract.allowed(old, new), listing=contract.listing()
+    )
     spelling = {**_key_spelling(shape, old.get("spec")), **_key_spelling(shape, new.get("spec"))}
     return [_respelled(shape, error, spelling) for error in errors]
 

@@ -106,6 +106,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jobwarden.core.admission import UpdateContract
 from jobwarden.core.fielderrors import FieldError
 from jobwarden.core.plan import Body, ChildRef, Manifest, Observed, Plan
 from jobwarden.core.quantity import format_quantity
@@ -114,7 +115,7 @@ from jobwarden.kinds.volcano import phases
 from jobwarden.kinds.volcano.children import unwatched_plugin_children
 from jobwarden.kinds.volcano.decision import Situation
 from jobwarden.kinds.volcano.spec import RESOURCE, parse_duration, read_job
-from jobwarden.kinds.volcano.updates import VOLCANO_UPDATABLE, check_volcano_update
+from jobwarden.kinds.volcano.updates import VOLCANO_CONTRACT, VOLCANO_UPDATABLE, check_volcano_update
 from jobwarden.kinds.volcano.validation import validate_volcano
 from jobwarden.plugins.base import JOB_NAME_LABEL
 from jobwarden.plugins.registry import materialize as materialize_plugin_child
@@ -135,6 +136,9 @@ class VolcanoKind:
 
     def updatable_fields(self) -> list[str]:
         return list(VOLCANO_UPDATABLE)
+
+    def update_contract(self) -> UpdateContract:
+        return VOLCANO_CONTRACT
 
     def phase(self, status: Mapping[str, Any] | None) -> str:
         """The STATUS printer column: `status.state.phase`."""

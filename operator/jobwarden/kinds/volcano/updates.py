@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from jobwarden.core.admission import (
+    UpdateContract,
     as_mapping,
     forbidden_changes,
     int_errors,
@@ -40,8 +41,22 @@ VOLCANO_UPDATABLE: Final[tuple[str, ...]] = (
     "spec.tasks[*].template",
 )
 
+# How precisely the admission policy names a change: a task's fields (`spec.tasks[1].minAvailable`) and
+# inside its policies, dependsOn and partitionPolicy, the job's policies; the rest of the spec at its first
+# level. Not `spec.plugins`: there an empty argument list means something (KEEP_EMPTY), so it is
+# compared whole.
 # `plugins: {env: []}` enables a plugin with no arguments: there the empty list is not "absent".
 KEEP_EMPTY: Final = ("spec.plugins.*",)
+VOLCANO_CONTRACT: Final = UpdateContract(
+    VOLCANO_UPDATABLE,
+    keep_empty=KEEP_EMPTY,
+    detail=(
+        "spec.tasks[*].policies[*].*",
+        "spec.tasks[*].dependsOn.*",
+        "spec.tasks[*].partitionPolicy.*",
+        "spec.policies[*].*",
+    ),
+)
 
 
 def check_volcano_update(old: Body, new: Body) -> list[FieldError]:
