@@ -24,14 +24,18 @@ from jobwarden.kinds.policy import _tree
 from kueue_updates import admitted, as_go_writes_it, evicted, kueue_ready, replica_specs
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
+EXAMPLES = Path(__file__).resolve().parents[2] / "devcluster" / "examples"
 OPT_IN = [k for k in registry(allow_suspend_updates=True) if isinstance(k, KubeflowKind)]
 DEFAULT = [k for k in registry() if isinstance(k, KubeflowKind)]
 
 
 def queued(kind: JobKind, suspend: bool = True) -> dict[str, Any]:
-    """The kind's seed as a job queued with Kueue (tests/kueue_updates.py)."""
+    """The kind's seed (the demo's example for the kinds the seeds do not have) as a job queued with
+    Kueue (tests/kueue_updates.py)."""
     name = kind.resource.kind.lower()
-    return kueue_ready(json.loads((SEEDS / f"{name}-put.request.json").read_text()), suspend)
+    seed = SEEDS / f"{name}-put.request.json"
+    body = seed if seed.exists() else EXAMPLES / f"{name}.json"
+    return kueue_ready(json.loads(body.read_text()), suspend)
 
 
 def ids(kinds: list[KubeflowKind]) -> list[str]:
