@@ -197,6 +197,13 @@ def read_sysctls() -> dict[str, str]:
     return {key: Path("/proc/sys", key).read_text().strip() for key in SYSCTLS}
 
 
+def settled_sysctls() -> dict[str, str]:
+    """The sysctls when no real-node cluster on this host is between its kubelet's start and the
+    moment it gives the values back (read under the same lock)."""
+    with _host_lock():
+        return read_sysctls()
+
+
 def write_sysctls(values: dict[str, str]) -> None:
     for key, value in values.items():
         if Path("/proc/sys", key).read_text().strip() != value:
