@@ -3,6 +3,7 @@
 #   make test   the whole test suite (static checks, unit, integration against a real kube-apiserver,
 #               the image run with podman: built by `make image` on first use)
 #   make image  build the container image with podman from a local Debian 12 base (docs/image.md)
+#   make training-images  the real-node tests' training images (docs/training-images.md)
 # Everything they need is built or installed on first use and cached outside the repo
 # (~/.cache/jobwarden and ~/go for the Kubernetes binaries, .venv for Python).
 
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.installed
 SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: demo test check unit integration binaries image down clean bench
+.PHONY: demo test check unit integration binaries image training-images down clean bench
 
 demo: $(STAMP) binaries
 	$(PY) -m devcluster.demo
@@ -40,6 +41,11 @@ binaries:
 # Progress on stderr, the image name on stdout; seconds when nothing changed. Cached outside the repo.
 image:
 	bash packaging/image.sh
+
+# The real-node tests' training images as OCI archives (docs/training-images.md); the tests build them
+# on first use too. `<image> <archive>` per image on stdout; seconds when nothing changed.
+training-images:
+	bash packaging/training-images.sh
 
 bench: $(STAMP) binaries
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'

@@ -1,4 +1,4 @@
-"""python -m devcluster {build|up|down|status|kubeconfig} [--name NAME]"""
+"""python -m devcluster {build|up|down|status|kubeconfig} [--name NAME] [--real-node]"""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
     parser.add_argument("command", choices=["build", "up", "down", "status", "kubeconfig"])
     parser.add_argument("--name", default="default", help="cluster name (several can run side by side)")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="up: a real kubelet + containerd node in its own network namespace (devcluster/realnode.py)",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         return subprocess.run(["bash", str(cluster.HERE / "build.sh")], check=False).returncode
     if args.command == "up":
-        print(cluster.up(args.name).kubeconfig)
+        print(cluster.up(args.name, real_node=args.real_node).kubeconfig)
         return 0
     if args.command == "down":
         cluster.down(args.name)

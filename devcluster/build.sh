@@ -4,6 +4,8 @@
 #   kube   multi-call: kube-apiserver, kube-controller-manager, kube-scheduler,
 #          kubectl, etcd (from devcluster/kube, k8s.io/kubernetes v1.37.2)
 #   kwok   sigs.k8s.io/kwok v0.8.0 (its own module graph, kept apart from 1.37)
+# and then the real-node tier's (build-node.sh: kubelet, containerd, CoreDNS, pause; runc and the
+# CNI plugins from Debian).
 # Idempotent: a stamp of the inputs skips work already done. Prints progress,
 # because a cold build of the Kubernetes tree takes many minutes on 2 cores.
 set -euo pipefail
@@ -71,4 +73,6 @@ build_kwok() {
 
 build_kwok
 build_kube
+# A real node's pieces failing to build must not stop the kwok tier: its tests then fail, loudly.
+bash "$HERE/build-node.sh" >/dev/null || log "the real-node tier's binaries did not build (see above); its tests will fail"
 echo "$BIN"

@@ -58,6 +58,20 @@ class Cluster:
     root: Path
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    # A real-node cluster (devcluster/realnode.py): the network namespace file everything runs in.
+    netns: str = ""
+
+    @property
+    def netns_path(self) -> Path:
+        return Path(self.netns)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        if self.netns:
+            from devcluster import realnode
+
+            return realnode.COMPONENTS
+        return COMPONENTS
 
     @property
     def kubeconfig(self) -> Path:
@@ -84,7 +98,7 @@ class Cluster:
         )
 
     def save(self) -> None:
-        state = {"name": self.name, "ports": self.ports, "pids": self.pids}
+        state = {"name": self.name, "ports": self.ports, "pids": self.pids, "netns": self.netns}
         (self.root / "state.json").write_text(json.dumps(state, indent=2))
 
     @classmethod
@@ -94,10 +108,12 @@ class Cluster:
             state = json.loads((root / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        return cls(name=name, root=root, ports=state["ports"], pids=state["pids"])
+        return cls(
+            name=name, root=root, ports=state["ports"], pids=state["pids"], netns=state.get("netns", "")
+        )
 
     def alive(self) -> bool:
-        return all(_pid_is_ours(self.pids.get(c)) for c in COMPONENTS) and self._ready()
+        return all(_pid_is_ours(self.pids.get(c)) for c in self.components) and self._ready()
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.root / "pki" / "ca.crt"))
@@ -116,14 +132,15 @@ class Cluster:
 
 
 def _pid_is_ours(pid: int | None) -> bool:
-    """True if `pid` is a live process started from our binaries (guards against reused pids)."""
+    """True if `pid` is a live process started from our binaries or naming our cache in its command
+    line (a real node's relay), which guards against reused pids."""
     if not pid:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return str(bin_dir()).encode() in cmdline
+    return str(cache_dir()).encode() in cmdline
 
 
 def _free_port() -> int:
@@ -243,17 +260,24 @@ def _command(component: str, c: Cluster) -> list[str]:
     ]
 
 
-def _start(component: str, cluster: Cluster) -> None:
+def _start(
+    component: str,
+    cluster: Cluster,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
     logs = cluster.root / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{component}.log", "ab") as out:
         proc = subprocess.Popen(
-            _command(component, cluster),
+            argv or _command(component, cluster),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=cluster.root,
+            cwd=cwd or cluster.root,
+            env=env,
         )
     cluster.pids[component] = proc.pid
     _PROCESSES[component] = proc
@@ -265,8 +289,11 @@ def _wait(what: str, check: object, timeout: float, cluster: Cluster, component:
     while time.monotonic() < deadline:
         if callable(check) and check():
             return
-        if not _pid_is_ours(cluster.pids.get(component)):
-            proc = _PROCESSES.get(component)
+        proc = _PROCESSES.get(component)
+        # The process object we started is the authority: a command line read while the process
+        # execs (nsenter execs the component) can come back empty.
+        running = proc.poll() is None if proc else _pid_is_ours(cluster.pids.get(component))
+        if not running:
             code = proc.poll() if proc else None
             tail = (cluster.root / "logs" / f"{component}.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{component} exited (code {code}) while waiting for {what}:\n{tail}")
@@ -314,8 +341,11 @@ def _node_ready(cluster: Cluster) -> bool:
     return out.stdout.strip() == "True"
 
 
-def up(name: str = "default", attempts: int = 3, crds: Path | None = None) -> Cluster:
-    """Start (or reuse) the named local control plane and return it once a kwok node is Ready.
+def up(
+    name: str = "default", attempts: int = 3, crds: Path | None = None, real_node: bool = False
+) -> Cluster:
+    """Start (or reuse) the named local control plane and return it once a kwok node is Ready (or,
+    with `real_node`, a real kubelet's node: devcluster/realnode.py).
 
     A component that dies while starting (seen once: etcd on a port another process grabbed between
     our probe and its bind) is retried on fresh ports, `attempts` times in all.
@@ -324,13 +354,17 @@ def up(name: str = "default", attempts: int = 3, crds: Path | None = None) -> Cl
     collector knows their kinds from the first moment (it rediscovers API resources only every 30 s,
     and until then does not collect the children of a deleted custom resource)."""
     existing = Cluster.load(name)
-    if existing and existing.alive():
+    if existing and existing.alive() and bool(existing.netns) == real_node:
         log(f"cluster '{name}' is already running at {existing.server}")
         return existing
     if existing:
-        log(f"cluster '{name}' is not healthy; recreating it")
+        log(f"cluster '{name}' is not healthy (or not of the kind asked for); recreating it")
         down(name)
     ensure_binaries()
+    if real_node:
+        from devcluster import realnode
+
+        return realnode.start(name, crds)
     for attempt in range(1, attempts + 1):
         try:
             return _start_cluster(name, crds)
@@ -427,7 +461,13 @@ def down(name: str = "default") -> None:
     cluster = Cluster.load(name)
     root = cache_dir() / "clusters" / name
     _stop_operator(root)
-    if cluster:
+    if cluster and cluster.netns:
+        from devcluster import realnode
+
+        left = realnode.stop(cluster)
+        if left:
+            log(f"cluster '{name}': could not remove {left}")
+    elif cluster:
         for component in reversed(COMPONENTS):
             pid = cluster.pids.get(component)
             if _pid_is_ours(pid):
@@ -450,7 +490,7 @@ def down(name: str = "default") -> None:
     log(f"cluster '{name}' is down")
 
 
-def _stragglers(root: Path) -> list[int]:
+def _stragglers(root: Path, marker_bin: Path | None = None) -> list[int]:
     """Every component's command line names the cluster's state directory (data dir, certificates,
     kubeconfig), so a process that state.json lost track of (a start that failed half-way) is found
     too."""
@@ -463,12 +503,12 @@ def _stragglers(root: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if marker in cmdline and str(bin_dir()).encode() in cmdline:
+        if marker in cmdline and str(marker_bin or bin_dir()).encode() in cmdline:
             found.append(int(proc.name))
     return found
 
 
-def _kill_stragglers(root: Path) -> None:
-    for pid in _stragglers(root):
+def _kill_stragglers(root: Path, marker_bin: Path | None = None) -> None:
+    for pid in _stragglers(root, marker_bin):
         with contextlib.suppress(OSError):  # it may have exited meanwhile
             os.kill(pid, signal.SIGKILL)

@@ -1,6 +1,10 @@
 """`jobwarden run` against a devcluster, as a subprocess: shared by the tests, the demo and the
 benchmarks, so all three run the operator exactly as a user would (one command line, one readiness
-check). Locally the operator registers its webhook at https://127.0.0.1:<free port>/validate."""
+check). Locally the operator registers its webhook at https://127.0.0.1:<free port>/validate.
+
+On a real-node cluster (devcluster/realnode.py) pass `netns=cluster.netns_path`: the operator then
+runs inside the cluster's network namespace (`nsenter --net`), where the apiserver can call its
+webhook on 127.0.0.1, and its ports are probed from in there."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devcluster import netns as ns
 from devcluster.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +43,7 @@ class LocalOperator:
         lease_namespace: str | None = "default",
         identity: str | None = None,
         webhook: bool = True,
+        netns: Path | None = None,
     ) -> None:
         self.cluster = cluster
         self.log_path = log_path
@@ -47,6 +53,7 @@ class LocalOperator:
         self.detach = detach  # True: outlive the caller (the demo leaves it running)
         self.namespaces = namespaces  # empty: all namespaces
         self.webhook = webhook  # False: `--no-webhook`, a controller only (extra replicas in fault tests)
+        self.netns = netns  # a network namespace file: run (and probe) the operator inside it
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -69,8 +76,9 @@ class LocalOperator:
         )
         if not self.webhook:
             webhook = "--no-webhook"
+        inside = ["nsenter", f"--net={self.netns}", "--"] if self.netns else []
         return [
-            sys.executable, "-m", "jobwarden.cli", "run",
+            *inside, sys.executable, "-m", "jobwarden.cli", "run",
             *([f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]),
             f"--kubeconfig={self.kubeconfig}", webhook, "--webhook-bind=127.0.0.1",
             f"--webhook-port={self.webhook_port}", f"--webhook-work-dir={self.log_path.parent / 'webhook'}",
@@ -110,6 +118,9 @@ class LocalOperator:
             raise RuntimeError(f"operator exited:\n{self.logs()[-4000:]}")
         try:
             for port in (self.health_port, self.webhook_port) if self.webhook else (self.health_port,):
+                if self.netns:
+                    ns.connect(self.netns, "127.0.0.1", port).close()
+                    continue
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     pass
         except OSError:

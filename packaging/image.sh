@@ -177,4 +177,7 @@ main() {
   echo "$image"
 }
 
-main "$@"
+# Sourced (packaging/training-images.sh reuses the tools and the base): define only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -33,3 +33,25 @@ def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
         "unavailable: podman debootstrap runc missing, and not root to apt-get install them"
     )
     assert not list((tmp_path / "cache").rglob("*.tar")), "nothing was built"
+
+
+def test_training_images_without_podman_and_root_report_unavailable(tmp_path: Path) -> None:
+    """packaging/training-images.sh says why on the same terms (the real-training tests skip with it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in (*TOOLS, "flock", "sha256sum", "awk", "cut"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "JOBWARDEN_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [str(bin_dir / "bash"), str(ROOT / "packaging" / "training-images.sh")],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        "unavailable: podman debootstrap runc missing, and not root to apt-get install them"
+    )
+    assert not list((tmp_path / "cache").rglob("*.tar")), "nothing was built"

@@ -1,0 +1,3 @@
+module jobwarden.local/devcluster/images
+
+go 1.26.0
