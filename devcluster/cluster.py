@@ -37,7 +37,9 @@ KCM_CONTROLLERS = (
 )
 FAKE_NODE = "kwok-node-0"
 # The processes this Python process started, for their exit codes in error messages.
-_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+# The components this process started, by (cluster root, component): several clusters may stop and
+# start their apiserver in one test session (an outage test, then the namespaces test).
+_PROCESSES: dict[tuple[Path, str], subprocess.Popen[bytes]] = {}
 
 
 def cache_dir() -> Path:
@@ -256,7 +258,7 @@ def _start(component: str, cluster: Cluster) -> None:
             cwd=cluster.root,
         )
     cluster.pids[component] = proc.pid
-    _PROCESSES[component] = proc
+    _PROCESSES[(cluster.root, component)] = proc
     cluster.save()
 
 
@@ -266,7 +268,7 @@ def _wait(what: str, check: object, timeout: float, cluster: Cluster, component:
         if callable(check) and check():
             return
         if not _pid_is_ours(cluster.pids.get(component)):
-            proc = _PROCESSES.get(component)
+            proc = _PROCESSES.get((cluster.root, component))
             code = proc.poll() if proc else None
             tail = (cluster.root / "logs" / f"{component}.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{component} exited (code {code}) while waiting for {what}:\n{tail}")
@@ -394,7 +396,7 @@ def stop_component(cluster: Cluster, component: str, grace: float = 10) -> None:
         time.sleep(0.1)
     if _pid_is_ours(pid):
         os.killpg(pid, signal.SIGKILL)
-    proc = _PROCESSES.pop(component, None)
+    proc = _PROCESSES.pop((cluster.root, component), None)
     if proc is not None:
         proc.wait(5)
 
