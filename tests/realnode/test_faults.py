@@ -50,6 +50,9 @@ else:
 print("worker done", flush=True)
 """
 SLEEPER = "import time; print('running', flush=True); time.sleep(600)"
+# The first test's setup may build the training image cold (debootstrap + apt: minutes), which the
+# default per-test timeout (600 s) would otherwise have to cover.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
