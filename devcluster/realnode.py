@@ -701,10 +701,9 @@ def _remove_host_entries(c: dc.Cluster) -> None:
     if results.is_dir():
         for entry in results.glob(f"jw-{c.name}-*"):
             entry.unlink(missing_ok=True)
-    others = [
-        n for n in running_real_nodes() if n != c.name
-    ]  # the device-plugin socket path is shared by every kubelet
-    if not others:
+    # The device-plugin socket path is shared by every kubelet on the host: only the last one out
+    # removes it.
+    if not [n for n in running_real_nodes() if n != c.name]:
         with contextlib.suppress(OSError):
             DEVICE_PLUGIN_SOCKET.unlink()
     try:
