@@ -363,12 +363,12 @@ def up(
         log(f"cluster '{name}' is not healthy (or not of the kind asked for); recreating it")
         down(name)
     ensure_binaries()
-    if real_node:
-        from devcluster import realnode
-
-        return realnode.start(name, crds)
     for attempt in range(1, attempts + 1):
         try:
+            if real_node:
+                from devcluster import realnode
+
+                return realnode.start(name, crds)  # tears itself down on failure
             return _start_cluster(name, crds)
         except (RuntimeError, TimeoutError) as exc:
             log(f"attempt {attempt} to start cluster '{name}' failed: {exc}")
