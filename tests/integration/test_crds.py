@@ -144,4 +144,12 @@ def test_printer_columns_and_short_names(cluster: Cluster, namespace: str) -> No
 
 def test_api_resources_list_the_kubeflow_kinds(cluster: Cluster) -> None:
     out = cluster.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split()
-    assert sorted(out) == ["mxjobs.kubeflow.org", "pytorchjobs.kubeflow.org", "tfjobs.kubeflow.org"]
+    assert sorted(out) == [
+        "jaxjobs.kubeflow.org",
+        "mpijobs.kubeflow.org",
+        "mxjobs.kubeflow.org",
+        "paddlejobs.kubeflow.org",
+        "pytorchjobs.kubeflow.org",
+        "tfjobs.kubeflow.org",
+        "xgboostjobs.kubeflow.org",
+    ]
