@@ -3,7 +3,9 @@
 Brings up the local control plane (named `demo`), installs the CRDs, starts `jobwarden run` with its
 webhook registered, and walks the seed jobs through their lifecycle while printing each transition:
 a PyTorchJob, a TFJob and an MXJob (created → running → a refused and an accepted update → succeeded →
-deleted by ttlSecondsAfterFinished), then the seed's Volcano MPI job including its scale-up by replace.
+deleted by ttlSecondsAfterFinished), an MPIJob (kubeflow.org/v2beta1: workers, the launcher Job and its
+pod made by the controller-manager, the hostfile, a refused update, the launcher finishing → succeeded),
+then the seed's Volcano MPI job including its scale-up by replace.
 The control plane and the operator keep running afterwards; `make down` stops both."""
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def history(job: dict[str, Any]) -> list[str]:
 class Tracker(threading.Thread):
     """Prints every state each job in the demo namespace goes through, as soon as it shows up."""
 
-    KINDS = "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,jobs.batch.volcano.sh"
+    KINDS = (
+        "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,mpijobs.kubeflow.org,"
+        "jobs.batch.volcano.sh"
+    )
 
     def __init__(self, c: devcluster.Cluster) -> None:
         super().__init__(daemon=True)
@@ -178,6 +183,72 @@ def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, fin
     wait_state(c, resource, name, {"Deleted"}, timeout=30)
 
 
+MPIJOB: dict[str, Any] = {
+    "apiVersion": "kubeflow.org/v2beta1",
+    "kind": "MPIJob",
+    "metadata": {"name": "pi", "namespace": NAMESPACE},
+    "spec": {
+        "slotsPerWorker": 1,
+        "runPolicy": {"cleanPodPolicy": "Running", "ttlSecondsAfterFinished": 60},
+        "mpiReplicaSpecs": {
+            "Launcher": {
+                "replicas": 1,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "mpi",
+                                "image": "mpioperator/mpi-pi:openmpi",
+                                "command": ["mpirun", "/home/mpiuser/pi"],
+                            }
+                        ]
+                    }
+                },
+            },
+            "Worker": {
+                "replicas": 2,
+                "template": {
+                    "spec": {"containers": [{"name": "mpi", "image": "mpioperator/mpi-pi:openmpi"}]}
+                },
+            },
+        },
+    },
+}
+
+
+def mpijob_lifecycle(c: devcluster.Cluster) -> None:
+    """An MPIJob as mpi-operator v0.8 runs it: ssh workers, a hostfile, the launcher as a batch Job."""
+    name = MPIJOB["metadata"]["name"]
+    say(f"== MPIJob {name} (kubeflow.org/v2beta1, 2 workers, OpenMPI)")
+    c.kubectl("apply", "-f", "-", input=json.dumps(MPIJOB))
+    wait_pods(c, f"training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=worker", 2)
+    [launcher] = wait_pods(c, f"job-name={name}-launcher", 1)
+    say(f"  launcher pod {launcher} made by the controller-manager's Job controller from Job {name}-launcher")
+    hostfile = (get(c, "configmap", f"{name}-config") or {}).get("data", {}).get("hostfile", "")
+    say(f"  /etc/mpi/hostfile: {hostfile.splitlines()}")
+    wait_state(c, "mpijob", name, {"Running"})
+    out = c.kubectl(
+        "patch",
+        "mpijob",
+        name,
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"slotsPerWorker":2}}',
+        check=False,
+    )
+    why = out.stderr.strip().partition("forbidden: ")[2] or out.stderr.strip()
+    say(f"  patch slotsPerWorker 2 -> refused: {why[:300]}")
+    pods.finish(c, NAMESPACE, launcher, exit_code=0)
+    say(f"  {launcher} (mpirun) finished with exit code 0")
+    wait_state(c, "mpijob", name, {"Succeeded", "Failed"})
+    left = pod_names(c, f"training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=worker")
+    say(f"  workers left (cleanPodPolicy Running): {', '.join(left) or 'none'}")
+    c.kubectl("delete", "mpijob", name, "-n", NAMESPACE)
+    wait_state(c, "mpijob", name, {"Deleted"}, timeout=30)
+
+
 def volcano_lifecycle(c: devcluster.Cluster) -> None:
     put = seed("volcanojob-put.request.json")
     put["spec"]["ttlSecondsAfterFinished"] = 10  # the demo's own choice, so the job goes away
@@ -221,12 +292,14 @@ def main() -> int:
     kubeflow_lifecycle(c, "pytorchjob-put.request.json", "pytorchjob", "master")
     kubeflow_lifecycle(c, "tfjob-put.request.json", "tfjob", "worker")
     kubeflow_lifecycle(c, "mxjob-put.request.json", "mxjob", "scheduler")
+    mpijob_lifecycle(c)
     volcano_lifecycle(c)
     tracker.stopped.set()
     tracker.join()
     say("done. The control plane and the operator keep running:")
     print(
-        f"  export KUBECONFIG={c.kubeconfig}\n  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,vcjobs -A\n"
+        f"  export KUBECONFIG={c.kubeconfig}\n"
+        f"  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,mpijobs,vcjobs -A\n"
         f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down"
     )
     return 0
