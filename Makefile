@@ -10,13 +10,16 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The Kubeflow SDK (the `sdk` extra) needs an older kubernetes client than the tests: its own venv.
+SDK_VENV  := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
 
 .PHONY: demo test check unit integration binaries image down clean bench
 
 demo: $(STAMP) binaries
 	$(PY) -m devcluster.demo
 
-test: $(STAMP) binaries check
+test: $(STAMP) $(SDK_STAMP) binaries check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: $(STAMP)
@@ -28,7 +31,7 @@ check: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-integration: $(STAMP) binaries
+integration: $(STAMP) $(SDK_STAMP) binaries
 	$(PY) -m pytest -q tests/integration
 
 binaries:
@@ -51,5 +54,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+$(SDK_STAMP): pyproject.toml
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SDK_VENV)/bin/python -m pip install -q $$($(PYTHON) -c 'import tomllib; \
+		extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+		print(" ".join(extras["sdk"]))')
+	touch $(SDK_STAMP)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SDK_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

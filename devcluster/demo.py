@@ -3,9 +3,10 @@
 Brings up the local control plane (named `demo`), installs the CRDs, starts `jobwarden run` with its
 webhook registered, and walks the seed jobs through their lifecycle while printing each transition:
 a PyTorchJob, a TFJob and an MXJob (created → running → a refused and an accepted update → succeeded →
-deleted by ttlSecondsAfterFinished), an MPIJob (kubeflow.org/v2beta1: workers, the launcher Job and its
-pod made by the controller-manager, the hostfile, a refused update, the launcher finishing → succeeded),
-then the seed's Volcano MPI job including its scale-up by replace.
+deleted by ttlSecondsAfterFinished), the same for one XGBoostJob, PaddleJob and JAXJob
+(`devcluster/examples/`), an MPIJob (kubeflow.org/v2beta1: workers, the launcher Job and its pod made
+by the controller-manager, the hostfile, a refused update, the launcher finishing → succeeded), then
+the seed's Volcano MPI job including its scale-up by replace.
 The control plane and the operator keep running afterwards; `make down` stops both."""
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from devcluster.operator import LocalOperator
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "tests" / "seeds"
+# One job of each kind training-operator v1.9.4 added (the seeds have none): XGBoost, Paddle, JAX.
+EXAMPLES = ROOT / "devcluster" / "examples"
 NAMESPACE = "jobwarden-demo"
 SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "selfLink", "generation")
 CLUSTER_NAME = os.environ.get("JOBWARDEN_DEMO_CLUSTER", "demo")
@@ -36,8 +39,8 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
 
 
-def seed(name: str) -> dict[str, Any]:
-    body = dict(json.loads((SEEDS / name).read_text()))
+def seed(name: str, folder: Path = SEEDS) -> dict[str, Any]:
+    body = dict(json.loads((folder / name).read_text()))
     body.pop("status", None)
     for key in SERVER_SET:
         body["metadata"].pop(key, None)
@@ -87,8 +90,8 @@ class Tracker(threading.Thread):
     """Prints every state each job in the demo namespace goes through, as soon as it shows up."""
 
     KINDS = (
-        "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,mpijobs.kubeflow.org,"
-        "jobs.batch.volcano.sh"
+        "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,xgboostjobs.kubeflow.org,"
+        "paddlejobs.kubeflow.org,jaxjobs.kubeflow.org,mpijobs.kubeflow.org,jobs.batch.volcano.sh"
     )
 
     def __init__(self, c: devcluster.Cluster) -> None:
@@ -152,14 +155,17 @@ def wait_pods(c: devcluster.Cluster, selector: str, count: int) -> list[str]:
     return names
 
 
-def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, finisher: str) -> None:
-    body = seed(seed_file)
+def kubeflow_lifecycle(
+    c: devcluster.Cluster, seed_file: str, resource: str, finisher: str, folder: Path = SEEDS
+) -> None:
+    body = seed(seed_file, folder)
     name = body["metadata"]["name"]
-    say(f"== {body['kind']} {name} (from {seed_file})")
+    say(f"== {body['kind']} {name} (from {folder.relative_to(ROOT) / seed_file})")
     c.kubectl("apply", "-f", "-", input=json.dumps(body))
     wait_state(c, resource, name, {"Created", "Running"})
     names = wait_pods(c, f"training.kubeflow.org/job-name={name}", 2)
     wait_state(c, resource, name, {"Running"})
+    show_env(c, names)
     job = get(c, resource, name) or {}
     refused = json.loads(json.dumps(job))
     specs_field = next(k for k in refused["spec"] if k.endswith("ReplicaSpecs"))
@@ -181,6 +187,17 @@ def kubeflow_lifecycle(c: devcluster.Cluster, seed_file: str, resource: str, fin
     left = pod_names(c, f"training.kubeflow.org/job-name={name}")
     say(f"  pods left (cleanPodPolicy): {', '.join(left) or 'none'}")
     wait_state(c, resource, name, {"Deleted"}, timeout=30)
+
+
+def show_env(c: devcluster.Cluster, names: list[str]) -> None:
+    """The env the operator gave the first container of each pod (what the framework reads)."""
+    for pod in names:
+        out = c.kubectl("get", "pod", pod, "-n", NAMESPACE, "-o", "jsonpath={.spec.containers[0].env}")
+        env = [
+            f"{e['name']}={e['value']}" if "value" in e else f"{e['name']}=<{next(iter(e['valueFrom']))}>"
+            for e in json.loads(out.stdout or "[]")
+        ]
+        say(f"  {pod} env: {' '.join(env)}")
 
 
 MPIJOB: dict[str, Any] = {
@@ -292,6 +309,9 @@ def main() -> int:
     kubeflow_lifecycle(c, "pytorchjob-put.request.json", "pytorchjob", "master")
     kubeflow_lifecycle(c, "tfjob-put.request.json", "tfjob", "worker")
     kubeflow_lifecycle(c, "mxjob-put.request.json", "mxjob", "scheduler")
+    kubeflow_lifecycle(c, "xgboostjob.json", "xgboostjob", "master", EXAMPLES)
+    kubeflow_lifecycle(c, "paddlejob.json", "paddlejob", "worker", EXAMPLES)
+    kubeflow_lifecycle(c, "jaxjob.json", "jaxjob", "worker", EXAMPLES)
     mpijob_lifecycle(c)
     volcano_lifecycle(c)
     tracker.stopped.set()
@@ -299,7 +319,7 @@ def main() -> int:
     say("done. The control plane and the operator keep running:")
     print(
         f"  export KUBECONFIG={c.kubeconfig}\n"
-        f"  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,mpijobs,vcjobs -A\n"
+        f"  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,xgboostjobs,paddlejobs,jaxjobs,mpijobs,vcjobs -A\n"
         f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down"
     )
     return 0

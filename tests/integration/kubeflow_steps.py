@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from devcluster import pods as devpods
@@ -55,11 +56,13 @@ class KubeflowKind:
     replicas: tuple[tuple[str, str], ...]
     decider: str
     master: str
+    # The pods when the body has more than one replica of a type (the examples' Paddle and JAX Workers).
+    pod_slots: tuple[str, ...] = ()
 
     @property
     def slots(self) -> list[str]:
         """The pod-name suffixes of the seed's pods, e.g. `ps-0`, `worker-0`."""
-        return [f"{slug}-0" for _, slug in self.replicas]
+        return list(self.pod_slots) or [f"{slug}-0" for _, slug in self.replicas]
 
     @property
     def resource(self) -> str:
@@ -112,6 +115,60 @@ MX = KubeflowKind(
     master="scheduler-0",
 )
 KINDS = (TF, PYTORCH, MX)
+# The kinds training-operator v1.9.4 added; no seed shows them, so their bodies are the demo's
+# (`devcluster/examples/`, read by `example_body`).
+XGBOOST = KubeflowKind(
+    kind="XGBoostJob",
+    plural="xgboostjobs",
+    seed="xgboostjob.json",
+    specs_field="xgbReplicaSpecs",
+    status_key="replicaStatuses",
+    container="xgboost",
+    operator_name="xgboostjob-controller",
+    port_name="xgboostjob-port",
+    port=9991,  # the example's own port
+    replicas=(("Master", "master"), ("Worker", "worker")),
+    decider="master-0",
+    master="master-0",
+)
+PADDLE = KubeflowKind(
+    kind="PaddleJob",
+    plural="paddlejobs",
+    seed="paddlejob.json",
+    specs_field="paddleReplicaSpecs",
+    status_key="replicaStatuses",
+    container="paddle",
+    operator_name="paddlejob-controller",
+    port_name="master",
+    port=37777,
+    replicas=(("Worker", "worker"),),
+    decider="worker-0",  # with worker-1: collective mode needs every Worker
+    master="worker-0",
+    pod_slots=("worker-0", "worker-1"),
+)
+JAX = KubeflowKind(
+    kind="JAXJob",
+    plural="jaxjobs",
+    seed="jaxjob.json",
+    specs_field="jaxReplicaSpecs",
+    status_key="replicaStatuses",
+    container="jax",
+    operator_name="jaxjob-controller",
+    port_name="jaxjob-port",
+    port=6666,
+    replicas=(("Worker", "worker"),),
+    decider="worker-0",
+    master="worker-0",
+    pod_slots=("worker-0", "worker-1"),
+)
+V194_KINDS = (XGBOOST, PADDLE, JAX)
+EXAMPLES = Path(__file__).resolve().parents[2] / "devcluster" / "examples"
+
+
+def example_body(kind: KubeflowKind, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((EXAMPLES / kind.seed).read_text())
+    body["metadata"]["namespace"] = namespace
+    return body
 
 
 # ---------------------------------------------------------------------------------------------

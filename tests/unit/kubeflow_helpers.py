@@ -156,10 +156,15 @@ def kubeflow_job(
 
 def env_entries(container: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """A container's env in order, as (name, value) with a `valueFrom` kept as it is: upstream's
-    tests pin the order, and Paddle's POD_IP_DUMMY has no plain value."""
-    return [
-        (e["name"], e["value"] if "value" in e else {"valueFrom": e["valueFrom"]}) for e in container["env"]
-    ]
+    tests pin the order, and Paddle's POD_IP_DUMMY has no plain value. A value is always a string."""
+
+    def value(entry: Mapping[str, Any]) -> Any:
+        if "value" in entry:
+            assert isinstance(entry["value"], str), entry
+            return entry["value"]
+        return {"valueFrom": entry["valueFrom"]}
+
+    return [(e["name"], value(e)) for e in container["env"]]
 
 
 def conditions_without_times(status: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:

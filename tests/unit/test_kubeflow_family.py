@@ -4,16 +4,19 @@ for all six kinds (runPolicy.managedBy, a user's env var of the same name)."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kubeflow_helpers import FakeCluster, created, env_entries, kubeflow_job, later
 
 from jobwarden import kinds
-from jobwarden.core.plan import Event
+from jobwarden.core.plan import Event, Settings
 from jobwarden.kinds import kubeflow
 from jobwarden.kinds.kubeflow import KubeflowKind
 
@@ -104,6 +107,24 @@ def test_new_kinds_finish_and_time_out_with_the_shared_engine(kind: KubeflowKind
     )
     assert {ref.name for ref in plan.delete if ref.kind == "Pod"} == pods
     assert cluster.pods == {}
+
+
+@pytest.mark.parametrize("kind", kubeflow.FRAMEWORKS[3:], ids=FRAMEWORK_IDS[3:])
+def test_new_kinds_are_gang_scheduled_like_the_others(kind: KubeflowKind) -> None:
+    """v1.9.4 gang-schedules every kind through the shared ReconcileJobs; so does the shared engine."""
+    gang = Settings(gang_scheduler="volcano", volcano_scheduler_installed=True)
+    replicas = REPLICAS[kind.resource.kind]
+    cluster = FakeCluster(kind, kubeflow_job(kind, replicas), gang)
+    plan = cluster.step()
+    assert [m["kind"] for m in plan.create] == ["PodGroup"]
+    assert created(plan, "PodGroup")["job"]["spec"] == {
+        "minMember": sum(replicas.values()),
+        "queue": "default",
+    }
+    cluster.podgroups["job"]["status"] = {"phase": "Inqueue"}
+    pods = created(cluster.step(later(1)), "Pod")
+    assert len(pods) == sum(replicas.values())
+    assert {p["spec"]["schedulerName"] for p in pods.values()} == {"volcano"}
 
 
 # --- CRDs: schema-compatible with v1.9.4's ------------------------------------------------------
@@ -205,3 +226,47 @@ def test_the_crd_keeps_every_field_v1_9_4_has(plural: str) -> None:
     assert required == [kind.shape.replica_specs_field]
     listed = yaml.safe_load((ROOT / "crds" / "kustomization.yaml").read_text())["resources"]
     assert f"kubeflow.org_{plural}.yaml" in listed
+
+
+# --- robustness: a random part of an example broken --------------------------------------------
+
+EXAMPLES = ROOT / "devcluster" / "examples"
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from(["", "x", "2", "Worker", "Master", "xgboost"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "ports", "x"]), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def paths_of(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += paths_of(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += paths_of(child, (*prefix, index))
+    return found
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["xgboostjob", "paddlejob", "jaxjob"]), st.data())
+def test_admission_and_plan_never_raise_on_a_broken_example(name: str, data: st.DataObject) -> None:
+    """Whatever part of the body is broken, admission answers; what admission accepts, plans."""
+    job = json.loads((EXAMPLES / f"{name}.json").read_text())
+    job["metadata"].update(namespace="ns", uid="uid-1")
+    path = data.draw(st.sampled_from([p for p in paths_of(job) if len(p) > 1 and p[0] == "spec"]))
+    target = job
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = data.draw(JSON_VALUES)
+    kind = kinds.by_kind("kubeflow.org/v1", job["kind"])
+    assert isinstance(kind, KubeflowKind)
+    if not kind.validate(job):
+        FakeCluster(kind, job).step()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from jobwarden import kinds
+from jobwarden.core.admission.containers import container_errors
 from jobwarden.kinds.admission import review
 from testlib import creatable, load_seed
 
@@ -187,3 +188,18 @@ def test_volcano_templates_get_the_pod_checks_too() -> None:
         in verdict.message
     )
     assert "spec.tasks[1].template.spec.resources.requests.memory" in verdict.message
+
+
+def test_a_port_must_be_an_object_with_a_container_port() -> None:
+    """Found by test_kubeflow_family's robustness property: `ports: [null]` was accepted and then broke
+    the plan; the apiserver refuses both shapes when it is asked to create the pod."""
+    path = "spec.containers"
+    assert [str(e) for e in container_errors(path, [{"name": "a", "image": "i", "ports": [None]}])] == [
+        "spec.containers[0].ports[0]: Invalid value: null: must be an object"
+    ]
+    assert [
+        str(e) for e in container_errors(path, [{"name": "a", "image": "i", "ports": [{"name": "x"}]}])
+    ] == ["spec.containers[0].ports[0].containerPort: Required value: every port needs a containerPort"]
+    assert [str(e) for e in container_errors(path, [{"name": "a", "image": "i", "ports": "80"}])] == [
+        'spec.containers[0].ports: Invalid value: "80": must be a list'
+    ]

@@ -201,6 +201,36 @@ def test_the_console_script_dispatches_here(tmp_path: Path, capsys: pytest.Captu
     assert capsys.readouterr().out == "OK MXJob/mxnet-job\n"
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "devcluster" / "examples"
+
+
+def test_the_v1_9_4_kinds_are_validated_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(EXAMPLES / f"{name}.json") for name in ("xgboostjob", "paddlejob", "jaxjob")]
+    assert run(files, capsys)[:2] == (
+        0,
+        ["OK XGBoostJob/xgboost-test", "OK PaddleJob/paddle-test", "OK JAXJob/jax-test"],
+    )
+    xgboost: dict[str, Any] = json.loads((EXAMPLES / "xgboostjob.json").read_text())
+    no_master = copy.deepcopy(xgboost)
+    del no_master["spec"]["xgbReplicaSpecs"]["Master"]
+    code, lines, _ = run([write(tmp_path, "bad.yaml", no_master)], capsys)
+    assert (code, lines) == (
+        1,
+        [
+            "DENIED (400) XGBoostJob/xgboost-test: "
+            "spec.xgbReplicaSpecs.Master: Required value: must be present"
+        ],
+    )
+    scaled = copy.deepcopy(xgboost)
+    scaled["spec"]["xgbReplicaSpecs"]["Worker"]["replicas"] = 4
+    old, new = write(tmp_path, "old.yaml", xgboost), write(tmp_path, "new.yaml", scaled)
+    code, lines, _ = run(["--old", old, new], capsys)
+    assert code == 1
+    assert lines[0].startswith(
+        "DENIED (403) XGBoostJob/xgboost-test: spec.xgbReplicaSpecs.Worker.replicas: field is not updatable"
+    )
+
+
 def _mpijob(**launcher: Any) -> dict[str, Any]:
     container = {"name": "mpi", "image": "mpi-pi"}
     return {

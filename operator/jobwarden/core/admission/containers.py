@@ -46,9 +46,15 @@ _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 def _port_errors(path: str, ports: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     names: set[str] = set()
-    for index, port in enumerate(ports if isinstance(ports, list) else []):
+    if ports is not None and not isinstance(ports, list):
+        return [invalid_value(path, ports, "must be a list")]
+    for index, port in enumerate(ports or []):
         item = f"{path}[{index}]"
-        port = as_mapping(port)
+        if not isinstance(port, Mapping):
+            errors.append(invalid_value(item, port, "must be an object"))
+            continue
+        if port.get("containerPort") is None:  # the apiserver refuses such a pod; so does admission
+            errors.append(required(f"{item}.containerPort", "every port needs a containerPort"))
         for key, low in (("containerPort", 1), ("hostPort", 0)):
             value = port.get(key)
             if value is not None and not (is_int(value) and low <= value <= 65535):
