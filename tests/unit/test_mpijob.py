@@ -825,3 +825,21 @@ def test_registered_once_in_the_family() -> None:
     assert kinds.by_plural("kubeflow.org", "mpijobs") is MPIJOB
     suspendable = kinds.by_plural("kubeflow.org", "mpijobs", kinds.registry(allow_suspend_updates=True))
     assert suspendable is not None and "spec.runPolicy.suspend" in suspendable.updatable_fields()
+
+
+def test_a_terminating_launcher_still_decides_and_is_not_replaced() -> None:
+    """ttlSecondsAfterFinished 0: the TTL controller deletes the finished launcher Job (foreground)
+    perhaps before its success was seen; the terminating Job still says Complete."""
+    cluster = _running_cluster(1)
+    cluster.set_launcher_status(succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    cluster.launcher["metadata"]["deletionTimestamp"] = STAMP
+    plan = cluster.step(later(9))
+    assert MPIJOB.phase(cluster.status) == "Succeeded"
+    assert not created(plan, "Job") and plan.patch == []
+    running = MpiCluster(mpijob(workers=1))
+    running.step()
+    running.launcher["metadata"]["deletionTimestamp"] = STAMP  # deleted by someone, not finished
+    running.set_launcher_status(active=1)
+    assert not created(running.step(later(1)), "Job"), "not while the old one is still there"
+    del running.children["Job"]["test-launcher"]
+    assert created(running.step(later(2)), "Job"), "made again once it is gone, as upstream"

@@ -29,7 +29,10 @@ Where jobwarden differs on purpose (docs/behaviour.md, "MPIJob"):
   condition turned False by a suspend or a finish is placed before the Suspended/finish condition.
 - Allowed run-policy changes reach the launcher Job: `activeDeadlineSeconds` and
   `ttlSecondsAfterFinished` are patched onto it (upstream leaves the Job as it was created).
-- Events are posted on transitions only (upstream re-posts Running and Succeeded on later syncs)."""
+- Events are posted on transitions only (upstream re-posts Running and Succeeded on later syncs).
+- A terminating launcher Job (Kubernetes' TTL controller deletes a finished one in the foreground)
+  still gives the job its outcome, and no second launcher is created while it goes; upstream's lister
+  shows it too. A launcher Job removed before its outcome was seen is made again, as upstream."""
 
 from __future__ import annotations
 
@@ -105,9 +108,9 @@ class _Pass:
         self.before: dict[str, Any] = copy.deepcopy(dict(observed.job.get("status") or {}))
         self.status: dict[str, Any] = copy.deepcopy(self.before)
         self.plan = Plan()
+        # A terminating launcher still counts: Kubernetes' TTL controller deletes a finished Job in the
+        # foreground, so its outcome shows while its pods go, and no second launcher may start then.
         self.launcher: Body | None = observed.of_kind("Job").get(self.job.launcher_name)
-        if self.launcher is not None and is_terminating(self.launcher):
-            self.launcher = None
 
     @property
     def title(self) -> str:
@@ -219,8 +222,9 @@ class _Pass:
     def _sync_launcher(self) -> None:
         """The launcher Job follows the job's suspend and its (updatable) deadline and TTL."""
         assert self.launcher is not None
-        if self.launcher.get("metadata", {}).get("resourceVersion") is None:
-            return  # created in this pass
+        meta = self.launcher.get("metadata") or {}
+        if meta.get("resourceVersion") is None or is_terminating(self.launcher):
+            return  # created in this pass, or on its way out
         spec = self.launcher.get("spec") or {}
         patch: dict[str, Any] = {}
         if bool(spec.get("suspend")) != self.suspended and not launcher_finished(self.launcher):
@@ -288,7 +292,9 @@ class _Pass:
         evicted = sum(w.evicted for w in workers)
         if evicted and not cond.is_finished(self.conditions):
             self._fail(EVICTED_REASON, f"{evicted}/{len(workers)} workers are evicted")
-            if self.launcher is not None and not launcher_finished(self.launcher):
+            if self.launcher is not None and not (
+                launcher_finished(self.launcher) or is_terminating(self.launcher)
+            ):
                 self._patch_launcher({"suspend": True})  # nothing of a failed job keeps running
             self._clean_up_finished()
         self._running(workers, counts["active"])
