@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +204,15 @@ def test_created_running_succeeded(mpi: MpiCluster) -> None:
     events = mpi.core.list_namespaced_event(ns, field_selector="involvedObject.name=pi").items
     reasons = {e.reason for e in events}
     assert {"MPIJobCreated", "MPIJobRunning", "MPIJobSucceeded"} <= reasons
+    url = f"http://127.0.0.1:{mpi.operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        metrics = response.read().decode()
+    for line in (
+        'jobwarden_jobs_succeeded_total{kind="MPIJob"}',
+        'jobwarden_children_created_total{child="Job",kind="MPIJob"}',
+        'jobwarden_children_created_total{child="Secret",kind="MPIJob"}',
+    ):
+        assert line in metrics, line
     out = mpi.cluster.kubectl("get", "mpijob", "pi", "-n", ns).stdout
     assert out.split("\n")[0].split()[:3] == ["NAME", "STATE", "WORKERS"]
     assert out.split("\n")[1].split()[:3] == ["pi", "Succeeded", "2"]
