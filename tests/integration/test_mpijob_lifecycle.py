@@ -259,6 +259,44 @@ def test_suspend_and_resume(mpi: MpiCluster) -> None:
     assert mpi.job(ns, "pi")["status"]["startTime"] >= started
 
 
+def test_created_suspended_then_admitted_with_a_node_selector(mpi: MpiCluster) -> None:
+    """Kueue's path: the job is created suspended (the launcher Job too, never started), a scheduling
+    directive is put into the launcher's template while suspended, the resume carries it into the
+    launcher Job (KEP-2926) and the launcher's pod gets it."""
+    ns = mpi.namespace("mpi-kueue")
+    body = mpijob(ns, "pi", suspend=True)
+    assert mpi.create(body).returncode == 0
+    mpi.wait_condition(ns, "pi", "Suspended")
+    launcher = mpi.wait(lambda: _get(mpi.batch.read_namespaced_job, "pi-launcher", ns), "the launcher Job")
+    assert launcher.spec.suspend is True and mpi.workers(ns, "pi") == {}
+    selector = {"type": "kwok"}
+    patch = {
+        "spec": {
+            "runPolicy": {"suspend": False},
+            "mpiReplicaSpecs": {"Launcher": {"template": {"spec": {"nodeSelector": selector}}}},
+        }
+    }
+    # As Kueue does it, with the contract's guard out of the way (its rule lives on another branch).
+    raw = mpi.cluster.kubectl(
+        "patch",
+        "mpijob",
+        "pi",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        "--as=system:serviceaccount:jobwarden-system:jobwarden",
+        "--as-group=system:masters",
+        check=False,
+    )
+    assert raw.returncode == 0, raw.stderr
+    mpi.wait_condition(ns, "pi", "Suspended", status="False")
+    pod_name = mpi.running_launcher_pod(ns, "pi")
+    assert mpi.core.read_namespaced_pod(pod_name, ns).spec.node_selector == selector
+    mpi.wait_condition(ns, "pi", "Running")
+
+
 def test_admission(mpi: MpiCluster) -> None:
     ns = mpi.namespace("mpi-admission")
     bad = mpijob(ns, "bad")

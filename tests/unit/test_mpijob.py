@@ -270,22 +270,72 @@ def test_upstream_suspended_running_mpijob() -> None:
     ]
 
 
+LAUNCHER_LABELS = {
+    "training.kubeflow.org/operator-name": "mpi-operator",
+    "training.kubeflow.org/job-name": "test",
+    "training.kubeflow.org/job-role": "launcher",
+}
+NO_DIRECTIVES = {"nodeSelector": None, "tolerations": None, "schedulingGates": None}
+
+
 def test_upstream_resume_mpijob() -> None:
-    """TestResumeMPIJob: resuming creates the workers, unsuspends the launcher Job, sets Suspended
-    False (MPIJobResumed) and startTime to now. Upstream also syncs the launcher template's scheduling
-    directives (KEP-2926, TestResumeMPIJobWithExistingLauncher/ClearsStartTime); jobwarden does not
-    (the update contract keeps the templates as they were; docs/behaviour.md)."""
+    """TestResumeMPIJob: resuming creates the workers, unsuspends the launcher Job with its scheduling
+    directives synced, sets Suspended False (MPIJobResumed) and startTime to now."""
     cluster = MpiCluster(mpijob(workers=8, runPolicy={"cleanPodPolicy": "All", "suspend": True}))
     cluster.step()
     cluster.job["spec"]["runPolicy"]["suspend"] = False
     plan = cluster.step(later(1))
     assert set(created(plan, "Pod")) == {f"test-worker-{i}" for i in range(8)}
-    assert [p["spec"] for p in plan.patch] == [{"suspend": False}]
+    template = {"metadata": {"labels": LAUNCHER_LABELS}, "spec": NO_DIRECTIVES}
+    assert [p["spec"] for p in plan.patch] == [{"suspend": False, "template": template}]
     assert cluster.status["startTime"] == "2024-05-01T12:00:01Z"
     assert ("Suspended", "False", "MPIJobResumed", "MPIJob resumed") in conditions_without_times(
         cluster.status
     )
     assert Event("Normal", "MPIJobResumed", "MPIJob resumed") in plan.events
+
+
+def test_upstream_resume_mpijob_with_existing_launcher() -> None:
+    """TestResumeMPIJobWithExistingLauncher: Kueue put a nodeSelector, a toleration, a scheduling
+    gate and an annotation into the suspended job's launcher template after the launcher Job was made:
+    the resume's patch carries them (KEP-2926) with suspend false."""
+    cluster = MpiCluster(mpijob(workers=8, runPolicy={"cleanPodPolicy": "All", "suspend": True}))
+    cluster.step()
+    template = cluster.job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]
+    toleration = {"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    template["spec"].update(
+        nodeSelector={"foo": "bar"},
+        tolerations=[toleration],
+        schedulingGates=[{"name": "kueue.x-k8s.io/topology"}],
+    )
+    template["metadata"] = {"annotations": {"kueue.x-k8s.io/workload": "my-workload"}}
+    cluster.job["spec"]["runPolicy"]["suspend"] = False
+    [patch] = cluster.step(later(1)).patch
+    assert patch["spec"] == {
+        "suspend": False,
+        "template": {
+            "metadata": {
+                "labels": LAUNCHER_LABELS,
+                "annotations": {"kueue.x-k8s.io/workload": "my-workload"},
+            },
+            "spec": {
+                "nodeSelector": {"foo": "bar"},
+                "tolerations": [toleration],
+                "schedulingGates": [{"name": "kueue.x-k8s.io/topology"}],
+            },
+        },
+    }
+
+
+def test_upstream_resume_mpijob_clears_start_time() -> None:
+    """TestResumeMPIJobClearsStartTime: a launcher Job that ran before its suspension (startTime set)
+    refuses template changes; upstream clears startTime through the Job's status subresource first.
+    jobwarden does not write other controllers' status: it only unsuspends (docs/behaviour.md)."""
+    cluster = MpiCluster(mpijob(workers=8, runPolicy={"cleanPodPolicy": "All", "suspend": True}))
+    cluster.step()
+    cluster.set_launcher_status(startTime=STAMP)
+    cluster.job["spec"]["runPolicy"]["suspend"] = False
+    assert [p["spec"] for p in cluster.step(later(1)).patch] == [{"suspend": False}]
 
 
 def test_upstream_launcher_active_worker_not_ready() -> None:

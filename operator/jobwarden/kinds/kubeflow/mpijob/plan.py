@@ -27,6 +27,10 @@ Where jobwarden differs on purpose (docs/behaviour.md, "MPIJob"):
   reconciling, so a later launcher outcome flips it.
 - Conditions are stored in an order that keeps the last one meaningful for the STATE column: a Running
   condition turned False by a suspend or a finish is placed before the Suspended/finish condition.
+- On resume, the launcher Job's scheduling directives (template labels and annotations, merged;
+  nodeSelector, tolerations, schedulingGates, replaced) are synced from the current template only
+  when the Job never started (what Kubernetes accepts as is); upstream first clears a started Job's
+  `status.startTime` through its status subresource, which jobwarden does not write.
 - Allowed run-policy changes reach the launcher Job: `activeDeadlineSeconds` and
   `ttlSecondsAfterFinished` are patched onto it (upstream leaves the Job as it was created).
 - Events are posted on transitions only (upstream re-posts Running and Succeeded on later syncs).
@@ -210,8 +214,7 @@ class _Pass:
 
     def _create_launcher(self) -> Manifest:
         launcher = children.launcher_job(self.job)
-        if gang.gang_scheduled(self.observed.settings):
-            gang.decorate_pod(launcher["spec"]["template"], LAUNCHER, gang_view(self.job))
+        launcher["spec"]["template"] = self._desired_template()
         self.plan.create.append(launcher)
         assert self.job.launcher is not None
         if (self.job.launcher.template.get("spec") or {}).get("restartPolicy"):
@@ -229,6 +232,8 @@ class _Pass:
         patch: dict[str, Any] = {}
         if bool(spec.get("suspend")) != self.suspended and not launcher_finished(self.launcher):
             patch["suspend"] = self.suspended
+            if not self.suspended and not (self.launcher.get("status") or {}).get("startTime"):
+                patch["template"] = self._scheduling_directives()
         policy = self.job.run_policy
         for field, value in (
             ("activeDeadlineSeconds", policy.active_deadline_seconds),
@@ -238,6 +243,23 @@ class _Pass:
                 patch[field] = value
         if patch:
             self._patch_launcher(patch)
+
+    def _scheduling_directives(self) -> dict[str, Any]:
+        """What Kueue may have put into the launcher's template while the job was suspended (labels,
+        annotations, nodeSelector, tolerations, schedulingGates: KEP-2926), from the current template,
+        for the resume's patch. Kubernetes accepts them in a suspended Job that never started."""
+        template = self._desired_template()
+        meta, spec = template.get("metadata") or {}, template.get("spec") or {}
+        return {
+            "metadata": {key: meta[key] for key in ("labels", "annotations") if meta.get(key)},
+            "spec": {key: spec.get(key) for key in ("nodeSelector", "tolerations", "schedulingGates")},
+        }
+
+    def _desired_template(self) -> dict[str, Any]:
+        template = children.launcher_template(self.job)
+        if gang.gang_scheduled(self.observed.settings):
+            gang.decorate_pod(template, LAUNCHER, gang_view(self.job))
+        return template
 
     def _patch_launcher(self, spec: dict[str, Any]) -> None:
         self.plan.patch.append(
