@@ -120,7 +120,19 @@ def test_upstream_launcher_not_controlled_by_us() -> None:
 
 
 def _launcher(job: dict[str, Any], **status: Any) -> dict[str, Any]:
-    return observed_job(children.launcher_job(read_mpijob(job)), **status)
+    launcher = observed_job(children.launcher_job(read_mpijob(job)), **status)
+    launcher["metadata"]["uid"] = "launcher-uid"
+    return launcher
+
+
+def _launcher_pod(
+    launcher: dict[str, Any], name: str, phase: str, created: str = STAMP, **status: str
+) -> dict[str, Any]:
+    """upstream mockJobPod: a pod controlled by the launcher Job."""
+    ref = {"apiVersion": "batch/v1", "kind": "Job", "name": launcher["metadata"]["name"]}
+    ref |= {"uid": launcher["metadata"]["uid"], "controller": True}
+    meta = {"name": name, "namespace": "default", "ownerReferences": [ref], "creationTimestamp": created}
+    return {"kind": "Pod", "metadata": meta, "status": {"phase": phase, **status}}
 
 
 def test_upstream_launcher_succeeded() -> None:
@@ -175,9 +187,9 @@ def test_upstream_launcher_succeeded_with_running_pod() -> None:
 
 
 def test_upstream_launcher_failed() -> None:
-    """TestLauncherFailed: the Job's reason and message become the Failed condition's; Launcher failed 2.
-    Upstream appends the last failed launcher pod's reason and message (`BackoffLimitExceeded/
-    FailedReason2`, `...: second message`); jobwarden does not watch those pods (docs/behaviour.md)."""
+    """TestLauncherFailed: past the backoff limit, the Job's reason and message with the last failed
+    launcher pod's appended (`BackoffLimitExceeded/FailedReason2`, `...: second message`); Launcher
+    failed 2."""
     job = with_status(mpijob(workers=64), startTime=STAMP, completionTime=STAMP)
     failed = {
         "status": "True",
@@ -187,21 +199,32 @@ def test_upstream_launcher_failed() -> None:
     launcher = _launcher(
         job, conditions=[{"type": "FailureTarget", **failed}, {"type": "Failed", **failed}], failed=2
     )
-    plan = plan_of(job, Job={"test-launcher": launcher})
+    pods = {
+        "test-launcher-a": _launcher_pod(
+            launcher, "test-launcher-a", "Failed", "2024-05-01T11:00:00Z",
+            reason="FailedReason1", message="first message",
+        ),
+        "test-launcher-b": _launcher_pod(
+            launcher, "test-launcher-b", "Failed", "2024-05-01T11:00:01Z",
+            reason="FailedReason2", message="second message",
+        ),
+    }  # fmt: skip
+    plan = plan_of(job, Job={"test-launcher": launcher}, Pod=pods)
     assert plan.status["replicaStatuses"] == {"Launcher": {"failed": 2}, "Worker": {}}
+    never = "MPIJob default/test is finished but Running condition was never set."
+    reason, message = (
+        "BackoffLimitExceeded/FailedReason2",
+        "Job has reached the specified backoff limit: second message",
+    )
     assert conditions_without_times(plan.status) == [
         CREATED,
-        (
-            "Running",
-            "False",
-            "MPIJobRunning",
-            "MPIJob default/test is finished but Running condition was never set.",
-        ),
-        ("Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+        ("Running", "False", "MPIJobRunning", never),
+        ("Failed", "True", reason, message),
     ]
-    assert (
-        Event("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit") in plan.events
-    )
+    assert Event("Warning", reason, message) in plan.events
+    # A failure with no pod left to read, or another reason: the Job's own words.
+    plan = plan_of(job, Job={"test-launcher": launcher})
+    assert plan.status["conditions"][-1]["reason"] == "BackoffLimitExceeded"
 
 
 def test_upstream_shutdown_worker() -> None:
@@ -274,6 +297,7 @@ LAUNCHER_LABELS = {
     "training.kubeflow.org/operator-name": "mpi-operator",
     "training.kubeflow.org/job-name": "test",
     "training.kubeflow.org/job-role": "launcher",
+    **MANAGED,
 }
 NO_DIRECTIVES = {"nodeSelector": None, "tolerations": None, "schedulingGates": None}
 
@@ -344,7 +368,8 @@ def test_upstream_launcher_active_worker_not_ready() -> None:
     job = with_status(mpijob(workers=8), startTime=STAMP)
     mpi = read_mpijob(job)
     pods = {mpi.worker_name(i): pod_in(children.worker_pod(mpi, i, Settings()), "Pending") for i in range(8)}
-    launcher = _launcher(job, active=1, ready=1)
+    launcher = _launcher(job, active=1)
+    pods["test-launcher-x"] = _launcher_pod(launcher, "test-launcher-x", "Running")
     plan = plan_of(job, Job={"test-launcher": launcher}, Pod=pods)
     assert plan.status["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {}}
     assert conditions_without_times(plan.status) == [CREATED]
@@ -356,7 +381,8 @@ def test_upstream_launcher_active_worker_ready() -> None:
     job = with_status(mpijob(workers=8), startTime=STAMP)
     mpi = read_mpijob(job)
     pods = {mpi.worker_name(i): pod_in(children.worker_pod(mpi, i, Settings()), "Running") for i in range(8)}
-    launcher = _launcher(job, active=1, ready=1)
+    launcher = _launcher(job, active=1)
+    pods["test-launcher-x"] = _launcher_pod(launcher, "test-launcher-x", "Running")
     plan = plan_of(job, Job={"test-launcher": launcher}, Pod=pods)
     assert plan.status["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {"active": 8}}
     assert conditions_without_times(plan.status) == [
@@ -412,6 +438,7 @@ def test_upstream_new_launcher_and_worker_defaults() -> None:
                     "training.kubeflow.org/operator-name": "mpi-operator",
                     "training.kubeflow.org/job-name": "foo",
                     "training.kubeflow.org/job-role": "launcher",
+                    **MANAGED,  # jobwarden: so that its pod watch sees the launcher's pods
                 }
             },
             "spec": {
@@ -893,3 +920,18 @@ def test_a_terminating_launcher_still_decides_and_is_not_replaced() -> None:
     assert not created(running.step(later(1)), "Job"), "not while the old one is still there"
     del running.children["Job"]["test-launcher"]
     assert created(running.step(later(2)), "Job"), "made again once it is gone, as upstream"
+
+
+def test_a_launcher_whose_pods_are_not_seen_is_counted_from_its_job() -> None:
+    """A launcher Job made before its template carried jobwarden's label: its pods are not watched, so
+    its `ready` count stands in for upstream's count of Running launcher pods."""
+    job = with_status(mpijob(workers=1), startTime=STAMP)
+    mpi = read_mpijob(job)
+    pods = {"test-worker-0": pod_in(children.worker_pod(mpi, 0, Settings()), "Running")}
+    plan = plan_of(job, Job={"test-launcher": _launcher(job, active=1, ready=1)}, Pod=pods)
+    assert plan.status["replicaStatuses"]["Launcher"] == {"active": 1}
+    assert MPIJOB.phase(plan.status) == "Running"
+    pending = _launcher(job, active=1)
+    pods["test-launcher-x"] = _launcher_pod(pending, "test-launcher-x", "Pending")
+    plan = plan_of(job, Job={"test-launcher": pending}, Pod=pods)
+    assert plan.status["replicaStatuses"]["Launcher"] == {} and MPIJOB.phase(plan.status) == "Created"

@@ -8,7 +8,9 @@ has not caught up with yet. Plans are made from this view, never from the indice
   terminating for TOMBSTONE_SECONDS. The watch lags the DELETE: until it catches up the child is
   neither counted again nor its name reused, and a Command is never carried out twice.
 - Unwatched kinds (Secrets): no index holds them, so the ones created here, or found already there
-  and controlled by the job, are remembered as minimal bodies."""
+  and controlled by the job, are remembered as minimal bodies.
+- Grandchildren: the pods of a batch Job the job controls (MPIJob's launcher) are shown among the
+  job's pods (their controller is the Job, not the job)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class ChildView:
         for child_kind, index in self.indices.items():
             store = index.get(job_uid) if hasattr(index, "get") else None
             children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
+        self._add_pods_of_child_jobs(children)
         for child_kind, known in self._unwatched.get(job_uid, {}).items():
             children.setdefault(child_kind, {}).update(known)
         for child_kind, expected in list(self._expected.get(job_uid, {}).items()):
@@ -58,6 +61,18 @@ class ChildView:
                 else:
                     children.setdefault(child_kind, {})[name] = manifest
         return children
+
+    def _add_pods_of_child_jobs(self, children: dict[str, dict[str, Body]]) -> None:
+        """The pods of a batch Job the job controls (MPIJob's launcher, made by the Job controller and
+        labelled managed-by=jobwarden through the Job's template) are shown with the job's own pods:
+        the plan reads their phases and failure reasons as upstream does."""
+        pods = self.indices.get("Pod")
+        if pods is None or not children.get("Job"):
+            return
+        for job in children["Job"].values():
+            uid = (job.get("metadata") or {}).get("uid")
+            for pod in (pods.get(str(uid)) if uid else None) or []:
+                children.setdefault("Pod", {})[pod["metadata"]["name"]] = self._as_seen(pod)
 
     def created(self, job: Body, manifest: Manifest) -> bool:
         """The child exists now (created, or found ours). Returns True when no watch will show it

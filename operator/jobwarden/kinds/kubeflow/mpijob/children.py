@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from jobwarden.core.children import child_metadata, manifest
-from jobwarden.core.plan import GENERATE_ANNOTATION, Manifest, Settings
+from jobwarden.core.plan import GENERATE_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Manifest, Settings
 from jobwarden.kinds.kubeflow.mpijob.spec import (
     APP_LABEL,
     DEFAULT_SSH_AUTH_MOUNT_PATH,
@@ -216,6 +216,8 @@ def launcher_template(job: MpiJob) -> dict[str, Any]:
     template_meta = template.get("metadata") or {}
     spec = template.setdefault("spec", {})
     labels = {**(template_meta.get("labels") or {}), **role_labels(job, LAUNCHER_ROLE)}
+    # The launcher's pods are the Job's; this label lets the shell's pod watch see them.
+    labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     if job.run_launcher_as_worker:
         labels[REPLICA_INDEX_LABEL] = "0"
     _set_host(spec, job.launcher_name, job.name)

@@ -19,9 +19,10 @@
    ("... is finished but Running condition was never set.") at its completion time.
 
 Where jobwarden differs on purpose (docs/behaviour.md, "MPIJob"):
-- The launcher's running pods are counted from the launcher Job's `status.ready` (jobwarden does not
-  watch pods it did not create); upstream lists the launcher's Running pods. For a failed launcher the
-  Job's reason and message are used as they are; upstream appends the last failed pod's reason.
+- The launcher's pods are seen through the shell (labelled managed-by=jobwarden by the Job's template,
+  shown with the job's pods); one launcher made before that label is counted from its Job's `ready`.
+  Past the backoff limit, the last failed launcher pod's reason and message are appended only when
+  the pod has them (upstream appends `/` and `: ` even when empty).
 - An evicted worker fails the job for good: `completionTime` is set, the cleanPodPolicy applies and the
   launcher Job, if it still runs, is suspended. Upstream sets Failed without completionTime and keeps
   reconciling, so a later launcher outcome flips it.
@@ -47,6 +48,7 @@ from typing import Any, Final
 
 from jobwarden.core import conditions as cond
 from jobwarden.core import faults
+from jobwarden.core.children import is_controlled_by
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan
 from jobwarden.core.pods import POD_FAILED, POD_PENDING, POD_RUNNING, POD_SUCCEEDED, is_terminating, pod_phase
 from jobwarden.core.timefmt import to_rfc3339
@@ -343,13 +345,45 @@ class _Pass:
                 self._succeed(launcher_status.get("completionTime"))
         elif failed:
             if not finished_already:
-                reason = str(failed.get("reason") or FAILED_REASON)
-                message = str(failed.get("message") or f"{self.title} has failed")
-                self._fail(reason, message[:EVENT_MESSAGE_LIMIT])
-        elif launcher_status.get("ready"):
-            # upstream: the launcher's Running pods; the Job counts its Ready ones.
-            counts["active"] = int(launcher_status["ready"])
+                self._fail(*self._launcher_failure(failed))
+        elif self._launcher_running():
+            counts["active"] = self._launcher_running()
         return counts
+
+    def _launcher_pods(self) -> list[Body]:
+        """The launcher Job's pods (the shell shows them with the job's own), terminating ones aside."""
+        uid = ((self.launcher or {}).get("metadata") or {}).get("uid")
+        return [
+            pod
+            for pod in self.observed.pods.values()
+            if uid and not is_terminating(pod) and is_controlled_by(pod, str(uid))
+        ]
+
+    def _launcher_running(self) -> int:
+        """The launcher's Running pods, as upstream counts them; the Job's `ready` count when none of
+        its pods is seen (a launcher made before its pods carried jobwarden's label)."""
+        pods = self._launcher_pods()
+        if pods:
+            return sum(pod_phase(p) == POD_RUNNING for p in pods)
+        return int(((self.launcher or {}).get("status") or {}).get("ready") or 0)
+
+    def _launcher_failure(self, failed: Mapping[str, Any]) -> tuple[str, str]:
+        """upstream updateMPIJobFailedStatus: the Job's reason and message; past the backoff limit,
+        the last failed launcher pod's reason and message appended (`BackoffLimitExceeded/Evicted`)."""
+        reason = str(failed.get("reason") or FAILED_REASON)
+        message = str(failed.get("message") or f"{self.title} has failed")
+        if reason == "BackoffLimitExceeded":
+            failed_pods = [p for p in self._launcher_pods() if pod_phase(p) == POD_FAILED]
+            if failed_pods:
+                last = max(failed_pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+                pod_status = last.get("status") or {}
+                if pod_status.get("reason"):
+                    reason += f"/{pod_status['reason']}"
+                if pod_status.get("message"):
+                    message += f": {pod_status['message']}"
+        if len(message) > EVENT_MESSAGE_LIMIT:
+            message = message[: EVENT_MESSAGE_LIMIT - 3] + "..."
+        return reason, message
 
     def _succeed(self, completion_time: str | None) -> None:
         self.status.setdefault("completionTime", completion_time or to_rfc3339(self.observed.now))
@@ -369,8 +403,7 @@ class _Pass:
     def _running(self, workers: list[_Worker], running_workers: int) -> None:
         if self.suspended or cond.is_finished(self.conditions) or self.launcher is None:
             return
-        launcher_running = int(((self.launcher.get("status") or {}).get("ready")) or 0)
-        all_running = launcher_running >= 1 and running_workers == len(workers)
+        all_running = self._launcher_running() >= 1 and running_workers == len(workers)
         if all_running and self._set(cond.RUNNING, RUNNING_REASON, f"{self.title} is running."):
             self.plan.events.append(Event("Normal", RUNNING_REASON, f"{self.title} is running"))
 
