@@ -935,3 +935,20 @@ def test_a_launcher_whose_pods_are_not_seen_is_counted_from_its_job() -> None:
     pods["test-launcher-x"] = _launcher_pod(pending, "test-launcher-x", "Pending")
     plan = plan_of(job, Job={"test-launcher": pending}, Pod=pods)
     assert plan.status["replicaStatuses"]["Launcher"] == {} and MPIJOB.phase(plan.status) == "Created"
+
+
+def test_a_launcher_only_job_runs_the_launcher_as_its_host() -> None:
+    """No Worker spec, runLauncherAsWorker: the hostfile lists the launcher, no worker pod is made,
+    and the job runs once the launcher does."""
+    job = mpijob(workers=None, runLauncherAsWorker=True)
+    cluster = MpiCluster(job)
+    plan = cluster.step()
+    assert not created(plan, "Pod") and set(created(plan, "Job")) == {"test-launcher"}
+    assert created(plan, "ConfigMap")["test-config"]["data"]["hostfile"] == (
+        "test-launcher.test.default.svc slots=1\n"
+    )
+    assert created(plan, "Service")["test"]["spec"]["publishNotReadyAddresses"] is True
+    cluster.set_launcher_status(active=1, ready=1)
+    cluster.step(later(1))
+    assert MPIJOB.phase(cluster.status) == "Running"
+    assert cluster.status["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {}}
