@@ -106,7 +106,7 @@ def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 KUBEFLOW_PLURALS = ["tfjobs", "pytorchjobs", "mxjobs", "xgboostjobs", "paddlejobs", "jaxjobs"]
-KUBEFLOW_CRDS = {f"{plural}.kubeflow.org" for plural in KUBEFLOW_PLURALS}
+KUBEFLOW_CRDS = {f"{plural}.kubeflow.org" for plural in [*KUBEFLOW_PLURALS, "mpijobs"]}
 VOLCANO_CRDS = {
     "jobs.batch.volcano.sh",
     "commands.bus.volcano.sh",  # Volcano's Command (vcctl / jobwarden job suspend, resume)
@@ -154,6 +154,10 @@ def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
         add(group, plurals, "get list watch delete patch")
         add(group, [f"{p}/status" for p in plurals], "get update patch")
         add(group, [f"{p}/finalizers" for p in plurals], "update")
+    add("kubeflow.org", ["mpijobs"], "get list watch patch")  # no delete: the TTL is the launcher Job's
+    add("kubeflow.org", ["mpijobs/status"], "get update patch")
+    add("kubeflow.org", ["mpijobs/finalizers"], "update")
+    add("batch", ["jobs"], "get list watch create patch")  # MPIJob's launcher; never deleted by us
     add("", ["pods", "services"], "get list watch create delete")
     add("", ["configmaps"], "get list watch create update delete")
     add("", ["secrets"], "create delete get")
@@ -392,6 +396,7 @@ def test_webhook_configuration(install: str) -> None:
             covered.update((g, v, resource) for g in rule["apiGroups"] for v in rule["apiVersions"])
     assert covered == {
         *(("kubeflow.org", "v1", plural) for plural in KUBEFLOW_PLURALS),
+        ("kubeflow.org", "v2beta1", "mpijobs"),
         *([] if install == BESIDE_VOLCANO else [("batch.volcano.sh", "v1alpha1", "jobs")]),
     }
     [controller, gc, namespaces, unchanged] = hook["matchConditions"]
