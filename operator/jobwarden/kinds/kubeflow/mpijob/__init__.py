@@ -20,14 +20,19 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jobwarden.core import conditions as cond
+from jobwarden.core.admission import UpdateContract
 from jobwarden.core.fielderrors import FieldError, render
-from jobwarden.core.plan import Body, Event, Manifest, Observed, Plan
+from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.kubeflow.mpijob import ssh
 from jobwarden.kinds.kubeflow.mpijob.plan import EVENT_MESSAGE_LIMIT, plan_mpijob
-from jobwarden.kinds.kubeflow.mpijob.spec import JOB_NAME_LABEL, managed_elsewhere
-from jobwarden.kinds.kubeflow.mpijob.validation import check_mpijob_update, validate_mpijob
-from jobwarden.kinds.kubeflow.validation import KUBEFLOW_UPDATABLE, KUBEFLOW_UPDATABLE_WITH_SUSPEND
+from jobwarden.kinds.kubeflow.mpijob.spec import JOB_NAME_LABEL, managed_elsewhere, read_mpijob
+from jobwarden.kinds.kubeflow.mpijob.validation import MPIJOB_SHAPE, check_mpijob_update, validate_mpijob
+from jobwarden.kinds.kubeflow.validation import (
+    KUBEFLOW_UPDATABLE,
+    KUBEFLOW_UPDATABLE_WITH_SUSPEND,
+    kubeflow_contract,
+)
 
 VALIDATION_ERROR_REASON: Final = "ValidationError"
 RESOURCE: Final = Resource("kubeflow.org", "v2beta1", "mpijobs", "MPIJob")
@@ -40,6 +45,7 @@ class MpiJobKind:
     resource: Resource = RESOURCE
     job_name_label: str = JOB_NAME_LABEL
     updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
+    child_events: bool = True  # the family's per-child SuccessfulCreate*/SuccessfulDelete* events
 
     def validate(self, job: Body) -> list[FieldError]:
         return validate_mpijob(job)
@@ -49,6 +55,9 @@ class MpiJobKind:
 
     def updatable_fields(self) -> list[str]:
         return list(self.updatable)
+
+    def update_contract(self) -> UpdateContract:
+        return kubeflow_contract(MPIJOB_SHAPE, self.updatable)
 
     def allowing_suspend_updates(self) -> MpiJobKind:
         return dataclasses.replace(self, updatable=KUBEFLOW_UPDATABLE_WITH_SUSPEND)
@@ -69,6 +78,11 @@ class MpiJobKind:
 
     def materialize(self, manifest: Manifest) -> Manifest:
         return ssh.materialize(manifest)
+
+    def unwatched_children(self, job: Body) -> list[ChildRef]:
+        """`<job>-ssh`: Secrets are never watched, so the shell reads it by name once per process and
+        the plan sees the Secret made before a restart instead of asking for it again."""
+        return [ChildRef("Secret", read_mpijob(job).secret_name)]
 
 
 KIND: Final = MpiJobKind()
