@@ -426,7 +426,10 @@ def test_beside_volcano_leaves_out_exactly_what_would_take_volcano_jobs_over() -
     }
     assert names(beside) <= names(default)
     [hook] = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["webhooks"]
-    assert [r["apiGroups"] for r in hook["rules"]] == [["kubeflow.org"], ["kubeflow.org"]]  # v1 and v2beta1 (MPIJob)
+    assert [r["apiGroups"] for r in hook["rules"]] == [
+        ["kubeflow.org"],
+        ["kubeflow.org"],
+    ]  # v1 and v2beta1 (MPIJob)
     annotations = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["metadata"]["annotations"]
     assert "Volcano Jobs are Volcano's own" in annotations["jobwarden.dev/description"]
     assert env_of(beside)["JOBWARDEN_VOLCANO_JOBS"] == "off"
