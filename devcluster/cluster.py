@@ -289,8 +289,11 @@ def _wait(what: str, check: object, timeout: float, cluster: Cluster, component:
     while time.monotonic() < deadline:
         if callable(check) and check():
             return
-        if not _pid_is_ours(cluster.pids.get(component)):
-            proc = _PROCESSES.get(component)
+        proc = _PROCESSES.get(component)
+        # The process object we started is the authority: a command line read while the process
+        # execs (nsenter execs the component) can come back empty.
+        running = proc.poll() is None if proc else _pid_is_ours(cluster.pids.get(component))
+        if not running:
             code = proc.poll() if proc else None
             tail = (cluster.root / "logs" / f"{component}.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{component} exited (code {code}) while waiting for {what}:\n{tail}")
@@ -358,12 +361,12 @@ def up(
         log(f"cluster '{name}' is not healthy (or not of the kind asked for); recreating it")
         down(name)
     ensure_binaries()
-    if real_node:
-        from devcluster import realnode
-
-        return realnode.start(name, crds)
     for attempt in range(1, attempts + 1):
         try:
+            if real_node:
+                from devcluster import realnode
+
+                return realnode.start(name, crds)  # tears itself down on failure
             return _start_cluster(name, crds)
         except (RuntimeError, TimeoutError) as exc:
             log(f"attempt {attempt} to start cluster '{name}' failed: {exc}")

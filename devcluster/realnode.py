@@ -197,6 +197,13 @@ def read_sysctls() -> dict[str, str]:
     return {key: Path("/proc/sys", key).read_text().strip() for key in SYSCTLS}
 
 
+def settled_sysctls() -> dict[str, str]:
+    """The sysctls when no real-node cluster on this host is between its kubelet's start and the
+    moment it gives the values back (read under the same lock)."""
+    with _host_lock():
+        return read_sysctls()
+
+
 def write_sysctls(values: dict[str, str]) -> None:
     for key, value in values.items():
         if Path("/proc/sys", key).read_text().strip() != value:
@@ -543,6 +550,29 @@ def builtin_images() -> dict[str, Path]:
     return made
 
 
+def container_pid(c: dc.Cluster, container_id: str) -> int:
+    """The host pid of a running container's main process (`containerd://<id>` from a pod's
+    containerStatuses, or the bare id)."""
+    wanted = container_id.removeprefix("containerd://")
+    for line in _ctr(c, "tasks", "ls").stdout.splitlines()[1:]:
+        task, pid, status = line.split()
+        if task == wanted and status == "RUNNING":
+            return int(pid)
+    raise LookupError(f"no running task {wanted} on the node")
+
+
+def kill_container(c: dc.Cluster, container_id: str, sig: int = signal.SIGKILL) -> None:
+    """Signal a container's main process from the host, as the kernel's OOM killer or a crash would
+    (SIGKILL: the container exits 137), not through the kubelet."""
+    os.kill(container_pid(c, container_id), sig)
+
+
+def running_tasks(c: dc.Cluster) -> set[str]:
+    """The ids of the containers whose processes run on the node now."""
+    lines = _ctr(c, "tasks", "ls").stdout.splitlines()[1:]
+    return {line.split()[0] for line in lines if line.split()[2] == "RUNNING"}
+
+
 def _node_ready(c: dc.Cluster) -> bool:
     out = c.kubectl(
         "get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
@@ -671,10 +701,9 @@ def _remove_host_entries(c: dc.Cluster) -> None:
     if results.is_dir():
         for entry in results.glob(f"jw-{c.name}-*"):
             entry.unlink(missing_ok=True)
-    others = [
-        n for n in running_real_nodes() if n != c.name
-    ]  # the device-plugin socket path is shared by every kubelet
-    if not others:
+    # The device-plugin socket path is shared by every kubelet on the host: only the last one out
+    # removes it.
+    if not [n for n in running_real_nodes() if n != c.name]:
         with contextlib.suppress(OSError):
             DEVICE_PLUGIN_SOCKET.unlink()
     try:

@@ -77,7 +77,7 @@ def shim_sockets(root: Path) -> list[str]:
 
 def test_down_leaves_nothing_behind_and_restores_the_sysctls() -> None:
     name = cluster_name("realnode-cleanup")
-    sysctls_before = realnode.read_sysctls()
+    sysctls_before = realnode.settled_sysctls()
     c = devcluster.up(name, crds=ROOT / "crds", real_node=True)
     root = c.root
     try:
@@ -101,7 +101,7 @@ def test_down_leaves_nothing_behind_and_restores_the_sysctls() -> None:
         results = list(Path("/var/lib/cni/results").glob(f"jw-{name}-*"))
         assert results
         # kubelet's sysctls were given back as soon as it had started.
-        assert realnode.read_sysctls() == sysctls_before
+        assert realnode.settled_sysctls() == sysctls_before
     finally:
         devcluster.down(name)
 
@@ -113,4 +113,4 @@ def test_down_leaves_nothing_behind_and_restores_the_sysctls() -> None:
     assert [s for s in sockets if Path(s).exists()] == []
     assert [p for p in links if p.is_symlink()] == []
     assert [p for p in results if p.exists()] == []
-    assert realnode.read_sysctls() == sysctls_before
+    assert realnode.settled_sysctls() == sysctls_before
