@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from jobwarden.core.plan import Body, Settings
+from jobwarden.core.plan import Body, NamedJob, Settings
 from jobwarden.core.pods import (
     POD_FAILED,
     POD_RUNNING,
@@ -76,19 +76,11 @@ class Replica:
 
 
 @dataclass(frozen=True)
-class KubeflowJob:
+class KubeflowJob(NamedJob):
     body: Body
     shape: KubeflowShape
     default_port: Port
     replicas: Mapping[str, Replica]  # canonical type -> replica, in the shape's type order
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.body["metadata"]["namespace"])
 
     @property
     def spec(self) -> Mapping[str, Any]:
