@@ -113,6 +113,17 @@ class KubeflowJob(NamedJob):
         named = next(p for p in self.ports(rtype) if p.get("name") == self.default_port.name)
         return int(named["containerPort"])
 
+    def port_or_default(self, rtype: str) -> int:
+        """`port(rtype)`, or the kind's default port number when the job has no such replica type
+        (a job stored with the webhook bypassed still gets a plan)."""
+        return self.port(rtype) if self.has(rtype) else self.default_port.number
+
+    @property
+    def cluster_replicas(self) -> list[Replica]:
+        """The replica types with at least one replica, sorted by slug: the key order of the cluster
+        maps the frameworks' env describes (Go's sorted map keys)."""
+        return sorted((r for r in self.replicas.values() if r.count), key=lambda r: r.slug)
+
     def surplus_slot(self, child_name: str) -> bool:
         """Whether the name is `<job>-<type>-<index>` of a known type, with index >= its replicas."""
         slugs = "|".join(re.escape(t.lower()) for t in self.shape.replica_types)
