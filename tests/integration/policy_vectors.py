@@ -5,7 +5,6 @@ default contract, on the session's operator) and test_admission_kueue.py (`--all
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from kubernetes import client
 
 from jobwarden.kinds import policy
 from kueue_updates import kueue_ready
-from testlib import ROOT, creatable, load_seed, wait_for
+from testlib import ROOT, creatable, load_by_path, load_seed, wait_for
 
 BY_NAME = {"tfjob": TFJOBS, "pytorchjob": PYTORCHJOBS, "mxjob": MXJOBS, "volcanojob": VOLCANOJOBS}
 # What the webhook says only for the update contract (kinds/*_validation.py check_*_update).
@@ -32,12 +31,9 @@ POLICY_DENIED = "ValidatingAdmissionPolicy 'jobwarden-updates."
 
 
 def properties() -> ModuleType:
-    path = ROOT / "tests" / "unit" / "test_admission_properties.py"
-    spec = importlib.util.spec_from_file_location("jobwarden_admission_properties", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(
+        ROOT / "tests" / "unit" / "test_admission_properties.py", "jobwarden_admission_properties"
+    )
 
 
 @dataclass(frozen=True)
