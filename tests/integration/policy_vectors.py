@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from admission_calls import MXJOBS, PYTORCHJOBS, TFJOBS, VOLCANOJOBS, Body, Outcome, Res, replace
+from admission_calls import (
+    MXJOBS,
+    PYTORCHJOBS,
+    TFJOBS,
+    VOLCANOJOBS,
+    Body,
+    Outcome,
+    Res,
+    replace,
+    webhook_configuration_removed,
+)
 from devcluster.cluster import Cluster
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -224,19 +234,9 @@ def forbidden_probe(custom: client.CustomObjectsApi, namespace: str) -> Outcome:
 
 @contextmanager
 def only_the_policy(cluster: Cluster, custom: client.CustomObjectsApi, namespace: str) -> Iterator[None]:
-    saved = json.loads(
-        cluster.kubectl("get", "validatingwebhookconfiguration", "jobwarden", "-o", "json").stdout
-    )
-    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-        saved["metadata"].pop(key, None)
-    cluster.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
-    try:
-        wait_for(lambda: probe(custom, namespace).allowed, 30, what="the webhook to be unregistered")
+    with webhook_configuration_removed(cluster, lambda: not probe(custom, namespace).allowed):
         wait_for(lambda: POLICY_DENIED in forbidden_probe(custom, namespace).message, 30, what="the policy")
         yield
-    finally:
-        cluster.kubectl("create", "-f", "-", input=json.dumps(saved))
-        wait_for(lambda: not probe(custom, namespace).allowed, 30, what="the webhook to be registered again")
 
 
 @contextmanager
