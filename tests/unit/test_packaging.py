@@ -17,7 +17,6 @@ need PyPI and are never skipped here:
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import re
@@ -25,22 +24,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from testlib import kustomize_render
 
-def _load_render_helper() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "e2e" / "kustomize_render.py"
-    spec = importlib.util.spec_from_file_location("jobwarden_kustomize_render", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kr = _load_render_helper()
+kr = kustomize_render()
 REPO: Path = kr.REPO
 NAMESPACE = "jobwarden-system"
 SA_USER = f"system:serviceaccount:{NAMESPACE}:jobwarden"
