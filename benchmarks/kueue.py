@@ -282,20 +282,30 @@ def apply(custom: client.CustomObjectsApi, plural: str, body: Body) -> None:
 
 
 class Timeline:
+    """Transitions, each printed as it is seen. A key that becomes true again (a job resumed a second
+    time, a pod of the same name made again) is recorded as `<key> #2`, `#3`, ..."""
+
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.seen: dict[str, float] = {}
-        self.lines: list[tuple[float, str]] = []
+        self.state: dict[str, bool] = {}
+        self.times: dict[str, int] = {}
 
-    def mark(self, key: str, text: str | None = None) -> None:
+    def edge(self, key: str, now: bool, text: str | Callable[[], str]) -> None:
+        """Record `key` when `now` turns true."""
         with self.lock:
-            if key in self.seen:
+            was = self.state.get(key, False)
+            self.state[key] = now
+            if was or not now:
                 return
+            count = self.times[key] = self.times.get(key, 0) + 1
             at = time.monotonic() - self.t0
-            self.seen[key] = at
-            self.lines.append((at, text or key))
-        print(f"  {at:7.2f} s  {text or key}", flush=True)
+            self.seen[key if count == 1 else f"{key} #{count}"] = at
+        print(f"  {at:7.2f} s  {text if isinstance(text, str) else text()}", flush=True)
+
+    def mark(self, key: str, text: str) -> None:
+        self.edge(key, True, text)
 
     def at(self, key: str) -> float | None:
         with self.lock:
@@ -310,16 +320,9 @@ class Timeline:
             time.sleep(0.05)
 
 
-def _true(body: Body, kind: str) -> Body | None:
+def _condition(body: Body, kind: str, status: str = "True") -> Body | None:
     for condition in body.get("status", {}).get("conditions", []) or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
-            return dict(condition)
-    return None
-
-
-def _false(body: Body, kind: str) -> Body | None:
-    for condition in body.get("status", {}).get("conditions", []) or []:
-        if condition.get("type") == kind and condition.get("status") == "False":
+        if condition.get("type") == kind and condition.get("status") == status:
             return dict(condition)
     return None
 
@@ -327,53 +330,80 @@ def _false(body: Body, kind: str) -> Body | None:
 def on_workload(timeline: Timeline, kind: str, body: Body) -> None:
     owners = body["metadata"].get("ownerReferences") or [{}]
     job = owners[0].get("name", "?")
-    if kind == "ADDED":
-        timeline.mark(f"workload {job}", f"{job}: Workload {body['metadata']['name']} created by Kueue")
-    pending = _false(body, "QuotaReserved")
-    if pending and pending.get("reason") == "Pending":
-        timeline.mark(f"pending {job}", f"{job}: Workload pending: {pending.get('message', '')}")
-    if _true(body, "Admitted"):
-        flavors = [
-            a.get("flavors", {})
-            for a in (body.get("status", {}).get("admission", {}) or {}).get("podSetAssignments", [])
-        ]
-        timeline.mark(f"admitted {job}", f"{job}: Workload Admitted by Kueue (flavors {flavors})")
-    if _true(body, "Finished"):
-        timeline.mark(f"finished {job}", f"{job}: Workload Finished (quota released)")
+    timeline.edge(f"workload {job}", True, f"{job}: Workload {body['metadata']['name']} created by Kueue")
+    pending = _condition(body, "QuotaReserved", "False")
+    timeline.edge(
+        f"pending {job}",
+        bool(pending and pending.get("reason") == "Pending"),
+        lambda: f"{job}: Workload pending: {(pending or {}).get('message', '')}",
+    )
+
+    def flavors() -> str:
+        admission = body.get("status", {}).get("admission") or {}
+        return str([a.get("flavors", {}) for a in admission.get("podSetAssignments", [])])
+
+    timeline.edge(
+        f"admitted {job}",
+        bool(_condition(body, "Admitted")),
+        lambda: f"{job}: Workload Admitted by Kueue (flavors {flavors()})",
+    )
+    evicted = _condition(body, "Evicted")
+    timeline.edge(
+        f"evicted {job}",
+        bool(evicted),
+        lambda: (
+            f"{job}: Workload Evicted ({(evicted or {}).get('reason')}: {(evicted or {}).get('message')})"
+        ),
+    )
+    timeline.edge(
+        f"finished {job}", bool(_condition(body, "Finished")), f"{job}: Workload Finished (quota released)"
+    )
 
 
 def on_job(timeline: Timeline, kind: str, body: Body) -> None:
     name = body["metadata"]["name"]
-    if body["spec"].get("runPolicy", {}).get("suspend") is False:
-        labels = (
-            body["spec"]["pytorchReplicaSpecs"]["Master"]["template"].get("metadata", {}).get("labels", {})
-        )
-        timeline.mark(
-            f"resumed {name}",
-            f"{name}: resumed by Kueue (suspend false; Master template labels {sorted(labels)})",
-        )
+    suspend = body["spec"].get("runPolicy", {}).get("suspend")
+    labels = sorted(
+        body["spec"]["pytorchReplicaSpecs"]["Master"]["template"].get("metadata", {}).get("labels", {})
+    )
+    timeline.edge(
+        f"resumed {name}",
+        suspend is False,
+        f"{name}: resumed by Kueue, accepted by jobwarden (suspend false; Master template labels {labels})",
+    )
+    timeline.edge(
+        f"suspended {name}",
+        suspend is True and timeline.at(f"resumed {name}") is not None,
+        f"{name}: suspended again by Kueue, accepted by jobwarden (Master template labels {labels})",
+    )
     for condition in ("Suspended", "Running", "Succeeded", "Failed"):
-        if _true(body, condition):
-            timeline.mark(f"{condition} {name}", f"{name}: condition {condition} (jobwarden)")
+        timeline.edge(
+            f"{condition} {name}",
+            bool(_condition(body, condition)),
+            f"{name}: condition {condition} (jobwarden)",
+        )
 
 
 def on_pod(timeline: Timeline, kind: str, pod: Any) -> None:
     job = (pod.metadata.labels or {}).get(JOB_NAME_LABEL, "?")
     name = pod.metadata.name
-    if kind == "ADDED":
+    exists = kind != "DELETED"
+
+    def created() -> str:
         selector = pod.spec.node_selector or {}
         tolerations = [t.key for t in pod.spec.tolerations or [] if t.key and t.key.startswith("example.com")]
         podset = (pod.metadata.labels or {}).get("kueue.x-k8s.io/podset")
         workload = (pod.metadata.annotations or {}).get("kueue.x-k8s.io/workload")
-        timeline.mark(
-            f"pod {name}",
+        return (
             f"{job}: pod {name} created by jobwarden (podset {podset}, workload {workload}, "
-            f"nodeSelector {selector}, tolerations {tolerations})",
+            f"nodeSelector {selector}, tolerations {tolerations})"
         )
-    if pod.status and pod.status.phase in ("Running", "Succeeded", "Failed"):
-        timeline.mark(f"pod {pod.status.phase} {name}", f"{job}: pod {name} {pod.status.phase}")
-    if kind == "DELETED":
-        timeline.mark(f"pod deleted {name}", f"{job}: pod {name} deleted")
+
+    timeline.edge(f"pod {name}", exists, created)
+    phase = pod.status.phase if pod.status else None
+    for terminal in ("Running", "Succeeded", "Failed"):
+        timeline.edge(f"pod {terminal} {name}", exists and phase == terminal, f"{job}: pod {name} {terminal}")
+    timeline.edge(f"pod deleted {name}", not exists, f"{job}: pod {name} deleted")
 
 
 @contextmanager
@@ -440,7 +470,7 @@ def three_jobs_in_a_quota_for_two(cluster: devcluster.Cluster, api: client.ApiCl
         timeline.wait([f"admitted {n}" for n in names[:2]], 60)
         first = min(names[:2], key=lambda n: timeline.at(f"admitted {n}") or 0)
         for name in names[:2]:
-            timeline.wait([f"pod Running {name}-master-0", f"pod Running {name}-worker-0"], 60)
+            timeline.wait(running_pods(name), 60)
         timeline.wait([f"pending {names[2]}"], 30)
         time.sleep(2)  # nothing else happens: the third job stays queued
         assert timeline.at(f"admitted {names[2]}") is None, "the third job was admitted beyond the quota"
@@ -449,28 +479,70 @@ def three_jobs_in_a_quota_for_two(cluster: devcluster.Cluster, api: client.ApiCl
         )
         pods.finish(cluster, namespace, f"{first}-master-0")
         timeline.wait([f"Succeeded {first}", f"admitted {names[2]}"], 60)
-        timeline.wait([f"pod Running {names[2]}-master-0", f"pod Running {names[2]}-worker-0"], 60)
+        timeline.wait(running_pods(names[2]), 60)
+        running = [n for n in names if n != first]
+        drain_and_undrain(custom, namespace, timeline, running)
         time.sleep(1)
-    return _figures(timeline, names, first)
+    return _figures(timeline, names, first, running)
 
 
-def _figures(timeline: Timeline, names: list[str], first: str) -> dict[str, float]:
-    def gap(a: str, b: str) -> float:
-        return round((timeline.at(b) or 0) - (timeline.at(a) or 0), 2)
+def running_pods(job: str, suffix: str = "") -> list[str]:
+    return [f"pod Running {job}-{replica}-0{suffix}" for replica in ("master", "worker")]
 
+
+def drain_and_undrain(
+    custom: client.CustomObjectsApi, namespace: str, timeline: Timeline, running: list[str]
+) -> None:
+    """Kueue's eviction: the ClusterQueue stopped with HoldAndDrain evicts every admitted Workload
+    (Kueue suspends the job and restores its templates in one update); started again, it admits them
+    again."""
+
+    def stop_policy(policy: str) -> None:
+        patch = {"spec": {"stopPolicy": policy}}
+        custom.patch_cluster_custom_object(*KUEUE, "clusterqueues", "cluster-queue", patch)
+
+    timeline.mark("drain", "ClusterQueue cluster-queue: stopPolicy HoldAndDrain")
+    stop_policy("HoldAndDrain")
+    timeline.wait([f"suspended {n}" for n in running], 60)
+    timeline.wait([f"pod deleted {n}-{r}-0" for n in running for r in ("master", "worker")], 60)
+    for name in running:
+        job = custom.get_namespaced_custom_object(*KUBEFLOW, namespace, "pytorchjobs", name)
+        templates = {t: r["template"] for t, r in job["spec"]["pytorchReplicaSpecs"].items()}
+        kueue_traces = {
+            t: [k for k in ("labels", "annotations") if template.get("metadata", {}).get(k)]
+            + [k for k in ("nodeSelector", "tolerations") if template["spec"].get(k)]
+            for t, template in templates.items()
+        }
+        print(
+            f"           {name}: stored templates after the eviction, Kueue's directives left: {kueue_traces}"
+        )
+    timeline.mark("undrain", "ClusterQueue cluster-queue: stopPolicy None")
+    stop_policy("None")
+    timeline.wait([f"resumed {n} #2" for n in running], 60)
+    timeline.wait([key for n in running for key in running_pods(n, " #2")], 60)
+
+
+def _figures(timeline: Timeline, names: list[str], first: str, running: list[str]) -> dict[str, float]:
+    def gap(a: str, bs: list[str]) -> float:
+        return round(max(timeline.at(b) or 0 for b in bs) - (timeline.at(a) or 0), 2)
+
+    pods_of = [f"pod {{}}-{r}-0" for r in ("master", "worker")]
     figures = {}
     for name in names:
-        figures[f"{name} admitted -> resumed"] = gap(f"admitted {name}", f"resumed {name}")
-        figures[f"{name} admitted -> both pods created"] = round(
-            max(timeline.at(f"pod {name}-{r}-0") or 0 for r in ("master", "worker"))
-            - (timeline.at(f"admitted {name}") or 0),
-            2,
+        figures[f"{name} admitted -> resumed"] = gap(f"admitted {name}", [f"resumed {name}"])
+        figures[f"{name} admitted -> both pods created"] = gap(
+            f"admitted {name}", [p.format(name) for p in pods_of]
         )
-    figures[f"{first} Succeeded -> {names[2]} admitted"] = gap(f"Succeeded {first}", f"admitted {names[2]}")
-    figures[f"{first} Master finished -> {names[2]} pods Running"] = round(
-        max(timeline.at(f"pod Running {names[2]}-{r}-0") or 0 for r in ("master", "worker"))
-        - (timeline.at(f"finishing {first}") or 0),
-        2,
+    figures[f"{first} Succeeded -> {names[2]} admitted"] = gap(f"Succeeded {first}", [f"admitted {names[2]}"])
+    figures[f"{first} Master finished -> {names[2]} pods Running"] = gap(
+        f"finishing {first}", running_pods(names[2])
+    )
+    figures["drain -> running jobs suspended"] = gap("drain", [f"suspended {n}" for n in running])
+    figures["drain -> their pods deleted"] = gap(
+        "drain", [f"pod deleted {n}-{r}-0" for n in running for r in ("master", "worker")]
+    )
+    figures["undrain -> their pods Running again"] = gap(
+        "undrain", [key for n in running for key in running_pods(n, " #2")]
     )
     return figures
 
