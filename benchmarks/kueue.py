@@ -22,8 +22,11 @@ assertions, never part of `make test`): `python -m benchmarks.kueue`.
    job resumed by Kueue (jobwarden's admission accepting Kueue's update), its pods created by
    jobwarden (with Kueue's directives), the first job finished (its Master's pod finished as a kubelet
    would report it, devcluster/pods.py), the third job admitted and running.
-5. Unless `--no-refused`: the same admission with an operator WITHOUT `--allow-suspend-updates`:
-   the Workload is admitted, Kueue's update is refused (403) and the job stays suspended."""
+   Then Kueue's eviction: the ClusterQueue stopped (`HoldAndDrain`) and started again.
+5. Unless `--no-refused`: an operator WITHOUT `--allow-suspend-updates` (awaited until the apiserver
+   applies the default policy): a new job's Workload is admitted, Kueue's update is refused (403) and
+   the job stays suspended; the two jobs still running are evicted, Kueue's update is refused and
+   they keep running."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -452,7 +456,10 @@ def new_namespace(cluster: devcluster.Cluster, name: str) -> None:
         time.sleep(0.2)
 
 
-def three_jobs_in_a_quota_for_two(cluster: devcluster.Cluster, api: client.ApiClient) -> dict[str, float]:
+def three_jobs_in_a_quota_for_two(
+    cluster: devcluster.Cluster, api: client.ApiClient
+) -> tuple[dict[str, float], list[str]]:
+    """The figures, and the two jobs left running."""
     namespace = "kueue-allowed"
     custom = client.CustomObjectsApi(api)
     new_namespace(cluster, namespace)
@@ -483,7 +490,7 @@ def three_jobs_in_a_quota_for_two(cluster: devcluster.Cluster, api: client.ApiCl
         running = [n for n in names if n != first]
         drain_and_undrain(custom, namespace, timeline, running)
         time.sleep(1)
-    return _figures(timeline, names, first, running)
+    return _figures(timeline, names, first, running), running
 
 
 def running_pods(job: str, suffix: str = "") -> list[str]:
@@ -585,9 +592,55 @@ def refused_without_the_setting(
         )
 
 
+def eviction_refused_without_the_setting(
+    api: client.ApiClient, kueue: LocalKueue, running: list[str], seconds: float = 10
+) -> None:
+    """The jobs Kueue started while the setting was on, evicted after it was turned off (the queue
+    drained again): Kueue's update that suspends them and restores their templates is refused, so
+    they keep running on quota Kueue has marked evicted."""
+    namespace = "kueue-allowed"
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    offset = len(kueue.logs())
+    began = time.monotonic()
+    patch = {"spec": {"stopPolicy": "HoldAndDrain"}}
+    custom.patch_cluster_custom_object(*KUEUE, "clusterqueues", "cluster-queue", patch)
+    print("\nthe running jobs evicted (ClusterQueue HoldAndDrain) after jobwarden lost the setting:")
+    deadline = time.monotonic() + 30
+    while True:
+        workloads = custom.list_namespaced_custom_object(*KUEUE, namespace, "workloads")["items"]
+        evicted = [w for w in workloads if _condition(w, "Evicted") and not _condition(w, "Finished")]
+        if len(evicted) == len(running) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    print(f"  {time.monotonic() - began:7.2f} s  Workloads Evicted: {len(evicted)} of {len(running)}")
+    time.sleep(seconds)
+    for name in running:
+        job = custom.get_namespaced_custom_object(*KUBEFLOW, namespace, "pytorchjobs", name)
+        phases = [
+            p.status.phase
+            for p in core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+        ]
+        print(
+            f"  {time.monotonic() - began:7.2f} s  {name}: "
+            f"suspend={job['spec']['runPolicy']['suspend']}, pods {phases}"
+        )
+    refusals = [
+        json.loads(line)
+        for line in kueue.logs()[offset:].splitlines()
+        if line.startswith("{") and '"kueue-allowed"' in line and "denied" in line
+    ]
+    print(f"Kueue's refused suspend updates in its log: {len(refusals)}")
+    if refusals:
+        print(
+            f"first refusal ({refusals[0]['ts']}), as Kueue logged it: {refusals[0].get('error', '')[:600]}"
+        )
+
+
 def wait_for_policy(custom: client.CustomObjectsApi, cluster: devcluster.Cluster, allowing: bool) -> None:
     """The operator installs its policy at start; the apiserver applies it a moment later. Probed with
-    a dry-run resume of a job outside any queue."""
+    a dry-run resume of a job outside any queue: allowed (by the webhook and the policy), or refused by
+    the policy itself (the webhook of a new operator refuses at once, while the apiserver may still
+    apply the previous operator's allowing policy)."""
     namespace = "kueue-probe"
     if cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0:
         new_namespace(cluster, namespace)
@@ -602,12 +655,12 @@ def wait_for_policy(custom: client.CustomObjectsApi, cluster: devcluster.Cluster
             custom.replace_namespaced_custom_object(
                 *KUBEFLOW, namespace, "pytorchjobs", "probe", body, dry_run="All"
             )
-            allowed = True
+            switched = allowing
         except client.ApiException as exc:
-            allowed = False
             if exc.status == 409:
                 continue
-        if allowed == allowing:
+            switched = not allowing and POLICY_DENIED in str(exc.body)
+        if switched:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"the operator's policy did not switch to allowing={allowing}")
@@ -632,12 +685,13 @@ def main(argv: list[str] | None = None) -> int:
     kueue = LocalKueue(cluster, work)
     operator = LocalOperator(cluster, work / "operator.log", extra_args=["--allow-suspend-updates"])
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    failed = True
     try:
         kueue.install(source)  # its webhooks are registered from here on: start it before any job
         print(f"kueue {KUEUE_VERSION} ready in {kueue.start():.1f} s (log {kueue.log_path})")
         operator.start()
         wait_for_policy(client.CustomObjectsApi(api), cluster, allowing=True)
-        figures = three_jobs_in_a_quota_for_two(cluster, api)
+        figures, running = three_jobs_in_a_quota_for_two(cluster, api)
         print("\n" + "\n".join(f"{k:45s} {v:6.2f} s" for k, v in figures.items()))
         if not args.no_refused:
             operator.stop()
@@ -645,12 +699,18 @@ def main(argv: list[str] | None = None) -> int:
             operator.start()
             wait_for_policy(client.CustomObjectsApi(api), cluster, allowing=False)
             refused_without_the_setting(cluster, api, kueue)
+            eviction_refused_without_the_setting(api, kueue, running)
+        failed = False
     finally:
         kueue.stop()
         operator.stop()
-        if args.keep:
-            print(f"kept: cluster {args.name}, logs in {work}")
+        if failed:
+            print(f"\nKueue's log, last lines ({kueue.log_path}):\n{kueue.logs()[-3000:]}", file=sys.stderr)
+        if args.keep or failed:
+            print(f"kept: logs in {work}" + (f", cluster {args.name}" if args.keep else ""))
         else:
+            shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
             devcluster.down(args.name)
     return 0
 
