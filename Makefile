@@ -21,7 +21,7 @@ demo: $(STAMP) binaries
 	$(PY) -m devcluster.demo
 
 test: $(STAMP) $(SDK_STAMP) binaries check
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check operator tests devcluster benchmarks packaging

@@ -270,9 +270,11 @@ def test_webhook_configuration_as_registered(operator: Any, cluster: Cluster) ->
             for group in rule["apiGroups"]:
                 for version in rule["apiVersions"]:
                     covered.add((group, version, resource))
-    # The kinds training-operator v1.9.4 added go through the same rule (test_kubeflow_v194_kinds.py).
+    # The kinds training-operator v1.9.4 added go through the same rule (test_kubeflow_v194_kinds.py),
+    # MPIJob (mpi-operator's v2beta1) through a rule of its own version (test_mpijob_lifecycle.py).
     v194 = {("kubeflow.org", "v1", plural) for plural in ("xgboostjobs", "paddlejobs", "jaxjobs")}
-    assert covered == {(k.group, k.version, k.plural) for k in KINDS.values()} | v194
+    mpi = {("kubeflow.org", "v2beta1", "mpijobs")}
+    assert covered == {(k.group, k.version, k.plural) for k in KINDS.values()} | v194 | mpi
 
 
 # --------------------------------------------------------------------------------------------------

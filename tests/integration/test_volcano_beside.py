@@ -245,7 +245,8 @@ def test_jobwarden_stands_aside_when_volcano_serves_its_jobs(
     # them, and the policy a serving run left behind is gone: an update Volcano allows (minAvailable)
     # goes through.
     webhook = get(c, "validatingwebhookconfiguration", "jobwarden") or {}
-    assert [r["apiGroups"] for r in webhook["webhooks"][0]["rules"]] == [["kubeflow.org"]]
+    # kubeflow.org v1 (six kinds) and v2beta1 (MPIJob); no batch.volcano.sh rule
+    assert [r["apiGroups"] for r in webhook["webhooks"][0]["rules"]] == [["kubeflow.org"], ["kubeflow.org"]]
     assert get(c, "validatingadmissionpolicybinding", VOLCANO_POLICY) is None
     assert get(c, "validatingadmissionpolicy", VOLCANO_POLICY) is None
     scale = ["patch", "vcjob", "theirs", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":1}}']
