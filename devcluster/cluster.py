@@ -29,11 +29,13 @@ HERE = Path(__file__).resolve().parent
 K8S_VERSION = "v1.37.2"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 # KCM runs only what a kubelet-less test cluster needs: ownerReference garbage collection, namespace
-# deletion, default ServiceAccounts and their tokens, the root CA ConfigMap. Node lifecycle is left
-# out on purpose: kwok's nodes would otherwise be tainted and their pods evicted.
+# deletion, default ServiceAccounts and their tokens, the root CA ConfigMap, and batch Jobs (MPIJob's
+# launcher is a Job: the Job controller makes its pod, the TTL controller deletes it once finished).
+# Node lifecycle is left out on purpose: kwok's nodes would otherwise be tainted and their pods evicted.
 KCM_CONTROLLERS = (
     "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
-    "serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller"
+    "serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller,"
+    "job-controller,ttl-after-finished-controller"
 )
 FAKE_NODE = "kwok-node-0"
 # The processes this Python process started, for their exit codes in error messages.

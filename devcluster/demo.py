@@ -4,7 +4,9 @@ Brings up the local control plane (named `demo`), installs the CRDs, starts `job
 webhook registered, and walks the seed jobs through their lifecycle while printing each transition:
 a PyTorchJob, a TFJob and an MXJob (created → running → a refused and an accepted update → succeeded →
 deleted by ttlSecondsAfterFinished), the same for one XGBoostJob, PaddleJob and JAXJob
-(`devcluster/examples/`), then the seed's Volcano MPI job including its scale-up by replace.
+(`devcluster/examples/`), an MPIJob (kubeflow.org/v2beta1: workers, the launcher Job and its pod made
+by the controller-manager, the hostfile, a refused update, the launcher finishing → succeeded), then
+the seed's Volcano MPI job including its scale-up by replace.
 The control plane and the operator keep running afterwards; `make down` stops both."""
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class Tracker(threading.Thread):
 
     KINDS = (
         "tfjobs.kubeflow.org,pytorchjobs.kubeflow.org,mxjobs.kubeflow.org,xgboostjobs.kubeflow.org,"
-        "paddlejobs.kubeflow.org,jaxjobs.kubeflow.org,jobs.batch.volcano.sh"
+        "paddlejobs.kubeflow.org,jaxjobs.kubeflow.org,mpijobs.kubeflow.org,jobs.batch.volcano.sh"
     )
 
     def __init__(self, c: devcluster.Cluster) -> None:
@@ -218,6 +220,72 @@ def refusal(c: devcluster.Cluster, body: dict[str, Any]) -> str:
     return who_and_why.partition("; updatable fields:")[0]
 
 
+MPIJOB: dict[str, Any] = {
+    "apiVersion": "kubeflow.org/v2beta1",
+    "kind": "MPIJob",
+    "metadata": {"name": "pi", "namespace": NAMESPACE},
+    "spec": {
+        "slotsPerWorker": 1,
+        "runPolicy": {"cleanPodPolicy": "Running", "ttlSecondsAfterFinished": 60},
+        "mpiReplicaSpecs": {
+            "Launcher": {
+                "replicas": 1,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "mpi",
+                                "image": "mpioperator/mpi-pi:openmpi",
+                                "command": ["mpirun", "/home/mpiuser/pi"],
+                            }
+                        ]
+                    }
+                },
+            },
+            "Worker": {
+                "replicas": 2,
+                "template": {
+                    "spec": {"containers": [{"name": "mpi", "image": "mpioperator/mpi-pi:openmpi"}]}
+                },
+            },
+        },
+    },
+}
+
+
+def mpijob_lifecycle(c: devcluster.Cluster) -> None:
+    """An MPIJob as mpi-operator v0.8 runs it: ssh workers, a hostfile, the launcher as a batch Job."""
+    name = MPIJOB["metadata"]["name"]
+    say(f"== MPIJob {name} (kubeflow.org/v2beta1, 2 workers, OpenMPI)")
+    c.kubectl("apply", "-f", "-", input=json.dumps(MPIJOB))
+    wait_pods(c, f"training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=worker", 2)
+    [launcher] = wait_pods(c, f"job-name={name}-launcher", 1)
+    say(f"  launcher pod {launcher} made by the controller-manager's Job controller from Job {name}-launcher")
+    hostfile = (get(c, "configmap", f"{name}-config") or {}).get("data", {}).get("hostfile", "")
+    say(f"  /etc/mpi/hostfile: {hostfile.splitlines()}")
+    wait_state(c, "mpijob", name, {"Running"})
+    out = c.kubectl(
+        "patch",
+        "mpijob",
+        name,
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"slotsPerWorker":2}}',
+        check=False,
+    )
+    why = out.stderr.strip().partition("forbidden: ")[2] or out.stderr.strip()
+    say(f"  patch slotsPerWorker 2 -> refused: {why[:300]}")
+    pods.finish(c, NAMESPACE, launcher, exit_code=0)
+    say(f"  {launcher} (mpirun) finished with exit code 0")
+    wait_state(c, "mpijob", name, {"Succeeded", "Failed"})
+    left = pod_names(c, f"training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=worker")
+    say(f"  workers left (cleanPodPolicy Running): {', '.join(left) or 'none'}")
+    c.kubectl("delete", "mpijob", name, "-n", NAMESPACE)
+    wait_state(c, "mpijob", name, {"Deleted"}, timeout=30)
+
+
 def volcano_lifecycle(c: devcluster.Cluster) -> None:
     put = seed("volcanojob-put.request.json")
     put["spec"]["ttlSecondsAfterFinished"] = 10  # the demo's own choice, so the job goes away
@@ -264,13 +332,14 @@ def main() -> int:
     kubeflow_lifecycle(c, "xgboostjob.json", "xgboostjob", "master", EXAMPLES)
     kubeflow_lifecycle(c, "paddlejob.json", "paddlejob", "worker", EXAMPLES)
     kubeflow_lifecycle(c, "jaxjob.json", "jaxjob", "worker", EXAMPLES)
+    mpijob_lifecycle(c)
     volcano_lifecycle(c)
     tracker.stopped.set()
     tracker.join()
     say("done. The control plane and the operator keep running:")
     print(
         f"  export KUBECONFIG={c.kubeconfig}\n"
-        f"  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,xgboostjobs,paddlejobs,jaxjobs,vcjobs -A\n"
+        f"  {c.kubectl_path} get tfjobs,pytorchjobs,mxjobs,xgboostjobs,paddlejobs,jaxjobs,mpijobs,vcjobs -A\n"
         f"  operator log: {c.root / 'logs' / 'operator.log'}\n  stop both: make down"
     )
     return 0

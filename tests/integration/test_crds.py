@@ -146,6 +146,7 @@ def test_api_resources_list_the_kubeflow_kinds(cluster: Cluster) -> None:
     out = cluster.kubectl("api-resources", "--api-group=kubeflow.org", "-o", "name").stdout.split()
     assert sorted(out) == [
         "jaxjobs.kubeflow.org",
+        "mpijobs.kubeflow.org",
         "mxjobs.kubeflow.org",
         "paddlejobs.kubeflow.org",
         "pytorchjobs.kubeflow.org",

@@ -146,6 +146,43 @@ def test_seed_lifecycles_run_with_the_service_accounts_rights(installed: Operato
     assert "Forbidden" not in installed.logs() and " 403" not in installed.logs(), installed.logs()[-3000:]
 
 
+def test_an_mpijob_runs_with_the_service_accounts_rights(installed: Operator) -> None:
+    """MPIJob's children: the ssh Secret (create, never list/watch), the launcher batch/v1 Job (create,
+    watch, patch; the controller-manager makes its pod), worker pods, Service, ConfigMap."""
+    c = installed.cluster
+    ns = _namespace(c, "rbac-mpijob")
+    container = {"name": "mpi", "image": "mpi-pi"}
+    job = {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "pi", "namespace": ns},
+        "spec": {
+            "mpiReplicaSpecs": {
+                "Launcher": {"replicas": 1, "template": {"spec": {"containers": [container]}}},
+                "Worker": {"replicas": 1, "template": {"spec": {"containers": [container]}}},
+            }
+        },
+    }
+    c.kubectl("apply", "-f", "-", input=json.dumps(job))
+    pods.wait_running(c, ns, "pi-worker-0")
+    c.kubectl("get", "secret", "pi-ssh", "-n", ns)
+    c.kubectl("get", "configmap", "pi-config", "-n", ns)
+
+    def launcher_pod() -> str:
+        out = c.kubectl("get", "pods", "-n", ns, "-l", "job-name=pi-launcher", "-o", "name")
+        return out.stdout.strip().removeprefix("pod/")
+
+    name = wait_for(launcher_pod, 60, what="the launcher's pod")
+    pods.finish(c, ns, name, 0)
+
+    def state() -> str:
+        out = c.kubectl("get", "mpijob", "pi", "-n", ns, "-o", "jsonpath={.status.conditions[-1:].type}")
+        return out.stdout.strip()
+
+    wait_for(lambda: state() == "Succeeded", 60, what="the MPIJob Succeeded")
+    assert "Forbidden" not in installed.logs() and " 403" not in installed.logs(), installed.logs()[-3000:]
+
+
 ALLOWED = [
     ("create", "pods", "-n", "default"),
     ("delete", "pods", "-n", "default"),
@@ -158,6 +195,10 @@ ALLOWED = [
     ("delete", "jobs.batch.volcano.sh", "-n", "default"),
     ("list", "pytorchjobs.kubeflow.org", "-A"),
     ("patch", "validatingwebhookconfigurations/jobwarden"),
+    ("create", "jobs.batch", "-n", "default"),
+    ("watch", "jobs.batch", "-A"),
+    ("patch", "jobs.batch", "-n", "default"),
+    ("update", "mpijobs.kubeflow.org", "--subresource=status", "-n", "default"),
 ]
 DENIED = [
     ("list", "secrets", "-A"),
@@ -174,6 +215,9 @@ DENIED = [
     ("create", "serviceaccounts/token", "-n", "jobwarden-system"),
     ("update", "pods", "-n", "default"),
     ("list", "leases.coordination.k8s.io", "-A"),
+    ("delete", "jobs.batch", "-n", "default"),
+    ("update", "jobs.batch", "-n", "default"),
+    ("delete", "mpijobs.kubeflow.org", "-n", "default"),
 ]
 
 

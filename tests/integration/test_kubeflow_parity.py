@@ -264,3 +264,57 @@ def test_suspend_and_resume_by_update(gang: GangCluster) -> None:
     job.wait_condition("Running")
     job.wait_events("PyTorchJobSuspended", "PyTorchJobResumed", "SuccessfulDeletePodGroup")
     gang.assert_no_tracebacks()
+
+
+def test_gang_scheduled_mpijob(gang: GangCluster) -> None:
+    """MPIJob (mpi-operator v0.8): a PodGroup of workers + launcher; the workers and the launcher Job's
+    pod ask for Volcano and name the group, and are made at once (Volcano's scheduler holds them, as
+    upstream mpi-operator); once bound they run and the job says Running."""
+    ns = gang.namespace("gang-mpi")
+    container = {"name": "mpi", "image": "mpi-pi"}
+    body = {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "pi", "namespace": ns},
+        "spec": {
+            "runPolicy": {"schedulingPolicy": {"queue": "research"}},
+            "mpiReplicaSpecs": {
+                "Launcher": {"replicas": 1, "template": {"spec": {"containers": [container]}}},
+                "Worker": {"replicas": 2, "template": {"spec": {"containers": [container]}}},
+            },
+        },
+    }
+    gang.cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+
+    def podgroup() -> dict[str, Any] | None:
+        out = gang.cluster.kubectl("get", "podgroup", "pi", "-n", ns, "-o", "json", check=False)
+        return dict(json.loads(out.stdout)) if out.returncode == 0 else None
+
+    group = wait_for(podgroup, 30, what="the MPIJob's PodGroup")
+    assert (group["spec"]["minMember"], group["spec"]["queue"]) == (3, "research")
+
+    def every_pod() -> list[Any] | None:
+        found: Any = gang.core.list_namespaced_pod(ns)
+        return list(found.items) if len(found.items) == 3 else None
+
+    pods = wait_for(every_pod, 30, what="2 workers and the launcher's pod")
+    for pod in pods:
+        assert pod.spec.scheduler_name == "volcano", pod.metadata.name
+        assert pod.metadata.annotations["scheduling.k8s.io/group-name"] == "pi", pod.metadata.name
+        assert not pod.spec.node_name, "the kube-scheduler leaves Volcano's pods alone"
+    node = gang.core.list_node().items[0].metadata.name
+    for pod in pods:
+        binding = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=pod.metadata.name),
+            target=client.V1ObjectReference(kind="Node", name=node),
+        )
+        gang.core.create_namespaced_pod_binding(pod.metadata.name, ns, binding, _preload_content=False)
+
+    def running() -> bool:
+        out = gang.cluster.kubectl(
+            "get", "mpijob", "pi", "-n", ns, "-o", "jsonpath={.status.conditions[-1:].type}"
+        )
+        return out.stdout.strip() == "Running"
+
+    wait_for(running, 30, what="the MPIJob Running")
+    gang.assert_no_tracebacks()

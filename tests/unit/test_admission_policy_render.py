@@ -88,7 +88,9 @@ def test_one_policy_and_binding_per_contract_covering_every_kind() -> None:
     assert covered == {(k.resource.group, k.resource.version, k.resource.plural) for k in kinds.REGISTRY}
     for p in policies.values():
         assert p["spec"]["failurePolicy"] == "Fail"
-        assert [r["operations"] for r in p["spec"]["matchConstraints"]["resourceRules"]] == [["UPDATE"]]
+        rules = p["spec"]["matchConstraints"]["resourceRules"]
+        assert all(r["operations"] == ["UPDATE"] for r in rules)
+        assert all(len(r["apiVersions"]) == 1 for r in rules), "one rule per version"
 
 
 def test_messages_name_what_may_change() -> None:

@@ -84,3 +84,20 @@ def test_a_cached_job_has_no_managed_fields() -> None:
     body = {"metadata": {"name": "j", "managedFields": [{"manager": "kubectl"}]}, "spec": {"a": [1]}}
     assert plain_body(body) == {"metadata": {"name": "j"}, "spec": {"a": [1]}}
     assert body["metadata"]["managedFields"], "the original is untouched"
+
+
+def test_a_cached_launcher_job_keeps_its_spec_but_not_its_template() -> None:
+    """MPIJob's launcher Job is patched (suspend, deadline, TTL), never replaced: the plan reads those
+    fields and the status, never the pod template."""
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "pi-launcher"},
+        "spec": {"suspend": True, "backoffLimit": 6, "template": {"spec": {}}, "selector": {}},
+        "status": {"ready": 1},
+    }
+    assert slim(job) == {
+        "kind": "Job",
+        "metadata": {"name": "pi-launcher"},
+        "spec": {"suspend": True, "backoffLimit": 6},
+        "status": {"ready": 1},
+    }

@@ -73,3 +73,20 @@ def test_tombstones_expire_in_order_and_one_renewed_lives_its_full_time_again(
     clock[0] += 10
     view.children_of("job-uid")
     assert not view.tombstoned("a")
+
+
+def test_the_pods_of_a_child_job_are_shown_with_the_jobs_pods() -> None:
+    """MPIJob's launcher pods are the launcher Job's (made by the Job controller): indexed under the
+    Job's uid, shown among the MPIJob's pods."""
+    view = ChildView(lambda: NOW)
+    launcher = {"kind": "Job", "metadata": {"name": "job-launcher", "namespace": "ns", "uid": "launcher-uid"}}
+    view.indices = {
+        "Pod": {"job-uid": [pod("job-worker-0", "w0")], "launcher-uid": [pod("job-launcher-x1", "l1")]},
+        "Job": {"job-uid": [launcher]},
+    }
+    assert set(view.children_of("job-uid")["Pod"]) == {"job-worker-0", "job-launcher-x1"}
+    view.indices = {
+        "Pod": {"job-uid": [pod("job-worker-0", "w0")], "launcher-uid": [pod("x", "l1")]},
+        "Job": {},
+    }
+    assert set(view.children_of("job-uid")["Pod"]) == {"job-worker-0"}, "no child Job, no grandchildren"

@@ -919,4 +919,27 @@ def test_a_secret_of_the_same_name_another_owner_controls_is_neither_shown_nor_r
         await controller.reconcile(key)
         assert ("Secret", "job-ssh") not in {(c[1], c[2]) for c in api.writes("delete")}
 
+
+def test_a_finished_launcher_job_goes_at_once() -> None:
+    """MPIJob's launcher Job finishing decides the MPIJob (Succeeded/Failed): an urgent pass."""
+    ref = {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "name": "pi",
+        "uid": "u",
+        "controller": True,
+    }
+
+    def launcher(conditions: list[dict[str, str]]) -> dict[str, Any]:
+        meta = {"name": "pi-launcher", "namespace": "ns", "ownerReferences": [ref]}
+        return {"kind": "Job", "metadata": meta, "status": {"conditions": conditions}}
+
+    async def scenario() -> None:
+        controller = Controller(FakeApi(), Settings())  # type: ignore[arg-type]
+        controller.batch_seconds = 0.05
+        controller.observe_child(launcher([{"type": "Complete", "status": "False"}]))
+        assert controller.queue.qsize() == 0, "an unfinished Job waits for the rest of the run"
+        controller.observe_child(launcher([{"type": "Complete", "status": "True"}]))
+        assert controller.queue._heap.get_nowait()[0] == workqueue.URGENT
+
     run(scenario)

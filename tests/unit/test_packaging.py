@@ -117,7 +117,8 @@ VOLCANO_CRDS = {
 def test_install_contains_the_crds_and_the_operator(install: str) -> None:
     objects = objs(install)
     crds = {o["metadata"]["name"] for o in kr.select(objects, "CustomResourceDefinition")}
-    assert crds == KUBEFLOW_CRDS | (set() if install == BESIDE_VOLCANO else VOLCANO_CRDS)
+    volcano = set() if install == BESIDE_VOLCANO else VOLCANO_CRDS
+    assert crds == KUBEFLOW_CRDS | {"mpijobs.kubeflow.org"} | volcano
     kr.one(objects, "Namespace", NAMESPACE)
     kr.one(objects, "ServiceAccount", "jobwarden")
     kr.one(objects, "Deployment", "jobwarden")
@@ -154,6 +155,10 @@ def _expected_namespaced_grants() -> set[tuple[str, str, str, str]]:
         add(group, plurals, "get list watch delete patch")
         add(group, [f"{p}/status" for p in plurals], "get update patch")
         add(group, [f"{p}/finalizers" for p in plurals], "update")
+    add("kubeflow.org", ["mpijobs"], "get list watch patch")  # no delete: the TTL is the launcher Job's
+    add("kubeflow.org", ["mpijobs/status"], "get update patch")
+    add("kubeflow.org", ["mpijobs/finalizers"], "update")
+    add("batch", ["jobs"], "get list watch create patch")  # MPIJob's launcher; never deleted by us
     add("", ["pods", "services"], "get list watch create delete")
     add("", ["configmaps"], "get list watch create update delete")
     add("", ["secrets"], "create delete get")
@@ -392,6 +397,7 @@ def test_webhook_configuration(install: str) -> None:
             covered.update((g, v, resource) for g in rule["apiGroups"] for v in rule["apiVersions"])
     assert covered == {
         *(("kubeflow.org", "v1", plural) for plural in KUBEFLOW_PLURALS),
+        ("kubeflow.org", "v2beta1", "mpijobs"),
         *([] if install == BESIDE_VOLCANO else [("batch.volcano.sh", "v1alpha1", "jobs")]),
     }
     [controller, gc, namespaces, unchanged] = hook["matchConditions"]
@@ -421,7 +427,10 @@ def test_beside_volcano_leaves_out_exactly_what_would_take_volcano_jobs_over() -
     }
     assert names(beside) <= names(default)
     [hook] = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["webhooks"]
-    assert [r["apiGroups"] for r in hook["rules"]] == [["kubeflow.org"]]
+    assert [(r["apiGroups"], r["apiVersions"]) for r in hook["rules"]] == [
+        (["kubeflow.org"], ["v1"]),
+        (["kubeflow.org"], ["v2beta1"]),  # MPIJob
+    ]
     annotations = kr.one(beside, "ValidatingWebhookConfiguration", "jobwarden")["metadata"]["annotations"]
     assert "Volcano Jobs are Volcano's own" in annotations["jobwarden.dev/description"]
     assert env_of(beside)["JOBWARDEN_VOLCANO_JOBS"] == "off"

@@ -229,3 +229,39 @@ def test_the_v1_9_4_kinds_are_validated_offline(tmp_path: Path, capsys: pytest.C
     assert lines[0].startswith(
         "DENIED (403) XGBoostJob/xgboost-test: spec.xgbReplicaSpecs.Worker.replicas: field is not updatable"
     )
+
+
+def _mpijob(**launcher: Any) -> dict[str, Any]:
+    container = {"name": "mpi", "image": "mpi-pi"}
+    return {
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": {"name": "pi"},
+        "spec": {
+            "mpiReplicaSpecs": {
+                "Launcher": {**launcher, "template": {"spec": {"containers": [container]}}},
+                "Worker": {"replicas": 2, "template": {"spec": {"containers": [container]}}},
+            }
+        },
+    }
+
+
+def test_mpijobs_are_validated_and_their_updates_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok, bad = _mpijob(), _mpijob(replicas=2)
+    code, lines, _ = run([write(tmp_path, "mpi.yaml", ok, bad)], capsys)
+    assert code == 1
+    assert lines == [
+        "OK MPIJob/pi",
+        "DENIED (400) MPIJob/pi: spec.mpiReplicaSpecs[Launcher].replicas: Invalid value: 2: must be 1",
+    ]
+    scaled = copy.deepcopy(ok)
+    scaled["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] = 3
+    old = write(tmp_path, "old.yaml", ok)
+    code, lines, _ = run(["--old", old, write(tmp_path, "new.yaml", scaled)], capsys)
+    assert code == 1
+    assert lines == [
+        "DENIED (403) MPIJob/pi: spec.mpiReplicaSpecs.Worker.replicas: field is not updatable; "
+        + UPDATABLE_KUBEFLOW
+    ]

@@ -46,6 +46,8 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("PodGroup", "scheduling.volcano.sh/v1beta1", "podgroups", watched=True, needs_crd=True),
     ChildKind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", watched=True),
     ChildKind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", watched=True),
+    # MPIJob's launcher (`<job>-launcher`): its pods are the Job's, read through the Job's status.
+    ChildKind("Job", "batch/v1", "jobs", watched=True),
 )
 CHILD_KINDS_BY_NAME: Mapping[str, ChildKind] = {c.kind: c for c in CHILD_KINDS}
 # The child kinds the shell always watches and hands to the core, keyed by Kubernetes kind.
@@ -147,7 +149,7 @@ class Event:
 
 @dataclass(frozen=True)
 class ChildRef:
-    kind: str  # "Pod", "Service", "ConfigMap", "Secret", "PodGroup"
+    kind: str  # "Pod", "Service", "ConfigMap", "Secret", "PodGroup", "Job"
     name: str
 
 

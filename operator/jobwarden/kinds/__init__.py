@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from jobwarden.kinds import kubeflow, volcano
 from jobwarden.kinds.base import JobKind, Resource
-from jobwarden.kinds.kubeflow import KubeflowKind
+from jobwarden.kinds.kubeflow import KubeflowKind, MpiJobKind
 
 # The Kubeflow frameworks are listed in their family's own registry (kubeflow.FRAMEWORKS).
 REGISTRY: tuple[JobKind, ...] = (
     *kubeflow.FRAMEWORKS,
+    kubeflow.MPIJOB,
     volcano.KIND,
 )
 
@@ -16,10 +17,12 @@ REGISTRY: tuple[JobKind, ...] = (
 def registry(allow_suspend_updates: bool = False) -> tuple[JobKind, ...]:
     """The kinds as the operator's settings shape their admission: with `allow_suspend_updates`
     (`--allow-suspend-updates`), the Kubeflow kinds' update contract also lets
-    `spec.runPolicy.suspend` change."""
+    `spec.runPolicy.suspend` change (MPIJob's too)."""
     if not allow_suspend_updates:
         return REGISTRY
-    return tuple(k.allowing_suspend_updates() if isinstance(k, KubeflowKind) else k for k in REGISTRY)
+    return tuple(
+        k.allowing_suspend_updates() if isinstance(k, (KubeflowKind, MpiJobKind)) else k for k in REGISTRY
+    )
 
 
 def by_plural(group: str, plural: str, among: tuple[JobKind, ...] = REGISTRY) -> JobKind | None:

@@ -620,14 +620,17 @@ def _policy(
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
+                # One rule per version, so that no rule names a resource in a version it lacks
+                # (kubeflow.org serves MPIJob in v2beta1 and the others in v1).
                 "resourceRules": [
                     {
                         "apiGroups": [group],
-                        "apiVersions": sorted({r.version for r in resources}),
-                        "resources": sorted(r.plural for r in resources),
+                        "apiVersions": [version],
+                        "resources": sorted(r.plural for r in resources if r.version == version),
                         "operations": ["UPDATE"],
                         "scope": "Namespaced",
                     }
+                    for version in sorted({r.version for r in resources})
                 ]
             },
             "matchConditions": match_conditions(namespace),

@@ -11,7 +11,9 @@ has not caught up with yet. Plans are made from this view, never from the indice
   and controlled by the job, are remembered as minimal bodies. What this process remembers starts
   empty, so each job's unwatched children (`JobKind.unwatched_children`) are looked up by name once
   per job and process before its first plan (`looked_up`/`found`): a Secret made before a restart is
-  seen, kept and removed like any other child (issue 27: one leaked when only status recorded it)."""
+  seen, kept and removed like any other child (issue 27: one leaked when only status recorded it).
+- Grandchildren: the pods of a batch Job the job controls (MPIJob's launcher) are shown among the
+  job's pods (their controller is the Job, not the job)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class ChildView:
         for child_kind, index in self.indices.items():
             store = index.get(job_uid) if hasattr(index, "get") else None
             children[child_kind] = {c["metadata"]["name"]: self._as_seen(c) for c in (store or [])}
+        self._add_pods_of_child_jobs(children)
         for child_kind, known in self._unwatched.get(job_uid, {}).items():
             children.setdefault(child_kind, {}).update(known)
         for child_kind, expected in list(self._expected.get(job_uid, {}).items()):
@@ -62,6 +65,18 @@ class ChildView:
                 else:
                     children.setdefault(child_kind, {})[name] = manifest
         return children
+
+    def _add_pods_of_child_jobs(self, children: dict[str, dict[str, Body]]) -> None:
+        """The pods of a batch Job the job controls (MPIJob's launcher, made by the Job controller and
+        labelled managed-by=jobwarden through the Job's template) are shown with the job's own pods:
+        the plan reads their phases and failure reasons as upstream does."""
+        pods = self.indices.get("Pod")
+        if pods is None or not children.get("Job"):
+            return
+        for job in children["Job"].values():
+            uid = (job.get("metadata") or {}).get("uid")
+            for pod in (pods.get(str(uid)) if uid else None) or []:
+                children.setdefault("Pod", {})[pod["metadata"]["name"]] = self._as_seen(pod)
 
     def created(self, job: Body, manifest: Manifest) -> bool:
         """The child exists now (created, or found ours). Returns True when no watch will show it

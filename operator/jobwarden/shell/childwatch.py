@@ -1,4 +1,5 @@
-"""Lean list+watch streams for the children jobwarden creates (pods, services, configmaps, podgroups).
+"""Lean list+watch streams for the children jobwarden creates (pods, services, configmaps, podgroups,
+MPIJob's launcher Jobs, ...: `core/plan.py` CHILD_KINDS).
 
 kopf watches the job kinds (their handlers and the webhook stay kopf's). For the children, kopf's
 per-event machinery (cause detection, deep copies for diff-bases and progress storage, an INFO log
@@ -52,6 +53,7 @@ class ChildResource:
 # ~200 KB per job the operator held after a burst (docs/benchmarks.md). Services, ConfigMaps and
 # PodGroups keep their spec: a changed one is replaced from the cached body.
 POD_SPEC_KEPT = ("nodeName", "schedulerName", "restartPolicy")
+JOB_SPEC_DROPPED = ("template", "selector")
 
 
 def slim(body: Body) -> dict[str, Any]:
@@ -62,6 +64,9 @@ def slim(body: Body) -> dict[str, Any]:
     }
     if body.get("kind") == "Pod" and isinstance(kept.get("spec"), dict):
         kept["spec"] = {k: v for k, v in kept["spec"].items() if k in POD_SPEC_KEPT}
+    elif body.get("kind") == "Job" and isinstance(kept.get("spec"), dict):
+        # A launcher Job is patched, never replaced: its pod template is not read back.
+        kept["spec"] = {k: v for k, v in kept["spec"].items() if k not in JOB_SPEC_DROPPED}
     return {**kept, "metadata": meta}
 
 

@@ -732,8 +732,15 @@ def _timed_plan(kind: JobKind, observed: Observed) -> tuple[Plan, float]:
 
 
 def _finished_pod(body: Body) -> bool:
-    """A pod that has finished may decide its job (success, failure, cleanPodPolicy, restart)."""
-    return body.get("kind") == "Pod" and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    """A pod (or MPIJob's launcher Job) that has finished may decide its job (success, failure,
+    cleanPodPolicy, restart)."""
+    status = body.get("status") or {}
+    if body.get("kind") == "Job":
+        return any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+    return body.get("kind") == "Pod" and status.get("phase") in ("Succeeded", "Failed")
 
 
 def _older(incoming: Body, cached: Body) -> bool:

@@ -32,9 +32,9 @@ WEBHOOK_NAME = "validate.jobwarden.dev"
 # writes fail with "failed calling webhook". The same text is in manifests/base (a test compares).
 ON_CALL_ANNOTATIONS = {
     "jobwarden.dev/description": (
-        "jobwarden validates create/update of TFJob, PyTorchJob, MXJob, XGBoostJob, PaddleJob, JAXJob "
-        "and Volcano Job here; label, annotation, finalizer and ownerReference edits and status writes "
-        "never reach it"
+        "jobwarden validates create/update of TFJob, PyTorchJob, MXJob, XGBoostJob, PaddleJob, JAXJob, "
+        "MPIJob and Volcano Job here; label, annotation, finalizer and ownerReference edits and status "
+        "writes never reach it"
     ),
     "jobwarden.dev/when-failing": (
         "'failed calling webhook validate.jobwarden.dev' means the jobwarden operator is down or "

@@ -16,8 +16,9 @@ which a unit test checks). The frameworks never import each other, and the engin
 
 from __future__ import annotations
 
-from jobwarden.kinds.kubeflow import jaxjob, mxjob, paddlejob, pytorchjob, tfjob, xgboostjob
+from jobwarden.kinds.kubeflow import jaxjob, mpijob, mxjob, paddlejob, pytorchjob, tfjob, xgboostjob
 from jobwarden.kinds.kubeflow.kind import KubeflowKind
+from jobwarden.kinds.kubeflow.mpijob import MpiJobKind
 
 FRAMEWORKS: tuple[KubeflowKind, ...] = (
     tfjob.KIND,
@@ -27,5 +28,7 @@ FRAMEWORKS: tuple[KubeflowKind, ...] = (
     paddlejob.KIND,
     jaxjob.KIND,
 )
+# MPIJob (kubeflow.org/v2beta1, mpi-operator v0.8): a family member with a plan of its own (mpijob/).
+MPIJOB: MpiJobKind = mpijob.KIND
 
-__all__ = ["FRAMEWORKS", "KubeflowKind"]
+__all__ = ["FRAMEWORKS", "MPIJOB", "KubeflowKind", "MpiJobKind"]
