@@ -131,12 +131,19 @@ MPI_WORKERS = 2
 
 
 def mpijob(namespace: str, name: str) -> dict[str, Any]:
-    """kubeflow.org/v2beta1, OpenMPI, 2 Workers of one slot each running the kind's default command
-    (`sshd -De`); the Launcher (a batch Job the controller-manager runs, created once the Workers are
-    ready) mpiruns the all-reduce over ssh on the hostfile's FQDNs."""
+    """kubeflow.org/v2beta1, OpenMPI, 2 Workers of one slot each running sshd; the Launcher (a batch
+    Job the controller-manager runs, created once the Workers are ready) mpiruns the all-reduce over
+    ssh on the hostfile's FQDNs.
+
+    The Workers' command is the kind's default (`/usr/sbin/sshd -De`) plus `StrictModes no`, which
+    mpi-operator's own images set in their sshd_config: the Secret is mounted at /root/.ssh as the
+    volume's root (as upstream mounts it), a tmpfs directory of mode 1777 that sshd's strict modes
+    refuse ("bad ownership or modes for directory /root/.ssh"). The generic training image does not
+    set it (the Volcano ssh plugin mounts a subdirectory of its volume, which sshd accepts)."""
     launcher = pod_spec(
         "mpi", ["/bin/sh", f"{WORKLOAD_DIR}/mpi_launcher.sh", str(MPI_WORKERS)], TRAINING_IMAGE
     )
+    worker = pod_spec("mpi", ["/usr/sbin/sshd", "-De", "-o", "StrictModes=no"], TRAINING_IMAGE)
     return {
         "apiVersion": "kubeflow.org/v2beta1",
         "kind": "MPIJob",
@@ -149,7 +156,7 @@ def mpijob(namespace: str, name: str) -> dict[str, Any]:
                 "Launcher": {"replicas": 1, "template": {"spec": launcher}},
                 "Worker": {
                     "replicas": MPI_WORKERS,
-                    "template": {"spec": pod_spec("mpi", [], TRAINING_IMAGE)},
+                    "template": {"spec": worker},
                 },
             },
         },

@@ -1,4 +1,4 @@
-"""XGBoostJob, PaddleJob and JAXJob really running through jobwarden on the real node: the processes
+"""XGBoostJob, PaddleJob, JAXJob and MPIJob really running through jobwarden on the real node: the processes
 meet through the env and Service names the operator wires, and the tests read the proof in the
 pods' logs (sums over every rank), not only the job's condition.
 
@@ -11,6 +11,11 @@ pods' logs (sums over every rank), not only the job's condition.
 - PaddleJob, collective mode, 3 Workers: Worker-0's PADDLE_MASTER is its own pod IP (POD_IP_DUMMY,
   expanded by kubelet), the others reach it by name; every node gets the same endpoint list and
   sum 6; Succeeded (all Workers).
+- MPIJob (kubeflow.org/v2beta1), OpenMPI, 2 Workers running `sshd -De` (StrictModes off): the
+  launcher, a batch/v1 Job the controller-manager runs once the Workers are ready
+  (WaitForWorkersReady), reaches both over ssh at the hostfile's FQDNs (`<pod>.<job>.<ns>.svc`) with
+  the Secret's key and `mpirun`s one rank on each (hosts from OMPI_MCA_orte_default_hostfile); MPI
+  all-reduce sum 3 on both ranks; the launcher Job completes and the MPIJob Succeeded.
 
 Each records its job's create-to-finish time (benchmarks/realnode.py prints them)."""
 
@@ -109,3 +114,30 @@ def test_paddlejob_workers_meet_at_paddle_master(
     assert sorted(line.split("(")[1].split(")")[0] for line in nodes) == pods, nodes
     assert sorted(line.split(" ")[2] for line in nodes) == ["0/3", "1/3", "2/3"], nodes
     assert len({line.split("endpoints ")[1] for line in nodes}) == 1, nodes  # the same list everywhere
+
+
+def test_mpijob_launcher_job_mpiruns_over_ssh_on_the_hostfile(
+    cluster: devcluster.Cluster, workloads: str, operator: LocalOperator
+) -> None:
+    name, namespace = "mpi-ring", workloads
+    run = family_jobs.run_mpijob(cluster, namespace, name)
+    record(run, run.lines_with("ssh to") + run.lines_with("allreduce sum"))
+
+    workers = [f"{name}-worker-{i}" for i in range(family_jobs.MPI_WORKERS)]
+    launchers = [pod for pod in run.logs if pod.startswith(f"{name}-launcher-")]
+    assert sorted(run.logs) == sorted(launchers + workers) and len(launchers) == 1, run.logs.keys()
+    launcher_log = run.logs[launchers[0]]
+    fqdns = [f"{worker}.{name}.{namespace}.svc" for worker in workers]
+    # The hostfile the operator wrote, mounted at /etc/mpi; each FQDN taken over ssh with the
+    # Secret's key, then mpirun (its hosts from OMPI_MCA_orte_default_hostfile) started one rank on each.
+    assert f"hostfile: {fqdns[0]} slots=1 {fqdns[1]} slots=1" in launcher_log, launcher_log
+    for fqdn in fqdns:
+        assert f"ssh to {fqdn}: ok after" in launcher_log, launcher_log
+    assert run.lines_with("allreduce sum") == [
+        f"mpi rank {rank}/2 on {worker}: allreduce sum 3 (want 3)" for rank, worker in enumerate(workers)
+    ], launcher_log
+    # The launcher is a batch/v1 Job the controller-manager's Job controller ran to completion.
+    launcher_job = family_jobs.get(cluster, "jobs.batch", f"{name}-launcher", "-n", namespace)
+    assert launcher_job is not None and launcher_job["status"].get("succeeded") == 1, launcher_job
+    owner = launcher_job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner.get("controller")) == ("MPIJob", name, True)
