@@ -40,6 +40,10 @@ JOBS_CRD = "jobs.batch.volcano.sh"
 STAND_ASIDE = "VolcanoJobsServedByVolcano"
 
 
+# The webhook's rules once the Volcano one is gone: kubeflow.org v1 (six kinds) and v2beta1 (MPIJob).
+KUBEFLOW_RULES = [(["kubeflow.org"], ["v1"]), (["kubeflow.org"], ["v2beta1"])]
+
+
 @pytest.fixture(scope="module")
 def foreign_volcano() -> Iterator[Cluster]:
     """A cluster of its own (it gets jobwarden's install as a whole) whose Volcano CRDs came first."""
@@ -100,7 +104,7 @@ def test_beside_volcano_install_leaves_volcano_jobs_to_volcano(
     assert "labels" not in after["metadata"]
 
     webhook = get(c, "validatingwebhookconfiguration", "jobwarden")
-    assert [r["apiGroups"] for r in webhook["webhooks"][0]["rules"]] == [["kubeflow.org"]]
+    assert [(r["apiGroups"], r["apiVersions"]) for r in webhook["webhooks"][0]["rules"]] == KUBEFLOW_RULES
     policies = get(c, "validatingadmissionpolicybindings")["items"]
     assert [p["metadata"]["name"] for p in policies] == ["jobwarden-updates.kubeflow.org"]
 
@@ -165,7 +169,7 @@ def test_default_install_over_volcano_is_refused_by_the_operator(
     # The operator took the Volcano rule out of the webhook configuration at start: stopped, it
     # blocks no Volcano Job, though the default install registered one.
     webhook = get(c, "validatingwebhookconfiguration", "jobwarden")
-    assert [r["apiGroups"] for r in webhook["webhooks"][0]["rules"]] == [["kubeflow.org"]]
+    assert [(r["apiGroups"], r["apiVersions"]) for r in webhook["webhooks"][0]["rules"]] == KUBEFLOW_RULES
     made = c.kubectl("create", "-f", "-", input=json.dumps(volcano_job("ml", "theirs-too")))
     assert made.stdout.strip() == "job.batch.volcano.sh/theirs-too created"
     assert "Traceback" not in running.logs()
