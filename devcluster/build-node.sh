@@ -10,17 +10,12 @@
 # `build-node.sh PIECE...` builds only the named pieces. Prints progress and each build's time.
 set -euo pipefail
 
-K8S_VERSION=v1.37.2
+BUILD_NAME=build-node
+# shellcheck source=devcluster/build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"
 CONTAINERD_VERSION=v2.4.2
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${JOBWARDEN_CACHE:-$HOME/.cache/jobwarden}"
-KBIN="$CACHE/k8s-$K8S_VERSION/bin"
 NBIN="$CACHE/realnode/bin"
 export GOTOOLCHAIN=local CGO_ENABLED=0
-
-log() { printf '[devcluster build-node %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-command -v go >/dev/null || { log "Go toolchain not found: install Go >= 1.26 (see README)"; exit 1; }
 mkdir -p "$KBIN" "$NBIN"
 
 # fresh STAMP HASH: true when the stamp file holds HASH (the piece is built from these inputs).
@@ -32,14 +27,8 @@ build_kubelet() {
   want="$(hash_of cat "$HERE/kube/kubelet.mod" "$HERE/kube/kubelet.sum" "$HERE/kube/kubelet/main.go")"
   if [[ -x "$KBIN/kubelet" ]] && fresh "$stamp" "$want"; then log "kubelet is cached in $KBIN"; return; fi
   log "building kubelet $K8S_VERSION (reuses the compiled packages of the kube build)"
-  local started=$SECONDS minor="${K8S_VERSION#v1.}" ldflags="-s -w" pkg key
-  minor="${minor%%.*}"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    for key in gitVersion=$K8S_VERSION gitMajor=1 gitMinor=$minor gitTreeState=clean \
-               gitCommit=0000000000000000000000000000000000000000 buildDate=1970-01-01T00:00:00Z; do
-      ldflags+=" -X '$pkg.${key%%=*}=${key#*=}'"
-    done
-  done
+  local started=$SECONDS ldflags
+  ldflags="$(k8s_ldflags)"
   # kubelet.mod/kubelet.sum: the kube module's go.mod/go.sum plus the two modules only the kubelet
   # imports (k8s.io/cri-streaming, otelrestful), at the versions k8s.io/kubernetes v1.37.2 requires.
   # An alternate module file (-modfile), so go.mod/go.sum, the kube build's stamp inputs, never

@@ -10,62 +10,50 @@
 # because a cold build of the Kubernetes tree takes many minutes on 2 cores.
 set -euo pipefail
 
-K8S_VERSION=v1.37.2
+BUILD_NAME=build
+# shellcheck source=devcluster/build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"
 KWOK_VERSION=v0.8.0
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${JOBWARDEN_CACHE:-$HOME/.cache/jobwarden}"
-BIN="$CACHE/k8s-$K8S_VERSION/bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-
-log() { printf '[devcluster build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-command -v go >/dev/null || { log "Go toolchain not found: install Go >= 1.26 (see README)"; exit 1; }
-mkdir -p "$BIN"
+mkdir -p "$KBIN"
 
 inputs_hash() {
   { go version; echo "$K8S_VERSION $KWOK_VERSION"; cat "$HERE/kube/go.mod" "$HERE/kube/go.sum" "$HERE/kube/main.go"; } | sha256sum | cut -d' ' -f1
 }
 
 build_kube() {
-  local stamp="$BIN/.kube.stamp" want
+  local stamp="$KBIN/.kube.stamp" want
   want="$(inputs_hash)"
-  if [[ -x "$BIN/kube" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    log "kube $K8S_VERSION is cached in $BIN"
+  if [[ -x "$KBIN/kube" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    log "kube $K8S_VERSION is cached in $KBIN"
     return
   fi
   log "building kube $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl, etcd); a cold build takes 15-40 min on 2 cores"
-  local started=$SECONDS
-  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-  local ldflags="-s -w" pkg key val
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    for key in gitVersion=$K8S_VERSION gitMajor=1 gitMinor=$minor gitTreeState=clean \
-               gitCommit=0000000000000000000000000000000000000000 buildDate=1970-01-01T00:00:00Z; do
-      ldflags+=" -X '$pkg.${key%%=*}=${key#*=}'"
-    done
-  done
-  ( cd "$HERE/kube" && go mod download && go build -trimpath -ldflags "$ldflags" -o "$BIN/kube.tmp" . ) &
+  local started=$SECONDS ldflags
+  ldflags="$(k8s_ldflags)"
+  ( cd "$HERE/kube" && go mod download && go build -trimpath -ldflags "$ldflags" -o "$KBIN/kube.tmp" . ) &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 30
     kill -0 "$pid" 2>/dev/null && log "still compiling kube... $((SECONDS - started))s"
   done
   wait "$pid"
-  mv "$BIN/kube.tmp" "$BIN/kube"
+  mv "$KBIN/kube.tmp" "$KBIN/kube"
   for name in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
-    ln -sf kube "$BIN/$name"
+    ln -sf kube "$KBIN/$name"
   done
   echo "$want" > "$stamp"
   log "kube built in $((SECONDS - started))s"
 }
 
 build_kwok() {
-  if [[ -x "$BIN/kwok" ]] && "$BIN/kwok" --version 2>/dev/null | grep -q "$KWOK_VERSION"; then
-    log "kwok $KWOK_VERSION is cached in $BIN"
+  if [[ -x "$KBIN/kwok" ]] && "$KBIN/kwok" --version 2>/dev/null | grep -q "$KWOK_VERSION"; then
+    log "kwok $KWOK_VERSION is cached in $KBIN"
     return
   fi
   log "building kwok $KWOK_VERSION"
   local started=$SECONDS
-  GOBIN="$BIN" GOFLAGS= go install -trimpath \
+  GOBIN="$KBIN" GOFLAGS= go install -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   log "kwok built in $((SECONDS - started))s"
@@ -75,4 +63,4 @@ build_kwok
 build_kube
 # A real node's pieces failing to build must not stop the kwok tier: its tests then fail, loudly.
 bash "$HERE/build-node.sh" >/dev/null || log "the real-node tier's binaries did not build (see above); its tests will fail"
-echo "$BIN"
+echo "$KBIN"

@@ -39,7 +39,9 @@ KCM_CONTROLLERS = (
 )
 FAKE_NODE = "kwok-node-0"
 # The processes this Python process started, for their exit codes in error messages.
-_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+# The components this process started, by (cluster root, component): several clusters may stop and
+# start their apiserver in one test session (an outage test, then the namespaces test).
+_PROCESSES: dict[tuple[Path, str], subprocess.Popen[bytes]] = {}
 
 
 def cache_dir() -> Path:
@@ -282,7 +284,7 @@ def _start(
             env=env,
         )
     cluster.pids[component] = proc.pid
-    _PROCESSES[component] = proc
+    _PROCESSES[(cluster.root, component)] = proc
     cluster.save()
 
 
@@ -291,7 +293,7 @@ def _wait(what: str, check: object, timeout: float, cluster: Cluster, component:
     while time.monotonic() < deadline:
         if callable(check) and check():
             return
-        proc = _PROCESSES.get(component)
+        proc = _PROCESSES.get((cluster.root, component))
         # The process object we started is the authority: a command line read while the process
         # execs (nsenter execs the component) can come back empty.
         running = proc.poll() is None if proc else _pid_is_ours(cluster.pids.get(component))
@@ -363,12 +365,12 @@ def up(
         log(f"cluster '{name}' is not healthy (or not of the kind asked for); recreating it")
         down(name)
     ensure_binaries()
-    if real_node:
-        from devcluster import realnode
-
-        return realnode.start(name, crds)
     for attempt in range(1, attempts + 1):
         try:
+            if real_node:
+                from devcluster import realnode
+
+                return realnode.start(name, crds)  # tears itself down on failure
             return _start_cluster(name, crds)
         except (RuntimeError, TimeoutError) as exc:
             log(f"attempt {attempt} to start cluster '{name}' failed: {exc}")
@@ -430,7 +432,7 @@ def stop_component(cluster: Cluster, component: str, grace: float = 10) -> None:
         time.sleep(0.1)
     if _pid_is_ours(pid):
         os.killpg(pid, signal.SIGKILL)
-    proc = _PROCESSES.pop(component, None)
+    proc = _PROCESSES.pop((cluster.root, component), None)
     if proc is not None:
         proc.wait(5)
 

@@ -73,11 +73,3 @@ def call_inside(path: Path, fn: Callable[[], T]) -> T:
 def connect(path: Path, host: str, port: int, timeout: float = 1) -> socket.socket:
     """A TCP connection to host:port as seen inside the namespace."""
     return call_inside(path, lambda: socket.create_connection((host, port), timeout=timeout))
-
-
-def port_open(path: Path, host: str, port: int) -> bool:
-    try:
-        connect(path, host, port).close()
-    except OSError:
-        return False
-    return True

@@ -427,6 +427,9 @@ def _write_kubelet_config(c: dc.Cluster) -> Path:
         "serializeImagePulls": False,
         "shutdownGracePeriod": "0s",
         "maxPods": 110,
+        # How often kubelet resyncs each pod, and so refreshes its ConfigMap volumes: the default 1 min
+        # made a scaled Volcano job wait ~85 s for its new hostfile (tests/realnode/test_real_training.py).
+        "syncFrequency": "10s",
     }
     path = base / "config.json"
     path.write_text(json.dumps(config, indent=2))
@@ -548,6 +551,29 @@ def builtin_images() -> dict[str, Path]:
         ociimage.write_image(tar, BUSYBOX_IMAGE, files, ["/bin/sh"], links=links)
     made[BUSYBOX_IMAGE] = tar
     return made
+
+
+def container_pid(c: dc.Cluster, container_id: str) -> int:
+    """The host pid of a running container's main process (`containerd://<id>` from a pod's
+    containerStatuses, or the bare id)."""
+    wanted = container_id.removeprefix("containerd://")
+    for line in _ctr(c, "tasks", "ls").stdout.splitlines()[1:]:
+        task, pid, status = line.split()
+        if task == wanted and status == "RUNNING":
+            return int(pid)
+    raise LookupError(f"no running task {wanted} on the node")
+
+
+def kill_container(c: dc.Cluster, container_id: str, sig: int = signal.SIGKILL) -> None:
+    """Signal a container's main process from the host, as the kernel's OOM killer or a crash would
+    (SIGKILL: the container exits 137), not through the kubelet."""
+    os.kill(container_pid(c, container_id), sig)
+
+
+def running_tasks(c: dc.Cluster) -> set[str]:
+    """The ids of the containers whose processes run on the node now."""
+    lines = _ctr(c, "tasks", "ls").stdout.splitlines()[1:]
+    return {line.split()[0] for line in lines if line.split()[2] == "RUNNING"}
 
 
 def _node_ready(c: dc.Cluster) -> bool:
@@ -678,10 +704,9 @@ def _remove_host_entries(c: dc.Cluster) -> None:
     if results.is_dir():
         for entry in results.glob(f"jw-{c.name}-*"):
             entry.unlink(missing_ok=True)
-    others = [
-        n for n in running_real_nodes() if n != c.name
-    ]  # the device-plugin socket path is shared by every kubelet
-    if not others:
+    # The device-plugin socket path is shared by every kubelet on the host: only the last one out
+    # removes it.
+    if not [n for n in running_real_nodes() if n != c.name]:
         with contextlib.suppress(OSError):
             DEVICE_PLUGIN_SOCKET.unlink()
     try:

@@ -11,12 +11,14 @@
 #   training-tf   tensorflow-cpu from PyPI in a venv on Debian's python3: the TFJob test
 #   training-jax  jax[cpu] and xgboost-cpu from PyPI in a venv on Debian's python3: the JAXJob and
 #                 XGBoostJob tests
-# Each is then `podman save --format oci-archive`d to $JOBWARDEN_CACHE/training/<name>.oci.tar, which
-# the real node imports into containerd (pods use `imagePullPolicy: Never`).
+# Each is then `podman save --format oci-archive`d to $JOBWARDEN_CACHE/training/<name>-<inputs>.oci.tar,
+# which the real node imports into containerd (pods use `imagePullPolicy: Never`).
 #
-# Idempotent: next to each archive a stamp holds the hash of its inputs (the base recipe's tag, the
-# Containerfile, the files it copies); a warm run is a few hashes and needs neither podman nor the
-# network. Builds are serialized by a lock (two test sessions may ask at once).
+# Idempotent: <inputs> is a hash of what the image is made from (the base recipe's tag, the export
+# step, the Containerfile, the files it copies), so a warm run is a few hashes and needs neither podman
+# nor the network, and checkouts with different recipes (worktrees) keep their own archives instead of
+# rebuilding each other's; the two newest archives per image are kept. Builds are serialized by a lock
+# (two test sessions may ask at once).
 #
 # On a machine without podman/debootstrap/runc it installs them (packaging/image.sh's ensure_tools);
 # if it cannot, it prints `unavailable: <reason>` and exits 3, like packaging/image.sh.
@@ -53,10 +55,16 @@ training_inputs_hash() {
   ) | sed "s|$context/||" | sha256sum | cut -c1-64
 }
 
-up_to_date() {
-  local name="$1"
-  [[ -s "$out/$name.oci.tar" && -f "$out/$name.stamp" ]] \
-    && [[ "$(cat "$out/$name.stamp")" == "$(training_inputs_hash "$name")" ]]
+# Where the image made from the current inputs is (or will be) exported.
+archive_of() { echo "$out/$1-$(training_inputs_hash "$1" | cut -c1-16).oci.tar"; }
+
+# All but the two newest archives of an image go (each is hundreds of MB). The pattern is exact (16
+# characters of hash): `training-*` would also match training-tf's archives.
+prune_archives() {
+  local name="$1" old
+  { ls -t "$out/$name"-????????????????.oci.tar 2>/dev/null || true; } | tail -n +3 | while read -r old; do
+    rm -f "$old" "${old%.oci.tar}.build-seconds"
+  done
 }
 
 # podman's index.json names the manifest only by `org.opencontainers.image.ref.name` and gives no
@@ -85,14 +93,13 @@ PY
 }
 
 build_one() {
-  local name="$1" ref base build_log old_id started host_ca
+  local name="$1" archive="$2" ref base build_log old_id started host_ca
   ref="$(image_ref "$name")"
   base="$(base_tag)"
   build_log="$out/$name.build.log"
   host_ca="$(readlink -f "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}")"
   [[ -s "$host_ca" ]] || die "no CA bundle at $host_ca (set SSL_CERT_FILE)"
   started=$SECONDS
-  rm -f "$out/$name.stamp"
   old_id="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
   log "$ref: podman build from $base (minutes; output in $build_log)"
   # --network host: no container networking here, apt and pip need the registries. The host's CA
@@ -104,16 +111,16 @@ build_one() {
     exit 1
   fi
   log "$ref: built in $((SECONDS - started)) s, $(podman image inspect --format '{{.Size}}' "$ref" \
-    | awk '{printf "%.0f MB", $1/1e6}'); exporting $out/$name.oci.tar"
-  rm -f "$out/$name.oci.tar.part" "$out/$name.oci.tar.saved"
-  podman save --quiet --format oci-archive --output "$out/$name.oci.tar.saved" "$ref"
-  name_for_containerd "$out/$name.oci.tar.saved" "$out/$name.oci.tar.part" "$ref" \
+    | awk '{printf "%.0f MB", $1/1e6}'); exporting $archive"
+  rm -f "$archive.part" "$archive.saved"
+  podman save --quiet --format oci-archive --output "$archive.saved" "$ref"
+  name_for_containerd "$archive.saved" "$archive.part" "$ref" \
     "$(podman image inspect --format '{{.Os}} {{.Architecture}}' "$ref")"
-  rm -f "$out/$name.oci.tar.saved"
-  mv "$out/$name.oci.tar.part" "$out/$name.oci.tar"
-  training_inputs_hash "$name" >"$out/$name.stamp"
-  echo "$((SECONDS - started))" >"$out/$name.build-seconds"
-  log "$ref: archive $(du -m "$out/$name.oci.tar" | cut -f1) MB, $((SECONDS - started)) s in all"
+  rm -f "$archive.saved"
+  echo "$((SECONDS - started))" >"${archive%.oci.tar}.build-seconds"
+  mv "$archive.part" "$archive"
+  log "$ref: archive $(du -m "$archive" | cut -f1) MB, $((SECONDS - started)) s in all"
+  prune_archives "$name"
   # The previous build of this tag is now untagged: do not let them pile up in podman's storage.
   if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
     podman rmi "$old_id" >/dev/null 2>&1 || true
@@ -121,7 +128,7 @@ build_one() {
 }
 
 main_training() {
-  local names=("$@") name tools_ready=0
+  local names=("$@") name archive tools_ready=0
   [[ ${#names[@]} -gt 0 ]] || names=("${all_images[@]}")
   for name in "${names[@]}"; do
     [[ -f "$context/$name.Containerfile" ]] || die "no image $name (known: ${all_images[*]})"
@@ -130,8 +137,9 @@ main_training() {
   exec 9>"$out/.lock"
   flock 9
   for name in "${names[@]}"; do
-    if up_to_date "$name"; then
-      log "$(image_ref "$name"): up to date ($out/$name.oci.tar)"
+    archive="$(archive_of "$name")"
+    if [[ -s "$archive" ]]; then
+      log "$(image_ref "$name"): up to date ($archive)"
       continue
     fi
     if [[ $tools_ready -eq 0 ]]; then
@@ -139,10 +147,10 @@ main_training() {
       ensure_base "$(base_tag)"
       tools_ready=1
     fi
-    build_one "$name"
+    build_one "$name" "$archive"
   done
   for name in "${names[@]}"; do
-    echo "$(image_ref "$name") $out/$name.oci.tar"
+    echo "$(image_ref "$name") $(archive_of "$name")"
   done
 }
 

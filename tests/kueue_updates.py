@@ -1,6 +1,6 @@
 """Kueue's updates to a Kubeflow job, as Kueue v0.17 writes them (issue 26), for the unit and the
-integration tests. Kueue itself is not built here (no CPU to spare): these are its two writes,
-replayed.
+integration tests. The tests do not build Kueue (a cold build takes minutes): these are its two writes,
+replayed; the real Kueue runs against jobwarden in the opt-in `python -m benchmarks.kueue`.
 
 - Admission (jobframework `startJob` -> `RunWithPodSetsInfo`, `podset.Merge`): ONE update that sets
   `runPolicy.suspend` false and, in every replica's pod template, merges the labels

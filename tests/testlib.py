@@ -54,16 +54,21 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
-@functools.cache
-def kustomize_render() -> ModuleType:
-    """tests/e2e/kustomize_render.py (`kubectl kustomize` as objects), loaded by path: tests/e2e is not
-    on sys.path."""
-    path = ROOT / "tests" / "e2e" / "kustomize_render.py"
-    spec = importlib.util.spec_from_file_location("kustomize_render", path)
+def load_by_path(path: Path, name: str) -> ModuleType:
+    """The Python file at `path` as a module called `name`, for files not on sys.path (tests/e2e,
+    another tier's test module)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def kustomize_render() -> ModuleType:
+    """tests/e2e/kustomize_render.py (`kubectl kustomize` as objects), loaded by path: tests/e2e is not
+    on sys.path."""
+    return load_by_path(ROOT / "tests" / "e2e" / "kustomize_render.py", "kustomize_render")
 
 
 def small_pytorchjob(namespace: str, name: str, workers: int = 1, **run_policy: Any) -> dict[str, Any]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from devcluster.cluster import Cluster
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from testlib import wait_for
 
 Body = dict[str, Any]
 ATTEMPTS = 20
@@ -88,3 +92,22 @@ def merge_patch(custom: client.CustomObjectsApi, res: Res, namespace: str, name:
         return Outcome(200, "")
     except ApiException as exc:
         return Outcome(exc.status, message_of(exc))
+
+
+@contextmanager
+def webhook_configuration_removed(cluster: Cluster, webhook_answers: Callable[[], bool]) -> Iterator[None]:
+    """Take jobwarden's ValidatingWebhookConfiguration away (as before jobwarden was installed, or
+    before a rule existed) and put the very same one back afterwards. `webhook_answers` tells whether
+    the webhook is registered: awaited false after the delete, true again after the restore."""
+    saved = json.loads(
+        cluster.kubectl("get", "validatingwebhookconfiguration", "jobwarden", "-o", "json").stdout
+    )
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        saved["metadata"].pop(key, None)
+    cluster.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
+    try:
+        wait_for(lambda: not webhook_answers(), 30, what="the webhook to be unregistered")
+        yield
+    finally:
+        cluster.kubectl("create", "-f", "-", input=json.dumps(saved))
+        wait_for(webhook_answers, 30, what="the webhook to be registered again")

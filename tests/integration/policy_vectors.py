@@ -5,7 +5,6 @@ default contract, on the session's operator) and test_admission_kueue.py (`--all
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,7 +13,17 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from admission_calls import MXJOBS, PYTORCHJOBS, TFJOBS, VOLCANOJOBS, Body, Outcome, Res, replace
+from admission_calls import (
+    MXJOBS,
+    PYTORCHJOBS,
+    TFJOBS,
+    VOLCANOJOBS,
+    Body,
+    Outcome,
+    Res,
+    replace,
+    webhook_configuration_removed,
+)
 from devcluster.cluster import Cluster
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -22,7 +31,7 @@ from kubernetes import client
 
 from jobwarden.kinds import policy
 from kueue_updates import kueue_ready
-from testlib import ROOT, creatable, load_seed, wait_for
+from testlib import ROOT, creatable, load_by_path, load_seed, wait_for
 
 BY_NAME = {"tfjob": TFJOBS, "pytorchjob": PYTORCHJOBS, "mxjob": MXJOBS, "volcanojob": VOLCANOJOBS}
 # What the webhook says only for the update contract (kinds/*_validation.py check_*_update).
@@ -32,12 +41,9 @@ POLICY_DENIED = "ValidatingAdmissionPolicy 'jobwarden-updates."
 
 
 def properties() -> ModuleType:
-    path = ROOT / "tests" / "unit" / "test_admission_properties.py"
-    spec = importlib.util.spec_from_file_location("jobwarden_admission_properties", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(
+        ROOT / "tests" / "unit" / "test_admission_properties.py", "jobwarden_admission_properties"
+    )
 
 
 @dataclass(frozen=True)
@@ -228,19 +234,9 @@ def forbidden_probe(custom: client.CustomObjectsApi, namespace: str) -> Outcome:
 
 @contextmanager
 def only_the_policy(cluster: Cluster, custom: client.CustomObjectsApi, namespace: str) -> Iterator[None]:
-    saved = json.loads(
-        cluster.kubectl("get", "validatingwebhookconfiguration", "jobwarden", "-o", "json").stdout
-    )
-    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-        saved["metadata"].pop(key, None)
-    cluster.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
-    try:
-        wait_for(lambda: probe(custom, namespace).allowed, 30, what="the webhook to be unregistered")
+    with webhook_configuration_removed(cluster, lambda: not probe(custom, namespace).allowed):
         wait_for(lambda: POLICY_DENIED in forbidden_probe(custom, namespace).message, 30, what="the policy")
         yield
-    finally:
-        cluster.kubectl("create", "-f", "-", input=json.dumps(saved))
-        wait_for(lambda: not probe(custom, namespace).allowed, 30, what="the webhook to be registered again")
 
 
 @contextmanager

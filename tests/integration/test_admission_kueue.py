@@ -8,8 +8,9 @@ the eviction that suspends it and restores them) replayed, as Kueue v0.17 would 
   deletes them and the templates are as before; a directive change while the job runs, or any other
   template change, stays refused; and the policy-vs-webhook comparison of that contract.
 
-The real Kueue is not built here (no CPU to spare on the shared machine): these are its writes,
-replayed with their Go-client artifacts (`creationTimestamp: null`, `resources: {}`).
+The tests do not build Kueue (the real one runs in the opt-in `python -m benchmarks.kueue`,
+docs/install.md): these are its writes, replayed with their Go-client artifacts
+(`creationTimestamp: null`, `resources: {}`).
 JOBWARDEN_SUSPEND_VECTORS sets the number of random suspend-update vectors (default 120)."""
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from admission_calls import webhook_configuration_removed
 from devcluster.cluster import Cluster
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -1074,18 +1075,8 @@ def _probe_is_denied(cluster: Cluster, namespace: str) -> bool:
 def webhook_suspended(cluster: Cluster, namespace: str) -> Iterator[None]:
     """Take the ValidatingWebhookConfiguration away (as before jobwarden was installed, or before a
     rule existed) and put the very same one back afterwards."""
-    saved = json.loads(
-        cluster.kubectl("get", "validatingwebhookconfiguration", "jobwarden", "-o", "json").stdout
-    )
-    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-        saved["metadata"].pop(key, None)
-    cluster.kubectl("delete", "validatingwebhookconfiguration", "jobwarden")
-    try:
-        wait_for(lambda: not _probe_is_denied(cluster, namespace), 30, what="the webhook to be unregistered")
+    with webhook_configuration_removed(cluster, lambda: _probe_is_denied(cluster, namespace)):
         yield
-    finally:
-        cluster.kubectl("create", "-f", "-", input=json.dumps(saved))
-        wait_for(lambda: _probe_is_denied(cluster, namespace), 30, what="the webhook to be registered again")
 
 
 def test_a_job_stored_before_a_rule_can_still_be_managed(

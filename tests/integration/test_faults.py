@@ -565,3 +565,220 @@ def _created(scenario: Scenario, name: str) -> bool:
     except Exception:  # connection refused while the apiserver finishes starting
         return False
     return True
+
+
+# -- chaos: jobs of several scenarios living through repeated SIGKILLs (issue 27) ----------------------
+
+CHAOS_JOBS = int(os.environ.get("JOBWARDEN_CHAOS_JOBS", "8"))  # one per scenario by default; 64 for the count
+CHAOS_KILLS = int(os.environ.get("JOBWARDEN_CHAOS_KILLS", "3"))  # 15 for the count
+PT = ("kubeflow.org", "v1", "pytorchjobs")
+COMMANDS = ("bus.volcano.sh", "v1alpha1", "commands")
+
+
+@dataclass
+class ChaosJob:
+    """One job and where its scenario is: the test plays the kubelet (and a user's Command) and acts
+    when the job is ready for the next step, whatever the operator's state."""
+
+    name: str
+    scenario: str
+    stage: int = 0
+
+
+CHAOS_SCENARIOS = (
+    "pytorch-success",  # master succeeds, cleanPodPolicy All: Succeeded, no pod left
+    "pytorch-failure",  # master fails (restartPolicy Never): Failed, no pod left
+    "pytorch-deadline",  # activeDeadlineSeconds 8: Failed, no pod left
+    "pytorch-ttl",  # succeeds, ttlSecondsAfterFinished 2: the job is deleted
+    "volcano-complete",  # both workers succeed: Completed, no plugin child left
+    "volcano-restart",  # RestartJob on PodFailed, maxRetry 2, fails twice: Failed, no plugin child
+    "volcano-abort",  # AbortJob on PodFailed: Aborted, no plugin child
+    "volcano-command",  # an AbortJob Command (jobwarden job abort): Aborted, no plugin child
+)
+EXPECTED = {
+    "pytorch-success": "Succeeded",
+    "pytorch-failure": "Failed",
+    "pytorch-deadline": "Failed",
+    "pytorch-ttl": "deleted",
+    "volcano-complete": "Completed",
+    "volcano-restart": "Failed",
+    "volcano-abort": "Aborted",
+    "volcano-command": "Aborted",
+}
+
+
+def chaos_body(namespace: str, job: ChaosJob) -> tuple[tuple[str, str, str], dict[str, Any]]:
+    if job.scenario.startswith("pytorch"):
+        policy: dict[str, Any] = {"cleanPodPolicy": "All"}
+        if job.scenario == "pytorch-deadline":
+            policy["activeDeadlineSeconds"] = 8
+        if job.scenario == "pytorch-ttl":
+            policy["ttlSecondsAfterFinished"] = 2
+        body = small_pytorchjob(namespace, job.name, **policy)
+        if job.scenario == "pytorch-failure":
+            for replica in body["spec"]["pytorchReplicaSpecs"].values():
+                replica["restartPolicy"] = "Never"
+        return PT, body
+    policies = {
+        "volcano-restart": [{"event": "PodFailed", "action": "RestartJob"}],
+        "volcano-abort": [{"event": "PodFailed", "action": "AbortJob"}],
+    }.get(job.scenario)
+    return VC, small_job(namespace, job.name, 2, policies=policies, max_retry=2)
+
+
+class Chaos:
+    """Reads every job and pod of the namespace once per round and moves each scenario on."""
+
+    def __init__(self, scenario: Scenario, jobs: list[ChaosJob]) -> None:
+        self.s = scenario
+        self.jobs = jobs
+
+    def round(self) -> None:
+        ns = self.s.namespace
+        pods = {p.metadata.name: p for p in self.s.core.list_namespaced_pod(ns).items}
+        bodies: dict[str, Any] = {}
+        for group, version, plural in (PT, VC):
+            for item in self.s.custom.list_namespaced_custom_object(group, version, ns, plural)["items"]:
+                bodies[item["metadata"]["name"]] = item
+        for job in self.jobs:
+            body = bodies.get(job.name)
+            if body is not None:
+                try:
+                    self._step(job, body, pods)
+                except ApiException as exc:  # a pod deleted or changed meanwhile: next round
+                    if exc.status not in (404, 409, 422):
+                        raise
+
+    def _running(self, pods: dict[str, Any], *names: str) -> bool:
+        return all(
+            n in pods and pods[n].status.phase == "Running" and not pods[n].metadata.deletion_timestamp
+            for n in names
+        )
+
+    def _finish(self, name: str, exit_code: int) -> None:
+        pod = self.s.core.api_client.sanitize_for_serialization(
+            self.s.core.read_namespaced_pod(name, self.s.namespace)
+        )
+        status = finished_status(pod, exit_code=exit_code)
+        self.s.core.patch_namespaced_pod_status(name, self.s.namespace, {"status": status})
+
+    def _step(self, job: ChaosJob, body: dict[str, Any], pods: dict[str, Any]) -> None:
+        status = body.get("status") or {}
+        n, phase = job.name, (status.get("state") or {}).get("phase")
+        master, w0, w1 = f"{n}-master-0", f"{n}-worker-0", f"{n}-worker-1"
+        if job.scenario.startswith("pytorch"):
+            if job.stage == 0 and job.scenario != "pytorch-deadline" and self._running(pods, master):
+                self._finish(master, 1 if job.scenario == "pytorch-failure" else 0)
+                job.stage = 1
+            return
+        ready = phase == "Running" and self._running(pods, w0, w1)
+        if not ready or job.stage == 2 or (job.stage == 1 and job.scenario != "volcano-restart"):
+            return
+        if job.scenario == "volcano-complete":
+            self._finish(w0, 0)
+            self._finish(w1, 0)
+        elif job.scenario == "volcano-command":
+            from jobwarden.shell.job_cmd import command_manifest
+
+            command = command_manifest(body, "AbortJob")
+            self.s.custom.create_namespaced_custom_object(
+                *COMMANDS[:2], self.s.namespace, COMMANDS[2], command
+            )
+        else:  # restart (twice, each time on the current version's pods) or abort
+            current = str(status.get("version") or 0)
+            if int(status.get("retryCount") or 0) != job.stage:
+                return
+            if (pods[w0].metadata.annotations or {}).get("volcano.sh/job-version") != current:
+                return
+            self._finish(w0, 1)
+        job.stage += 1
+
+    def outcome(self, job: ChaosJob) -> str:
+        group, version, plural = PT if job.scenario.startswith("pytorch") else VC
+        try:
+            body: Any = self.s.custom.get_namespaced_custom_object(
+                group, version, self.s.namespace, plural, job.name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return "deleted"
+            raise
+        status = body.get("status") or {}
+        if plural == "jobs":
+            return str((status.get("state") or {}).get("phase") or "")
+        held = [c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"]
+        return next((t for t in ("Succeeded", "Failed") if t in held), "unfinished")
+
+    def leaks(self, job: ChaosJob) -> list[str]:
+        """What a finished job left that it should have removed."""
+        ns, core = self.s.namespace, self.s.core
+        if job.scenario.startswith("volcano"):
+            pods = core.list_namespaced_pod(ns, label_selector=f"volcano.sh/job-name={job.name}").items
+            alive = [f"pod/{p.metadata.name}" for p in pods if p.status.phase not in ("Succeeded", "Failed")]
+            return plugin_children(core, ns, job.name) + alive
+        if job.scenario == "pytorch-ttl":
+            return []  # the job is gone; its pods go with the garbage collector
+        pods = core.list_namespaced_pod(ns, label_selector=f"{JOB_LABEL}={job.name}").items
+        return [f"pod/{p.metadata.name}" for p in pods]
+
+
+def test_chaos_jobs_of_several_scenarios_live_through_repeated_sigkills(
+    scenario: Scenario, operator: LocalOperator
+) -> None:
+    """Issue 27's chaos run: jobs of 8 scenarios (Kubeflow success, failure, deadline, TTL; Volcano
+    completion, restarts to MaxRetryReached, abort by policy and by Command, all with the ssh, svc and
+    env plugins) while the operator is SIGKILLed again and again. Every job must end as its scenario
+    says, leave nothing it should have removed (pods by cleanPodPolicy, plugin children), and no
+    Kubeflow pod may be created twice. `JOBWARDEN_CHAOS_JOBS=64 JOBWARDEN_CHAOS_KILLS=15` for the
+    count in docs/reliability.md."""
+    kinds = [CHAOS_SCENARIOS[i % len(CHAOS_SCENARIOS)] for i in range(CHAOS_JOBS)]
+    jobs = [
+        ChaosJob(f"ch{i}-{kind.split('-')[1][:4]}-{uuid.uuid4().hex[:4]}", kind)
+        for i, kind in enumerate(kinds)
+    ]
+    ledger = PodLedger(scenario.core, scenario.namespace)
+    for job in jobs:  # all created before the first kill: the webhook is down while the operator is
+        (group, version, plural), body = chaos_body(scenario.namespace, job)
+        scenario.custom.create_namespaced_custom_object(group, version, scenario.namespace, plural, body)
+    chaos = Chaos(scenario, jobs)
+    kills: list[float] = []
+    restarts: list[float] = []  # seconds from launch to ready
+    started = time.monotonic()
+    next_kill = started + random.uniform(2.0, 5.0)
+    deadline = started + 240
+    try:
+        while time.monotonic() < deadline:
+            chaos.round()
+            if len(kills) < CHAOS_KILLS and time.monotonic() >= next_kill:
+                kills.append(round(time.monotonic() - started, 1))
+                operator.kill()
+                time.sleep(random.uniform(0.0, 1.0))
+                operator.start()
+                restarts.append(operator.ready_seconds)
+                next_kill = time.monotonic() + random.uniform(2.0, 5.0)
+            if len(kills) >= CHAOS_KILLS and all(chaos.outcome(j) == EXPECTED[j.scenario] for j in jobs):
+                break
+            time.sleep(0.3)
+        outcomes = {j.name: chaos.outcome(j) for j in jobs}
+        leaked: dict[str, list[str]] = {}
+        settle = time.monotonic() + 30  # the clean-up of the last pass may still be under way
+        while time.monotonic() < settle:
+            leaked = {j.name: left for j in jobs if (left := chaos.leaks(j))}
+            if not leaked:
+                break
+            time.sleep(0.5)
+    finally:
+        ledger.stop()
+    wrong = {j.name: (j.scenario, outcomes[j.name]) for j in jobs if outcomes[j.name] != EXPECTED[j.scenario]}
+    recreated = [n for n in ledger.recreated()]
+    took = time.monotonic() - started
+    left = sum(map(len, leaked.values()))
+    print(
+        f"\n[faults] chaos: {len(jobs)} jobs of {len(set(kinds))} scenarios, {len(kills)} SIGKILLs "
+        f"at {kills} s (ready again {statistics.mean(restarts or [0]):.1f} s after each on average), "
+        f"{took:.0f} s: wrong outcomes {len(wrong)}, leaked children {left} in "
+        f"{len(leaked)} jobs, Kubeflow pods created twice {len(recreated)}"
+    )
+    assert wrong == {}, f"jobs that did not end as their scenario says: {wrong}"
+    assert leaked == {}, f"left behind by finished jobs: {leaked}"
+    assert recreated == [], f"pods created again: {recreated}"

@@ -170,3 +170,64 @@ def env_entries(container: Mapping[str, Any]) -> list[tuple[str, Any]]:
 def conditions_without_times(status: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     """(type, status, reason, message) of each condition, in order (upstream's IgnoreJobConditionsTimes)."""
     return [(c["type"], c["status"], c["reason"], c["message"]) for c in status.get("conditions") or []]
+
+
+def suspended(job: Mapping[str, Any], value: bool = True) -> dict[str, Any]:
+    """A copy of the job with `spec.runPolicy.suspend` set to `value`."""
+    body = copy.deepcopy(dict(job))
+    body["spec"].setdefault("runPolicy", {})["suspend"] = value
+    return body
+
+
+def check_a_suspended_job_creates_nothing(kind: KubeflowKind, job: Mapping[str, Any]) -> None:
+    """Upstream's `ShouldntCreateResourcesIfSuspended` (every kind's controller test): no child, no
+    startTime, Created then Suspended."""
+    title, name = kind.resource.kind, job["metadata"]["name"]
+    cluster = FakeCluster(kind, suspended(job))
+    assert cluster.step().create == []
+    assert "startTime" not in cluster.status
+    assert conditions_without_times(cluster.status) == [
+        ("Created", "True", f"{title}Created", f"{title} {name} is created."),
+        ("Suspended", "True", f"{title}Suspended", f"{title} {name} is suspended."),
+    ]
+
+
+def check_suspend_deletes_and_resume_restarts(
+    kind: KubeflowKind, job: Mapping[str, Any], pods: set[str]
+) -> None:
+    """Upstream's `ShouldDeleteResourcesAfterSuspendAndResume` (every kind's controller test): a running
+    job suspended loses its pods and Services but keeps its startTime; resumed, it gets `pods` (and
+    their Services) back, runs again and has a new startTime."""
+    title, name = kind.resource.kind, job["metadata"]["name"]
+    created_row = ("Created", "True", f"{title}Created", f"{title} {name} is created.")
+    cluster = FakeCluster(kind, job)
+    cluster.step()
+    assert set(cluster.pods) == set(cluster.services) == pods
+    cluster.run_all()
+    cluster.step(later(5))
+    assert conditions_without_times(cluster.status) == [
+        created_row,
+        ("Running", "True", f"{title}Running", f"{title} {name} is running."),
+    ]
+    started = cluster.status["startTime"]
+    cluster.job = suspended(cluster.job)
+    cluster.step(later(10))
+    assert cluster.pods == cluster.services == {}
+    assert all("active" not in counts for counts in cluster.status["replicaStatuses"].values())
+    assert cluster.status["startTime"] == started
+    assert conditions_without_times(cluster.status) == [
+        created_row,
+        ("Running", "False", f"{title}Suspended", f"{title} {name} is suspended."),
+        ("Suspended", "True", f"{title}Suspended", f"{title} {name} is suspended."),
+    ]
+    cluster.job = suspended(cluster.job, False)
+    cluster.step(later(20))
+    assert set(cluster.pods) == set(cluster.services) == pods
+    cluster.run_all()
+    cluster.step(later(25))
+    assert conditions_without_times(cluster.status) == [
+        created_row,
+        ("Suspended", "False", f"{title}Resumed", f"{title} {name} is resumed."),
+        ("Running", "True", f"{title}Running", f"{title} {name} is running."),
+    ]
+    assert cluster.status["startTime"] != started

@@ -5,10 +5,8 @@ Whether the apiserver agrees with the webhook is tests/integration/test_admissio
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,20 +16,12 @@ from jobwarden import cli, kinds
 from jobwarden.kinds import policy
 from jobwarden.kinds.volcano.updates import VOLCANO_CONTRACT
 from jobwarden.shell import webhook
+from testlib import kustomize_render
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY_YAML = REPO / "manifests" / "policy" / "validatingadmissionpolicies.yaml"
 SUSPEND_PATCH = REPO / "manifests" / "components" / "allow-suspend-updates" / "policy-patch.yaml"
 WEBHOOK_YAML = REPO / "manifests" / "base" / "validatingwebhookconfiguration.yaml"
-
-
-def _render_helper() -> ModuleType:
-    path = REPO / "tests" / "e2e" / "kustomize_render.py"
-    spec = importlib.util.spec_from_file_location("jobwarden_kustomize_render_policy", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_committed_policy_yaml_is_the_generated_one() -> None:
@@ -162,7 +152,7 @@ def test_match_conditions_follow_the_namespace() -> None:
 
 
 def _render(tmp_path: Path, components: list[str]) -> list[dict[str, Any]]:
-    kr = _render_helper()
+    kr = kustomize_render()
     manifests = REPO / "manifests"
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
@@ -233,7 +223,7 @@ def test_the_suspend_component_sets_the_flag_and_the_matching_policy_together(tm
 
 
 def test_the_namespaced_install_binds_the_policies_to_its_namespaces() -> None:
-    kr = _render_helper()
+    kr = kustomize_render()
     objects = kr.objects("overlays/namespaced")
     bindings = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert len(bindings) == len(policy.policy_objects()) // 2

@@ -919,6 +919,8 @@ def test_a_secret_of_the_same_name_another_owner_controls_is_neither_shown_nor_r
         await controller.reconcile(key)
         assert ("Secret", "job-ssh") not in {(c[1], c[2]) for c in api.writes("delete")}
 
+    run(scenario)
+
 
 def test_a_finished_launcher_job_goes_at_once() -> None:
     """MPIJob's launcher Job finishing decides the MPIJob (Succeeded/Failed): an urgent pass."""

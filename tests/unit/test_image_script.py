@@ -14,10 +14,12 @@ from testlib import ROOT
 TOOLS = ("bash", "dirname", "sed", "head", "mkdir", "cat")
 
 
-def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
+def run_unprivileged_without_podman(tmp_path: Path, script: str, tools: tuple[str, ...] = TOOLS) -> None:
+    """Runs `packaging/<script>` with only `tools` on PATH and a non-root `id`, and checks that it
+    says it is unavailable (exit 3, the reason last on stdout) and built nothing."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in TOOLS:
+    for tool in tools:
         found = shutil.which(tool)
         assert found, tool
         (bin_dir / tool).symlink_to(found)
@@ -25,7 +27,7 @@ def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
     (bin_dir / "id").chmod(0o755)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "JOBWARDEN_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [str(bin_dir / "bash"), str(ROOT / "packaging" / "image.sh")],
+        [str(bin_dir / "bash"), str(ROOT / "packaging" / script)],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
@@ -33,25 +35,14 @@ def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
         "unavailable: podman debootstrap runc missing, and not root to apt-get install them"
     )
     assert not list((tmp_path / "cache").rglob("*.tar")), "nothing was built"
+
+
+def test_without_podman_and_root_it_reports_unavailable(tmp_path: Path) -> None:
+    run_unprivileged_without_podman(tmp_path, "image.sh")
 
 
 def test_training_images_without_podman_and_root_report_unavailable(tmp_path: Path) -> None:
     """packaging/training-images.sh says why on the same terms (the real-training tests skip with it)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in (*TOOLS, "flock", "sha256sum", "awk", "cut"):
-        found = shutil.which(tool)
-        assert found, tool
-        (bin_dir / tool).symlink_to(found)
-    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
-    (bin_dir / "id").chmod(0o755)
-    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "JOBWARDEN_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [str(bin_dir / "bash"), str(ROOT / "packaging" / "training-images.sh")],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 3, proc.stderr
-    assert proc.stdout.splitlines()[-1] == (
-        "unavailable: podman debootstrap runc missing, and not root to apt-get install them"
+    run_unprivileged_without_podman(
+        tmp_path, "training-images.sh", (*TOOLS, "flock", "sha256sum", "awk", "cut")
     )
-    assert not list((tmp_path / "cache").rglob("*.tar")), "nothing was built"

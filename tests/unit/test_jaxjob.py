@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from kubeflow_helpers import (
     FakeCluster,
-    conditions_without_times,
+    check_a_suspended_job_creates_nothing,
+    check_suspend_deletes_and_resume_restarts,
     created,
     env_entries,
     later,
@@ -88,45 +89,12 @@ def test_upstream_missing_container_port_gets_the_default_port() -> None:
 # --- jaxjob_controller_test.go -------------------------------------------------------------------
 
 
-def suspended(job: dict[str, Any], value: bool = True) -> dict[str, Any]:
-    body = copy.deepcopy(job)
-    body["spec"].setdefault("runPolicy", {})["suspend"] = value
-    return body
-
-
 def test_upstream_shouldnt_create_resources_if_suspended() -> None:
-    cluster = FakeCluster(JAX, suspended(jax_job(workers=2, name="test-job")))
-    assert cluster.step().create == []
-    assert "startTime" not in cluster.status
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "JAXJobCreated", "JAXJob test-job is created."),
-        ("Suspended", "True", "JAXJobSuspended", "JAXJob test-job is suspended."),
-    ]
+    check_a_suspended_job_creates_nothing(JAX, jax_job(workers=2, name="test-job"))
 
 
 def test_upstream_suspend_deletes_resources_and_resume_restarts_the_job() -> None:
-    cluster = running(JAX, jax_job(workers=1, name="test-job"))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "JAXJobCreated", "JAXJob test-job is created."),
-        ("Running", "True", "JAXJobRunning", "JAXJob test-job is running."),
-    ]
-    started = cluster.status["startTime"]
-    cluster.job = suspended(cluster.job)
-    cluster.step(later(10))
-    assert cluster.pods == cluster.services == {}
-    assert cluster.status["startTime"] == started
-    assert "active" not in cluster.status["replicaStatuses"]["Worker"]
-    cluster.job = suspended(cluster.job, False)
-    cluster.step(later(20))
-    assert set(cluster.pods) == set(cluster.services) == {"test-job-worker-0"}
-    cluster.run_all()
-    cluster.step(later(25))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "JAXJobCreated", "JAXJob test-job is created."),
-        ("Suspended", "False", "JAXJobResumed", "JAXJob test-job is resumed."),
-        ("Running", "True", "JAXJobRunning", "JAXJob test-job is running."),
-    ]
-    assert cluster.status["startTime"] != started
+    check_suspend_deletes_and_resume_restarts(JAX, jax_job(workers=1, name="test-job"), {"test-job-worker-0"})
 
 
 # --- webhooks/jax/jaxjob_webhook_test.go TestValidateV1JAXJob ------------------------------------

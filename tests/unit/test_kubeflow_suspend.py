@@ -8,13 +8,12 @@ contract's `--allow-suspend-updates` setting."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubeflow_helpers import NOW, FakeCluster, created, deleted, kubeflow_job, later, running, seed
+from kubeflow_helpers import NOW, FakeCluster, created, deleted, kubeflow_job, later, running, seed, suspended
 
 from jobwarden.core.plan import Event
 from jobwarden.kinds import by_kind, registry
@@ -25,12 +24,6 @@ from jobwarden.shell import validate_cmd
 
 TF = tfjob.KIND
 TORCH = pytorchjob.KIND
-
-
-def suspended(job: dict[str, Any], value: bool = True) -> dict[str, Any]:
-    body = copy.deepcopy(job)
-    body["spec"].setdefault("runPolicy", {})["suspend"] = value
-    return body
 
 
 def conditions(cluster: FakeCluster) -> dict[str, dict[str, Any]]:

@@ -288,3 +288,22 @@ def test_unreachable_child_writes_post_no_warning_event_and_are_retried_soon(
     asyncio.run(scenario())
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1 and warnings[0].startswith("reading and writing children: the apiserver")
+
+
+def test_a_later_request_for_the_same_resource_ends_a_failure_kopf_gave_up_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    retries = KopfRetries(Outage("kopf's watches"))
+    kopf_logger = logging.getLogger(KopfRetries.LOGGER)
+    kopf_logger.addFilter(retries)
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger=KopfRetries.LOGGER)
+    base = "GET https://127.0.0.1:6443/apis/kubeflow.org/v1/tfjobs?watch=true&resourceVersion="
+    try:
+        kopf_logger.error(f"Request attempt #1 failed; will retry: {base}10 -> ClientConnectorError(x)")
+        kopf_logger.error(f"Request attempt #154 failed; escalating: {base}10 -> ClientConnectorError(x)")
+        kopf_logger.debug(f"Request attempt #2 succeeded: {base}99")
+    finally:
+        kopf_logger.removeFilter(retries)
+    assert not retries.outage.failing
+    assert len(lines(caplog, logging.INFO)) == 1

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from kubeflow_helpers import (
     FakeCluster,
-    conditions_without_times,
+    check_a_suspended_job_creates_nothing,
+    check_suspend_deletes_and_resume_restarts,
     created,
     deleted,
     env_entries,
@@ -77,53 +77,14 @@ def test_upstream_should_get_the_corresponding_resources() -> None:
     assert succeeded is not None and succeeded["status"] == "True"
 
 
-def suspended(job: dict[str, Any], value: bool = True) -> dict[str, Any]:
-    body = copy.deepcopy(job)
-    body["spec"].setdefault("runPolicy", {})["suspend"] = value
-    return body
-
-
 def test_upstream_shouldnt_create_resources_if_suspended() -> None:
-    cluster = FakeCluster(PADDLE, suspended(paddle_job(workers=1)))
-    assert cluster.step().create == []
-    assert "startTime" not in cluster.status
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "PaddleJobCreated", "PaddleJob test-job is created."),
-        ("Suspended", "True", "PaddleJobSuspended", "PaddleJob test-job is suspended."),
-    ]
+    check_a_suspended_job_creates_nothing(PADDLE, paddle_job(workers=1))
 
 
 def test_upstream_suspend_deletes_resources_and_resume_restarts_the_job() -> None:
-    cluster = FakeCluster(PADDLE, paddle_job(workers=1))
-    cluster.step()
-    cluster.run_all()
-    cluster.step(later(5))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "PaddleJobCreated", "PaddleJob test-job is created."),
-        ("Running", "True", "PaddleJobRunning", "PaddleJob test-job is running."),
-    ]
-    started = cluster.status["startTime"]
-    cluster.job = suspended(cluster.job)
-    cluster.step(later(10))
-    assert cluster.pods == cluster.services == {}
-    assert all("active" not in counts for counts in cluster.status["replicaStatuses"].values())
-    assert cluster.status["startTime"] == started
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "PaddleJobCreated", "PaddleJob test-job is created."),
-        ("Running", "False", "PaddleJobSuspended", "PaddleJob test-job is suspended."),
-        ("Suspended", "True", "PaddleJobSuspended", "PaddleJob test-job is suspended."),
-    ]
-    cluster.job = suspended(cluster.job, False)
-    cluster.step(later(20))
-    assert set(cluster.pods) == set(cluster.services) == {"test-job-master-0", "test-job-worker-0"}
-    cluster.run_all()
-    cluster.step(later(25))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "PaddleJobCreated", "PaddleJob test-job is created."),
-        ("Suspended", "False", "PaddleJobResumed", "PaddleJob test-job is resumed."),
-        ("Running", "True", "PaddleJobRunning", "PaddleJob test-job is running."),
-    ]
-    assert cluster.status["startTime"] != started
+    check_suspend_deletes_and_resume_restarts(
+        PADDLE, paddle_job(workers=1), {"test-job-master-0", "test-job-worker-0"}
+    )
 
 
 # --- webhooks/paddlepaddle/paddlepaddle_webhook_test.go ------------------------------------------

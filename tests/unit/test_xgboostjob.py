@@ -4,14 +4,14 @@ success rule and the places where jobwarden differs on purpose (docs/behaviour.m
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 from kubeflow_helpers import (
     NOW,
     FakeCluster,
-    conditions_without_times,
+    check_a_suspended_job_creates_nothing,
+    check_suspend_deletes_and_resume_restarts,
     created,
     deleted,
     env_entries,
@@ -20,6 +20,7 @@ from kubeflow_helpers import (
     later,
     masters,
     running,
+    suspended,
 )
 
 from jobwarden.core.plan import Event
@@ -118,56 +119,14 @@ def test_upstream_default_clean_pod_policy_is_none() -> None:
 # --- xgboostjob_controller_test.go ---------------------------------------------------------------
 
 
-def suspended(job: dict[str, Any], value: bool = True) -> dict[str, Any]:
-    body = copy.deepcopy(job)
-    body["spec"].setdefault("runPolicy", {})["suspend"] = value
-    return body
-
-
 def test_upstream_shouldnt_create_resources_if_suspended() -> None:
-    cluster = FakeCluster(XGB, suspended(xgb_job()))
-    plan = cluster.step()
-    assert plan.create == []
-    assert "startTime" not in cluster.status
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "XGBoostJobCreated", "XGBoostJob test-job is created."),
-        ("Suspended", "True", "XGBoostJobSuspended", "XGBoostJob test-job is suspended."),
-    ]
+    check_a_suspended_job_creates_nothing(XGB, xgb_job())
 
 
 def test_upstream_suspend_deletes_resources_and_resume_restarts_the_job() -> None:
-    cluster = FakeCluster(XGB, xgb_job(workers=1))
-    cluster.step()
-    assert set(cluster.pods) == set(cluster.services) == {"test-job-master-0", "test-job-worker-0"}
-    cluster.run_all()
-    cluster.step(later(5))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "XGBoostJobCreated", "XGBoostJob test-job is created."),
-        ("Running", "True", "XGBoostJobRunning", "XGBoostJob test-job is running."),
-    ]
-    started = cluster.status["startTime"]
-    cluster.job = suspended(cluster.job)
-    cluster.step(later(10))
-    assert cluster.pods == cluster.services == {}
-    replica_statuses = cluster.status["replicaStatuses"]
-    assert "active" not in replica_statuses["Master"] and "active" not in replica_statuses["Worker"]
-    assert cluster.status["startTime"] == started
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "XGBoostJobCreated", "XGBoostJob test-job is created."),
-        ("Running", "False", "XGBoostJobSuspended", "XGBoostJob test-job is suspended."),
-        ("Suspended", "True", "XGBoostJobSuspended", "XGBoostJob test-job is suspended."),
-    ]
-    cluster.job = suspended(cluster.job, False)
-    cluster.step(later(20))
-    assert set(cluster.pods) == set(cluster.services) == {"test-job-master-0", "test-job-worker-0"}
-    cluster.run_all()
-    cluster.step(later(25))
-    assert conditions_without_times(cluster.status) == [
-        ("Created", "True", "XGBoostJobCreated", "XGBoostJob test-job is created."),
-        ("Suspended", "False", "XGBoostJobResumed", "XGBoostJob test-job is resumed."),
-        ("Running", "True", "XGBoostJobRunning", "XGBoostJob test-job is running."),
-    ]
-    assert cluster.status["startTime"] != started
+    check_suspend_deletes_and_resume_restarts(
+        XGB, xgb_job(workers=1), {"test-job-master-0", "test-job-worker-0"}
+    )
 
 
 def test_upstream_a_job_managed_by_an_external_controller_is_not_reconciled() -> None:

@@ -15,6 +15,21 @@ Body = Mapping[str, Any]
 Manifest = dict[str, Any]
 
 
+class NamedJob:
+    """Name and namespace of a job, read from its stored body: the base of every kind's typed view
+    of a job (a frozen dataclass that declares the `body` field itself)."""
+
+    body: Body
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+
 @dataclass(frozen=True)
 class ChildKind:
     """A kind of child object jobwarden creates, and how the shell reaches and observes it."""

@@ -16,8 +16,10 @@ The shell never watches Secrets (least privilege), so the Secret is asked for on
 `status.controlledResources` lacks `plugin-ssh` and the shell has not reported the Secret in
 `Observed.children["Secret"]` (created, or found existing); `plugin-ssh` is recorded once it has. As
 upstream, the Secret is never rewritten while the job lives: subPath mounts do not see updates, so a
-scaled-up job's new hosts are missing from `config`, which host key checking being off makes
-harmless."""
+scaled-up job's new hosts are missing from `config`. That is not harmless: Open MPI shortens
+`<pod>.<svc>` to `<pod>` by default and only `config` maps short names, so `mpirun` over a scaled-up
+job cannot resolve the new workers unless it keeps the FQDNs (`--mca orte_keep_fqdn_hostnames 1`, as
+tests/realnode/test_real_training.py does). Upstream Volcano behaves the same (its ssh.go)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,9 @@ class KopfRetries(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Request attempt"):
-            what = message.partition(": ")[2].partition(" -> ")[0]
+            # by resource, not by URL: a later request for it (another resourceVersion) answering
+            # ends the failure even when kopf gave up on the first one (it escalates after ~5 min)
+            what = message.partition(": ")[2].partition(" -> ")[0].partition("?")[0]
             if "; will retry:" in message:
                 self.outage.failed(_KopfError(message.rpartition(" -> ")[2]), what)
                 return False

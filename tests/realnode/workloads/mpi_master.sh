@@ -23,4 +23,9 @@ for host in $(cat "$hostfile"); do
   echo "ssh to $host: ok after $(elapsed) s"
 done
 MPI_HOST=$(tr '\n' ',' <"$hostfile")
-exec mpiexec --allow-run-as-root --host "${MPI_HOST%,}" -np "$want" python3 /workload/mpi_allreduce.py
+# orte_keep_fqdn_hostnames: Open MPI would cut `<pod>.<job>` to `<pod>` and ssh there, which only the
+# ssh plugin's config resolves (a `Host <pod>` entry per replica, written at job creation and never
+# rewritten, as upstream): the worker added by the scale has none, and its short name is not in DNS.
+# Kept whole, the names resolve through the cluster DNS (the pods' search list), for every replica.
+exec mpiexec --allow-run-as-root --mca orte_keep_fqdn_hostnames 1 --host "${MPI_HOST%,}" -np "$want" \
+  python3 /workload/mpi_allreduce.py

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from jobwarden.core.plan import Body, Settings
+from jobwarden.core.plan import Body, NamedJob, Settings
 from jobwarden.core.pods import (
     POD_FAILED,
     POD_RUNNING,
@@ -76,19 +76,11 @@ class Replica:
 
 
 @dataclass(frozen=True)
-class KubeflowJob:
+class KubeflowJob(NamedJob):
     body: Body
     shape: KubeflowShape
     default_port: Port
     replicas: Mapping[str, Replica]  # canonical type -> replica, in the shape's type order
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.body["metadata"]["namespace"])
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -120,6 +112,17 @@ class KubeflowJob:
         """The number of the default-named port of this replica type (what peers connect to)."""
         named = next(p for p in self.ports(rtype) if p.get("name") == self.default_port.name)
         return int(named["containerPort"])
+
+    def port_or_default(self, rtype: str) -> int:
+        """`port(rtype)`, or the kind's default port number when the job has no such replica type
+        (a job stored with the webhook bypassed still gets a plan)."""
+        return self.port(rtype) if self.has(rtype) else self.default_port.number
+
+    @property
+    def cluster_replicas(self) -> list[Replica]:
+        """The replica types with at least one replica, sorted by slug: the key order of the cluster
+        maps the frameworks' env describes (Go's sorted map keys)."""
+        return sorted((r for r in self.replicas.values() if r.count), key=lambda r: r.slug)
 
     def surplus_slot(self, child_name: str) -> bool:
         """Whether the name is `<job>-<type>-<index>` of a known type, with index >= its replicas."""

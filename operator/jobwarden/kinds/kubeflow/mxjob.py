@@ -60,7 +60,7 @@ def mx_env(slot: PodSlot) -> dict[str, str]:
 
 def _mx_config(slot: PodSlot) -> dict[str, Any]:
     job = slot.job
-    replicas = sorted((r for r in job.replicas.values() if r.count), key=lambda r: r.slug)
+    replicas = job.cluster_replicas
     cluster = {
         r.slug: [{"url": job.pod_name(r.type, index), "port": job.port(r.type)} for index in range(r.count)]
         for r in replicas

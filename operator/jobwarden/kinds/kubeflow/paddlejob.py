@@ -48,7 +48,7 @@ def paddle_env(slot: PodSlot) -> dict[str, EnvValue]:
     }
     # The endpoint pod (Master-0, else Worker-0) announces its own IP; the others reach it by name.
     leader = "Master" if job.has("Master") else "Worker"
-    port = job.port(leader) if job.has(leader) else job.default_port.number
+    port = job.port_or_default(leader)
     if slot.replica.type == leader and slot.index == 0:
         env["POD_IP_DUMMY"] = POD_IP
         env["PADDLE_MASTER"] = f"$(POD_IP_DUMMY):{port}"

@@ -5,13 +5,11 @@ imports it to plan)."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from jobwarden.core import conditions as cond
-from jobwarden.core import faults
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan
 from jobwarden.core.pods import (
     POD_FAILED,
@@ -22,6 +20,7 @@ from jobwarden.core.pods import (
     pod_phase,
 )
 from jobwarden.core.runpolicy import read_run_policy
+from jobwarden.core.statuspass import StatusPass
 from jobwarden.core.timefmt import from_rfc3339, to_rfc3339
 from jobwarden.core.timers import deadline_due, is_due, ttl_due
 from jobwarden.kinds.base import Resource
@@ -71,26 +70,19 @@ class _Failure:
     deadline_exceeded: bool = False
 
 
-class _Pass:
+class _Pass(StatusPass):
     """Plans one job from one observation; `run()` fills and returns `self.plan`."""
 
     def __init__(self, kind: PlannedKind, observed: Observed) -> None:
+        super().__init__(observed)
         self.kind = kind
-        self.observed = observed
         self.job = kind.read_job(observed.job)
         self.run_policy = read_run_policy(self.job.spec)
-        self.before: dict[str, Any] = copy.deepcopy(dict(observed.job.get("status") or {}))
-        self.status: dict[str, Any] = copy.deepcopy(self.before)
-        self.plan = Plan()
 
     @property
     def title(self) -> str:
         """`TFJob tfjob-test`, the subject of every message."""
         return f"{self.kind.resource.kind} {self.job.name}"
-
-    @property
-    def conditions(self) -> list[dict[str, Any]]:
-        return list(self.status.get("conditions") or [])
 
     def run(self) -> Plan:
         self._transition(cond.CREATED, f"{self.title} is created.", "Normal")
@@ -103,18 +95,8 @@ class _Pass:
             self.status.setdefault("startTime", to_rfc3339(self.observed.now))
             self._reconcile()
         self._set_timers()
-        self._surface_faults()
-        self.plan.status = self.status if self.status != self.before else None
-        return self.plan
-
-    def _surface_faults(self) -> None:
-        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py);
-        a suspended job writes no children, so an old refusal no longer applies."""
-        idle = cond.is_finished(self.conditions) or self.run_policy.suspend
-        refused = () if idle else self.observed.faults
-        updated = faults.with_failure_condition(self.conditions, refused, self.observed.now)
-        if updated != self.conditions:
-            self.status["conditions"] = updated
+        self.surface_faults(idle=cond.is_finished(self.conditions) or self.run_policy.suspend)
+        return self.finished_plan()
 
     # -- suspend and resume (training-operator v1.7+ `runPolicy.suspend`) ------------------------
 

@@ -55,7 +55,7 @@ def tf_config_env(slot: PodSlot) -> dict[str, str]:
     # A single process has no cluster to describe (upstream since v1.0.1).
     if job.total_replicas == 1:
         return {}
-    replicas = sorted((r for r in job.replicas.values() if r.count), key=lambda r: r.slug)
+    replicas = job.cluster_replicas
     cluster = {r.slug: [_address(slot, r.type, index) for index in range(r.count)] for r in replicas}
     task = {"type": slot.replica.slug, "index": slot.index}
     if job.spec.get("enableDynamicWorker") is True:

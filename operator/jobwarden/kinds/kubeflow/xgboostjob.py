@@ -52,7 +52,7 @@ def xgboost_env(slot: PodSlot) -> dict[str, str]:
     total = job.total_replicas
     rank = slot.index + (job.count("Master") if slot.replica.type == "Worker" else 0)
     # Admission requires the Master; a job stored without one (webhook bypassed) still gets a plan.
-    master_port = job.port("Master") if job.has("Master") else job.default_port.number
+    master_port = job.port_or_default("Master")
     env = {
         "MASTER_PORT": str(master_port),
         "MASTER_ADDR": job.pod_name("Master", 0),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jobwarden.core.plan import Body
+from jobwarden.core.plan import Body, NamedJob
 from jobwarden.kinds.base import Resource
 from jobwarden.kinds.volcano import defaults
 from jobwarden.plugins.base import JobContext
@@ -82,7 +82,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class VolcanoJob:
+class VolcanoJob(NamedJob):
     body: Body
     tasks: tuple[Task, ...]
     min_available: int
@@ -96,14 +96,6 @@ class VolcanoJob:
     claims: tuple[Claim, ...]
     plugins: PluginSet
     context: JobContext
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.body["metadata"]["namespace"])
 
     @property
     def podgroup_name(self) -> str:

@@ -45,9 +45,7 @@ class MpiJobKind:
     resource: Resource = RESOURCE
     job_name_label: str = JOB_NAME_LABEL
     updatable: tuple[str, ...] = KUBEFLOW_UPDATABLE
-    # Per-child SuccessfulCreate/Delete events as the branch posted them before main made them a
-    # per-kind choice (merge of main's JobKind protocol; whether mpi-operator posts them: to check).
-    child_events: bool = True
+    child_events: bool = True  # the family's per-child SuccessfulCreate*/SuccessfulDelete* events
 
     def validate(self, job: Body) -> list[FieldError]:
         return validate_mpijob(job)
@@ -59,7 +57,6 @@ class MpiJobKind:
         return list(self.updatable)
 
     def update_contract(self) -> UpdateContract:
-        """The family's contract on `mpiReplicaSpecs` (what check_update applies), for the policy."""
         return kubeflow_contract(MPIJOB_SHAPE, self.updatable)
 
     def allowing_suspend_updates(self) -> MpiJobKind:
@@ -79,14 +76,13 @@ class MpiJobKind:
             return Plan(events=[Event("Warning", VALIDATION_ERROR_REASON, message)])
         return plan_mpijob(observed)
 
-    def unwatched_children(self, job: Body) -> list[ChildRef]:
-        """The ssh Secret (Secrets are never watched): looked up by name once per job and process, so
-        one made before an operator restart is seen as the job's and not asked for again (issue 27's
-        lookup, which main gained while this kind was written)."""
-        return [ChildRef("Secret", read_mpijob(job).secret_name)]
-
     def materialize(self, manifest: Manifest) -> Manifest:
         return ssh.materialize(manifest)
+
+    def unwatched_children(self, job: Body) -> list[ChildRef]:
+        """`<job>-ssh`: Secrets are never watched, so the shell reads it by name once per process and
+        the plan sees the Secret made before a restart instead of asking for it again."""
+        return [ChildRef("Secret", read_mpijob(job).secret_name)]
 
 
 KIND: Final = MpiJobKind()

@@ -47,10 +47,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jobwarden.core import conditions as cond
-from jobwarden.core import faults
 from jobwarden.core.children import is_controlled_by
 from jobwarden.core.plan import Body, ChildRef, Event, Manifest, Observed, Plan
 from jobwarden.core.pods import POD_FAILED, POD_PENDING, POD_RUNNING, POD_SUCCEEDED, is_terminating, pod_phase
+from jobwarden.core.statuspass import StatusPass
 from jobwarden.core.timefmt import to_rfc3339
 from jobwarden.kinds.kubeflow import gang
 from jobwarden.kinds.kubeflow.mpijob import children
@@ -107,13 +107,10 @@ def launcher_finished(launcher: Body | None) -> bool:
     return job_condition(launcher, "Complete") is not None or job_condition(launcher, "Failed") is not None
 
 
-class _Pass:
+class _Pass(StatusPass):
     def __init__(self, observed: Observed) -> None:
-        self.observed = observed
+        super().__init__(observed)
         self.job: MpiJob = read_mpijob(observed.job)
-        self.before: dict[str, Any] = copy.deepcopy(dict(observed.job.get("status") or {}))
-        self.status: dict[str, Any] = copy.deepcopy(self.before)
-        self.plan = Plan()
         # A terminating launcher still counts: Kubernetes' TTL controller deletes a finished Job in the
         # foreground, so its outcome shows while its pods go, and no second launcher may start then.
         self.launcher: Body | None = observed.of_kind("Job").get(self.job.launcher_name)
@@ -121,10 +118,6 @@ class _Pass:
     @property
     def title(self) -> str:
         return f"MPIJob {self.job.namespace}/{self.job.name}"
-
-    @property
-    def conditions(self) -> list[dict[str, Any]]:
-        return list(self.status.get("conditions") or [])
 
     @property
     def suspended(self) -> bool:
@@ -137,9 +130,8 @@ class _Pass:
             self._clean_up_finished()
         else:
             self._reconcile()
-        self._surface_faults()
-        self.plan.status = self.status if self.status != self.before else None
-        return self.plan
+        self.surface_faults(idle=cond.is_finished(self.conditions) or self.suspended)
+        return self.finished_plan()
 
     # -- a job not finished -----------------------------------------------------------------------
 
@@ -436,14 +428,6 @@ class _Pass:
         if at is not None:
             updated[-1] = {**updated[-1], "lastUpdateTime": at, "lastTransitionTime": at}
         self.status["conditions"] = updated
-
-    def _surface_faults(self) -> None:
-        """Refused child writes as a `ReplicaFailure` condition while the job runs (core/faults.py)."""
-        idle = cond.is_finished(self.conditions) or self.suspended
-        refused = () if idle else self.observed.faults
-        updated = faults.with_failure_condition(self.conditions, refused, self.observed.now)
-        if updated != self.conditions:
-            self.status["conditions"] = updated
 
 
 def plan_mpijob(observed: Observed) -> Plan:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from jobwarden.core.plan import Body
+from jobwarden.core.plan import Body, NamedJob
 
 API_VERSION: Final = "kubeflow.org/v2beta1"
 KIND_NAME: Final = "MPIJob"
@@ -73,7 +73,7 @@ class RunPolicy:
 
 
 @dataclass(frozen=True)
-class MpiJob:
+class MpiJob(NamedJob):
     body: Body
     slots_per_worker: int
     run_launcher_as_worker: bool
@@ -83,14 +83,6 @@ class MpiJob:
     run_policy: RunPolicy
     launcher: MpiReplica | None
     worker: MpiReplica | None
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.body["metadata"]["namespace"])
 
     @property
     def worker_count(self) -> int:
