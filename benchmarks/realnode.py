@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import family_jobs  # noqa: E402
+import training  # noqa: E402
 from devcluster import cluster as devcluster  # noqa: E402
 from devcluster import realnode  # noqa: E402
 from devcluster.operator import LocalOperator  # noqa: E402
@@ -73,7 +74,7 @@ job_benchmark("MPIJob")(_family_job(family_jobs.run_mpijob, "allreduce sum"))
 
 def import_images(c: devcluster.Cluster) -> None:
     began = time.monotonic()
-    archives = family_jobs.build_images(*sorted(JOB_IMAGES))
+    archives = training.build_images(*sorted(JOB_IMAGES))
     print(f"training-images.sh {' '.join(sorted(JOB_IMAGES))}: {time.monotonic() - began:6.2f} s")
     for image, archive in archives.items():
         began = time.monotonic()

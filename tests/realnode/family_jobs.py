@@ -1,17 +1,15 @@
 """The rest of the Kubeflow family on the real node: a JAXJob (`jax.distributed`), an XGBoostJob
-(XGBoost's own tracker and collective) and a PaddleJob (collective-mode rendezvous), each run to its
-end through jobwarden with a workload script (tests/realnode/workloads/, shipped to the pods in a
-ConfigMap) whose log lines prove the ranks met.
+(XGBoost's own tracker and collective), a PaddleJob (collective-mode rendezvous) and an MPIJob (a
+launcher batch Job's mpirun over ssh), each run to its end through jobwarden with a workload script
+(tests/realnode/workloads/, shipped to the pods in a ConfigMap) whose log lines prove the ranks met.
 
 Kept apart from the tests so the numbers script (benchmarks/realnode.py) runs exactly the jobs the
-tests check. The images come from packaging/training-images.sh: `training-jax` (JAX and XGBoost in
-a venv) and `training` (Debian's python3, torch, Open MPI, sshd)."""
+tests check. Images (`training.build_images`): `training-jax` (JAX and XGBoost in a venv) and
+`training` (Debian's python3, torch, Open MPI, sshd)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import cluster as devcluster
+from training import get
+from training import kubeflow_condition as condition
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
 WORKLOAD_CONFIGMAP = "family-workloads"
 WORKLOAD_DIR = "/workload"
@@ -37,28 +36,6 @@ JAX_IMAGE = "jobwarden.local/training-jax:1"  # JAX and XGBoost
 
 JOB_TIMEOUT = 420  # create -> finished; the goal is 120 s on 2 cores
 JOB_LABEL = "training.kubeflow.org/job-name"
-
-
-class ImagesUnavailable(Exception):
-    """packaging/training-images.sh cannot build here (no podman and not root to install it)."""
-
-
-def build_images(*names: str) -> dict[str, Path]:
-    """packaging/training-images.sh NAME...: builds what is missing (progress on stderr), then
-    `{image: OCI archive}`."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "packaging" / "training-images.sh"), *names],
-        stdout=subprocess.PIPE,
-        stderr=sys.stderr,
-        text=True,
-        check=False,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if lines and lines[-1].startswith("unavailable: "):
-        raise ImagesUnavailable(lines[-1].removeprefix("unavailable: "))
-    if proc.returncode != 0:
-        raise RuntimeError(f"packaging/training-images.sh failed ({proc.returncode}); its output is above")
-    return {image: Path(archive) for image, archive in (line.split(" ", 1) for line in lines)}
 
 
 def workload_configmap(namespace: str) -> dict[str, Any]:
@@ -177,16 +154,6 @@ class Run:
 
     def lines_with(self, needle: str) -> list[str]:
         return sorted(line for text in self.logs.values() for line in text.splitlines() if needle in line)
-
-
-def get(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | None:
-    out = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return dict(json.loads(out.stdout)) if out.returncode == 0 else None
-
-
-def condition(job: dict[str, Any] | None, type_: str) -> bool:
-    conditions = ((job or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
 
 
 def pod_logs(cluster: devcluster.Cluster, namespace: str, selector: str) -> dict[str, str]:

@@ -30,9 +30,11 @@ from typing import Any
 
 import family_jobs
 import pytest
+import training
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
-from family_jobs import ImagesUnavailable, record
+from family_jobs import record
+from training import ImagesUnavailable
 
 # The first test's setup may build the images (cold: minutes) and import them.
 pytestmark = pytest.mark.timeout(2400)
@@ -45,7 +47,7 @@ def family_images(request: pytest.FixtureRequest, import_image: Callable[[Path],
     try:
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             print("\n[real family] packaging/training-images.sh", file=sys.stderr, flush=True)
-            archives = family_jobs.build_images("training", "training-jax")
+            archives = training.build_images("training", "training-jax")
     except ImagesUnavailable as reason:
         pytest.skip(f"cannot build the training images here: {reason}")
     for archive in archives.values():
@@ -137,7 +139,7 @@ def test_mpijob_launcher_job_mpiruns_over_ssh_on_the_hostfile(
         f"mpi rank {rank}/2 on {worker}: allreduce sum 3 (want 3)" for rank, worker in enumerate(workers)
     ], launcher_log
     # The launcher is a batch/v1 Job the controller-manager's Job controller ran to completion.
-    launcher_job = family_jobs.get(cluster, "jobs.batch", f"{name}-launcher", "-n", namespace)
+    launcher_job = training.get(cluster, "jobs.batch", f"{name}-launcher", "-n", namespace)
     assert launcher_job is not None and launcher_job["status"].get("succeeded") == 1, launcher_job
     owner = launcher_job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner.get("controller")) == ("MPIJob", name, True)
