@@ -6,8 +6,14 @@
 3. a pod from create to Running, and to a finished `dial` through CoreDNS (netcheck);
 4. each registered job benchmark (create -> finish), with the operator running inside the node's
    namespace: add one with `@job_benchmark("name")` on a function `(cluster, operator, namespace) ->
-   str` that creates the job, waits for it to finish and returns a one-line result to print;
-5. `down` to nothing left.
+   str` that creates the job, waits for it to finish and returns a one-line result to print (the
+   training images named in JOB_IMAGES are built if needed and imported first, timed apart);
+   registered here: the real-node tests' JAXJob, XGBoostJob, PaddleJob and MPIJob
+   (tests/realnode/family_jobs.py, the same jobs), each with the log lines that prove its ranks met;
+5. `down` to nothing left;
+6. the create-to-finish times the last test runs recorded (`$JOBWARDEN_CACHE/realnode/job-times.json`).
+
+Goal per job: 120 s on 2 cores (issue 28).
 
 Runs on its own cluster, `bench-realnode` (--name), which it brings down first and at the end."""
 
@@ -23,15 +29,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "realnode"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+import family_jobs  # noqa: E402
+import training  # noqa: E402
 from devcluster import cluster as devcluster  # noqa: E402
 from devcluster import realnode  # noqa: E402
 from devcluster.operator import LocalOperator  # noqa: E402
 
 JobBenchmark = Callable[[devcluster.Cluster, LocalOperator, str], str]
 JOB_BENCHMARKS: dict[str, JobBenchmark] = {}
+JOB_IMAGES: set[str] = set()  # packaging/training-images.sh names the registered jobs run
 
 
 def job_benchmark(name: str) -> Callable[[JobBenchmark], JobBenchmark]:
@@ -42,6 +52,44 @@ def job_benchmark(name: str) -> Callable[[JobBenchmark], JobBenchmark]:
         return fn
 
     return register
+
+
+def _family_job(run: Callable[[devcluster.Cluster, str], family_jobs.Run], *needles: str) -> JobBenchmark:
+    """A job of tests/realnode/family_jobs.py, with its workload ConfigMap; prints its proof lines."""
+
+    def bench(c: devcluster.Cluster, _op: LocalOperator, namespace: str) -> str:
+        c.kubectl("apply", "-f", "-", input=json.dumps(family_jobs.workload_configmap(namespace)))
+        done = run(c, namespace)
+        return "".join(f"\n    {line}" for needle in needles for line in done.lines_with(needle))
+
+    return bench
+
+
+JOB_IMAGES.update(("training", "training-jax"))
+job_benchmark("JAXJob")(_family_job(family_jobs.run_jaxjob, "allgather", "sharded sum"))
+job_benchmark("XGBoostJob")(_family_job(family_jobs.run_xgboostjob, "allreduce sum", "after 5 rounds"))
+job_benchmark("PaddleJob")(_family_job(family_jobs.run_paddlejob, "paddle node"))
+job_benchmark("MPIJob")(_family_job(family_jobs.run_mpijob, "allreduce sum"))
+
+
+def import_images(c: devcluster.Cluster) -> None:
+    began = time.monotonic()
+    archives = training.build_images(*sorted(JOB_IMAGES))
+    print(f"training-images.sh {' '.join(sorted(JOB_IMAGES))}: {time.monotonic() - began:6.2f} s")
+    for image, archive in archives.items():
+        began = time.monotonic()
+        realnode.import_image(c, archive)
+        size = archive.stat().st_size / 1e6
+        print(f"import {image} ({size:.0f} MB archive): {time.monotonic() - began:6.2f} s")
+
+
+def print_recorded_times() -> None:
+    path = devcluster.cache_dir() / "realnode" / "job-times.json"
+    if not path.exists():
+        return
+    print(f"the last test runs recorded ({path}):")
+    for kind, entry in json.loads(path.read_text()).items():
+        print(f"  {kind:12s} create -> finish {entry['seconds']:6.1f} s  ({entry['at']})")
 
 
 def _pod(name: str, args: list[str]) -> str:
@@ -123,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench_pods(c)
         if JOB_BENCHMARKS:
+            import_images(c)
             with tempfile.TemporaryDirectory() as tmp:
                 op = LocalOperator(
                     c, Path(tmp) / "operator.log", list(realnode.OPERATOR_ARGS), netns=c.netns_path
@@ -141,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         devcluster.down(args.name)
         print(f"down:                                 {time.monotonic() - began:6.2f} s")
+    print_recorded_times()
     return 0
 
 

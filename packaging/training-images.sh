@@ -9,6 +9,8 @@
 #   training      Debian's python3-torch (1.13, CPU, gloo) + numpy, openmpi-bin + python3-mpi4py,
 #                 openssh-server/-client, busybox's nslookup: the PyTorchJob, Volcano MPI and MXJob tests
 #   training-tf   tensorflow-cpu from PyPI in a venv on Debian's python3: the TFJob test
+#   training-jax  jax[cpu] and xgboost-cpu from PyPI in a venv on Debian's python3: the JAXJob and
+#                 XGBoostJob tests
 # Each is then `podman save --format oci-archive`d to $JOBWARDEN_CACHE/training/<name>-<inputs>.oci.tar,
 # which the real node imports into containerd (pods use `imagePullPolicy: Never`).
 #
@@ -31,7 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=packaging/image.sh
 source "$here/image.sh"
 
-all_images=(training training-tf)
+all_images=(training training-tf training-jax)
 context="$here/training"
 out="${JOBWARDEN_CACHE:-$HOME/.cache/jobwarden}/training"
 
