@@ -490,8 +490,17 @@ def down(name: str = "default") -> None:
     deadline = time.monotonic() + 10
     while _stragglers(root) and time.monotonic() < deadline:
         time.sleep(0.1)
+    _reap(root)
     shutil.rmtree(root, ignore_errors=True)
     log(f"cluster '{name}' is down")
+
+
+def _reap(root: Path) -> None:
+    """Wait for the components this process started, so a test session that brings many clusters up
+    and down leaves no zombies behind (they hold a pid each until pytest exits)."""
+    for key in [key for key in _PROCESSES if key[0] == root]:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _PROCESSES.pop(key).wait(1)
 
 
 def _stragglers(root: Path, marker_bin: Path | None = None) -> list[int]:
