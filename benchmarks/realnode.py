@@ -92,30 +92,6 @@ def print_recorded_times() -> None:
         print(f"  {kind:12s} create -> finish {entry['seconds']:6.1f} s  ({entry['at']})")
 
 
-def _pod(name: str, args: list[str]) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": {"app": "bench"}},
-            "spec": {
-                "hostname": name,
-                "subdomain": "peers",
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": realnode.NETCHECK_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "args": args,
-                    }
-                ],
-            },
-        }
-    )
-
-
 def _wait_phase(c: devcluster.Cluster, pod: str, phases: tuple[str, ...], timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,11 +117,21 @@ def bench_pods(c: devcluster.Cluster) -> None:
         ),
     )
     began = time.monotonic()
-    c.kubectl("apply", "-f", "-", input=_pod("server", ["serve", "7000"]))
+    c.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(realnode.netcheck_pod("server", ["serve", "7000"], {"app": "bench"})),
+    )
     _wait_phase(c, "server", ("Running",))
     print(f"pod create -> Running:              {time.monotonic() - began:6.2f} s")
     began = time.monotonic()
-    c.kubectl("apply", "-f", "-", input=_pod("client", ["dial", "server.peers:7000"]))
+    c.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(realnode.netcheck_pod("client", ["dial", "server.peers:7000"], {"app": "bench"})),
+    )
     phase = _wait_phase(c, "client", ("Succeeded", "Failed"))
     print(f"pod create -> dial done ({phase}):   {time.monotonic() - began:6.2f} s")
 

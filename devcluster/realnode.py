@@ -50,6 +50,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from devcluster import cluster as dc
 from devcluster import netns, ociimage
@@ -434,6 +435,31 @@ def _write_kubelet_config(c: dc.Cluster) -> Path:
     path = base / "config.json"
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def netcheck_pod(name: str, args: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod of the tier's own netcheck image (`serve PORT` / `dial NAME:PORT`), named `<name>.peers`
+    in DNS when a headless Service `peers` selects it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "hostname": name,
+            "subdomain": "peers",
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": NETCHECK_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "args": args,
+                    "ports": [{"containerPort": 7000}],
+                }
+            ],
+        },
+    }
 
 
 def _command(component: str, c: dc.Cluster) -> list[str]:

@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from devcluster import cluster as devcluster
-from devcluster import realnode
 
 
 def cluster_name(suffix: str = "realnode") -> str:
     """`<JOBWARDEN_TEST_CLUSTER or "test">-<suffix>`: each helper's/CI's clusters apart."""
     return f"{os.environ.get('JOBWARDEN_TEST_CLUSTER', 'test')}-{suffix}"
-
-
-def netcheck_pod(name: str, args: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A pod of the tier's own netcheck image (`serve PORT` / `dial NAME:PORT`), named `<name>.peers`
-    in DNS when a headless Service `peers` selects it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {
-            "hostname": name,
-            "subdomain": "peers",
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": realnode.NETCHECK_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "args": args,
-                    "ports": [{"containerPort": 7000}],
-                }
-            ],
-        },
-    }
 
 
 def diagnose(cluster: devcluster.Cluster, namespace: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from devcluster import cluster as devcluster
 from devcluster import realnode
-from realnode_lib import cluster_name, netcheck_pod
+from realnode_lib import cluster_name
 
 from testlib import ROOT, wait_for
 
@@ -82,7 +82,7 @@ def test_down_leaves_nothing_behind_and_restores_the_sysctls() -> None:
     root = c.root
     try:
         netns_inode = os.stat(c.netns_path).st_ino
-        c.kubectl("apply", "-f", "-", input=json.dumps(netcheck_pod("left", ["serve", "7000"])))
+        c.kubectl("apply", "-f", "-", input=json.dumps(realnode.netcheck_pod("left", ["serve", "7000"])))
         wait_for(
             lambda: c.kubectl("get", "pod", "left", "-o", "jsonpath={.status.phase}").stdout == "Running",
             60,

@@ -9,7 +9,6 @@ import time
 from devcluster import cluster as devcluster
 from devcluster import realnode
 from kubernetes import client
-from realnode_lib import netcheck_pod
 
 from testlib import wait_for
 
@@ -29,7 +28,9 @@ def test_pods_run_log_and_talk_through_a_headless_service(
         },
     )
     created = time.monotonic()
-    core.create_namespaced_pod(namespace, netcheck_pod("server", ["serve", "7000"], {"app": "netcheck"}))
+    core.create_namespaced_pod(
+        namespace, realnode.netcheck_pod("server", ["serve", "7000"], {"app": "netcheck"})
+    )
     wait_for(lambda: phase(core, namespace, "server") == "Running", 60, what="the server pod Running")
     print(f"server pod Running {time.monotonic() - created:.1f}s after create")
     server = core.read_namespaced_pod("server", namespace)
@@ -44,7 +45,7 @@ def test_pods_run_log_and_talk_through_a_headless_service(
     )
     assert "serving on [::]:7000" in logs
 
-    core.create_namespaced_pod(namespace, netcheck_pod("client", ["dial", "server.peers:7000"]))
+    core.create_namespaced_pod(namespace, realnode.netcheck_pod("client", ["dial", "server.peers:7000"]))
     wait_for(
         lambda: phase(core, namespace, "client") in ("Succeeded", "Failed"),
         90,
