@@ -7,14 +7,13 @@
 # there. Idempotent: a stamp of the inputs skips work already done.
 set -euo pipefail
 
+BUILD_NAME=build-kueue
+# shellcheck source=devcluster/build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"  # CACHE, log, the Go check
+
 KUEUE_VERSION=v0.17.0
-CACHE="${JOBWARDEN_CACHE:-$HOME/.cache/jobwarden}"
 BIN="$CACHE/kueue-$KUEUE_VERSION/bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-
-log() { printf '[kueue build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-command -v go >/dev/null || { log "Go toolchain not found: install Go >= 1.26 (see README)"; exit 1; }
 mkdir -p "$BIN"
 stamp="$BIN/.kueue.stamp"
 want="$( { go version; echo "$KUEUE_VERSION"; } | sha256sum | cut -d' ' -f1)"
