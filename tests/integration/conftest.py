@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +21,10 @@ import pytest
 from clusters import local_cluster
 from devcluster import cluster as devcluster
 from devcluster.operator import LocalOperator
-from kubernetes import client
+from kubernetes import client, config
 from volcano_steps import Body, NewJob, VolcanoJob, create
+
+from testlib import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,6 +37,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster() -> Iterator[devcluster.Cluster]:
     with local_cluster() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: devcluster.Cluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def namespace(cluster: devcluster.Cluster, core: client.CoreV1Api) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"jobwarden.dev/test": "true"}}})
+    # The ServiceAccount admission plugin refuses pods until the controller made `default`.
+    wait_for(lambda: core.list_namespaced_service_account(name).items, 30, what=f"default SA in {name}")
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
 
 
 # The test fixture is the shared local runner (tests, demo and benchmarks start the operator alike).

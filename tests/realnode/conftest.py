@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,9 +29,10 @@ import pytest
 from devcluster import cluster as devcluster
 from devcluster import realnode
 from devcluster.operator import LocalOperator
+from kubernetes import client, config
 from realnode_lib import cluster_name
 
-from testlib import ROOT
+from testlib import ROOT, wait_for
 
 UNAVAILABLE = realnode.unavailable_reason()
 
@@ -54,6 +56,30 @@ def cluster() -> Iterator[devcluster.Cluster]:
     yield c
     if not reused and not os.environ.get("JOBWARDEN_KEEP_CLUSTER"):
         devcluster.down(name)
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: devcluster.Cluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def namespace(cluster: devcluster.Cluster, core: client.CoreV1Api) -> Iterator[str]:
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"jobwarden.dev/test": "true"}}})
+    wait_for(lambda: core.list_namespaced_service_account(name).items, 30, what=f"default SA in {name}")
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture(scope="session")
